@@ -1,11 +1,10 @@
 """clu metrics for training and evaluation, and multi-view score fusion.
-# No `from __future__ import annotations`: clu builds Collections from real annotations.
 
 Every metric is a (sum, count) pair with a per-example mask, so padded examples of a
 partial last eval batch count as nothing and the result is exact (Scenic's habit).
 """
 
-
+# No `from __future__ import annotations`: clu builds Collections from real annotations.
 from typing import Any
 
 import flax
