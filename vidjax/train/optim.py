@@ -65,7 +65,7 @@ first optimizer.step() uses the scheduler's initial lr.
 Use:
 
   tx, schedule = build_optimizer(config.optim, params, steps_per_epoch)
-  logging.info("\n%s", param_group_table(params, config.optim))
+  logging.info("%s", param_group_table(params, config.optim))  # A multi-line table.
   updates, opt_state = tx.update(grads, opt_state, params)  # params: weight decay.
 """
 
