@@ -1,0 +1,72 @@
+"""PyTorch checkpoint import (design.md 'Converters').
+
+    variables = converters.convert("tsm", state_dict, config)   # config.model is used
+
+`state_dict` maps torch keys to tensors or arrays; the result is
+`{"params": ..., "batch_stats": ...}` for `vidjax.models.build_model(config.model)`.
+Each source module (one per upstream code base) provides `MODELS` (the vidjax model
+names it can fill) and `rename_key(key, model_config) -> our dotted path | None`; the
+strict rest is shared (converters/common.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from converters.common import ConversionError, abstract_variables, assign
+from vidjax import models
+
+# SOURCE name -> module. Later: tcpnet, gc, mmaction2, cost, clip, tc_clip.
+_SOURCES = {
+    "tsm": "converters.tsm",
+}
+
+__all__ = ["ConversionError", "convert", "known_sources"]
+
+
+def known_sources() -> list[str]:
+  return sorted(_SOURCES)
+
+
+def _source_module(source: str):
+  if source not in _SOURCES:
+    raise ValueError(f"unknown converter source {source!r}; known sources: "
+                     f"{', '.join(known_sources())}")
+  return importlib.import_module(_SOURCES[source])
+
+
+def expected_variables(model_config: ml_collections.ConfigDict) -> dict:
+  """ShapeDtypeStructs of every variable the model declares (jax.eval_shape, no compute)."""
+  module = models.build_model(model_config)
+  shape = models.example_input_shape(model_config)
+  return abstract_variables(module, jax.ShapeDtypeStruct(shape, jnp.uint8), train=False)
+
+
+def convert(source: str, state_dict: Mapping[str, Any],
+            config: ml_collections.ConfigDict) -> dict:
+  """Converts an upstream `state_dict` into vidjax variables for `config.model`.
+
+  Args:
+    source: upstream code base whose key layout `state_dict` follows, e.g. 'tsm'.
+    state_dict: torch key -> tensor (or numpy array); `module.` prefixes and
+      `num_batches_tracked` entries are accepted.
+    config: the full config; `config.model` picks the model (a bare model config with
+      a `name` field is accepted too).
+  Returns:
+    `{"params": ..., "batch_stats": ...}` of jax arrays.
+  Raises:
+    ValueError for an unknown source or a model the source does not provide;
+    ConversionError listing every unused key, missing variable and shape mismatch.
+  """
+  module = _source_module(source)
+  model_config = config.model if "model" in config else config
+  if model_config.name not in module.MODELS:
+    raise ValueError(f"source {source!r} provides models {module.MODELS}, "
+                     f"not model.name={model_config.name!r}")
+  abstract = expected_variables(model_config)
+  return assign(state_dict, abstract, lambda key: module.rename_key(key, model_config))

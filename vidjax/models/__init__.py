@@ -1,0 +1,26 @@
+"""Models: `build_model(config.model) -> flax.linen.Module` (design.md 'Models').
+
+    module = build_model(config.model)
+    variables = module.init(jax.random.key(0), clips, train=False)  # clips [B, T, H, W, 3]
+    logits = module.apply(variables, clips, train=False)             # [B, num_classes]
+    logits, updates = module.apply(variables, clips, train=True,
+                                   mutable=["batch_stats"], rngs={"dropout": key})
+
+Registered models (fields: `default_model_config(name)`):
+  tsn: Recognizer2D over a 2D ResNet (TSN as in the TSM code base).
+"""
+
+from vidjax.models.registry import (build_backbone, build_model, default_backbone_config,
+                                    default_model_config, example_input_shape, known_backbones,
+                                    known_models, register_backbone, register_model,
+                                    resolve_model_config)
+
+# Importing registers the built-in backbones and models.
+from vidjax.models import backbones as _backbones  # noqa: F401  isort: skip
+from vidjax.models import tsn as _tsn  # noqa: F401  isort: skip
+
+__all__ = [
+    "build_backbone", "build_model", "default_backbone_config", "default_model_config",
+    "example_input_shape", "known_backbones", "known_models", "register_backbone",
+    "register_model", "resolve_model_config",
+]
