@@ -39,7 +39,10 @@ def make_mesh(mesh_axes: Sequence[tuple[str, int]] = ((DATA_AXIS, -1),),
   if int(np.prod(sizes)) != len(devices):
     raise ValueError(f"config.mesh {list(mesh_axes)} needs {int(np.prod(sizes))} devices, "
                      f"{len(devices)} are available.")
-  return jax.make_mesh(tuple(sizes), tuple(names), devices=devices)
+  # Auto axes: XLA propagates shardings from the inputs; Explicit (make_mesh's default
+  # in recent JAX) would need sharding annotations inside every model.
+  return jax.make_mesh(tuple(sizes), tuple(names), devices=devices,
+                       axis_types=(jax.sharding.AxisType.Auto,) * len(names))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -1,0 +1,145 @@
+"""The loop: exact resume, 1 vs 4 devices, eval-only, init_from, and the error cases."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT, load_config, subprocess_env
+from vidjax.checkpoint import load_variables
+from vidjax.train import trainer, writers
+
+
+def _smoke(**overrides):
+  return load_config("tsn_r50", "smoke", **overrides)
+
+
+def _assert_trees_equal(a, b):
+  flat_a, tree_a = jax.tree.flatten(a)
+  flat_b, tree_b = jax.tree.flatten(b)
+  assert tree_a == tree_b
+  for x, y in zip(flat_a, flat_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+  """An uninterrupted 6-step smoke run, logging every step."""
+  workdir = str(tmp_path_factory.mktemp("full"))
+  config = _smoke(total_steps=6, log_every_steps=1, checkpoint_every_steps=3)
+  results = trainer.run(config, workdir)
+  return config, workdir, results
+
+
+def test_resume_after_stop_is_exact(full_run, tmp_path):
+  config, full_dir, full_results = full_run
+  workdir = str(tmp_path)
+  stopped = trainer.run(_smoke(total_steps=4, log_every_steps=1, checkpoint_every_steps=3),
+                        workdir)
+  assert stopped  # evaluated at its own end
+  # Steps 4 was saved at the stop; the rerun resumes there, with the data position.
+  resumed = trainer.run(config, workdir)
+  _assert_trees_equal(load_variables(full_dir), load_variables(workdir))
+  assert resumed == full_results
+  losses_full = [r["train/loss"] for r in writers.read_jsonl(f"{full_dir}/metrics.jsonl")
+                 if "train/loss" in r]
+  losses_resumed = [r["train/loss"] for r in writers.read_jsonl(f"{workdir}/metrics.jsonl")
+                    if "train/loss" in r]
+  assert losses_full == losses_resumed and len(losses_full) == 6
+
+
+def test_eval_only_reproduces_final_eval(full_run):
+  config, workdir, results = full_run
+  assert trainer.evaluate_only(config, workdir) == pytest.approx(results, abs=1e-6)
+  # Multi-view evaluation with max-of-softmax fusion runs on the same checkpoint.
+  multi = trainer.evaluate_only(_smoke(**{"eval.num_views": 3, "eval.fusion": "max_softmax"}),
+                                workdir)
+  assert 0.0 <= multi["eval/top1"] <= 1.0 and multi["eval/loss"] > 0
+
+
+def test_init_from_drops_classifier_of_other_class_count(full_run, tmp_path):
+  _, workdir, _ = full_run
+  source = load_variables(workdir)
+  config = _smoke(total_steps=1, init_from=workdir, **{"model.num_classes": 5})
+  with pytest.raises(ValueError, match="num_classes=5.*6 classes"):
+    trainer.run(config, str(tmp_path / "a"))  # the data set has 6 classes: refused
+  config = _smoke(total_steps=1, init_from=workdir, **{"model.backbone.depth": 34})
+  with pytest.raises(trainer.TrainingError, match="does not fit the model"):
+    trainer.run(config, str(tmp_path / "b"))
+  # Same classes: every variable is taken, so step 0 eval equals the source's.
+  params, stats = trainer.merge_init_from(source["params"], source["batch_stats"], source,
+                                          r"(^|/)fc/", "x")
+  _assert_trees_equal(params, source["params"])
+  # Another class count: the classifier keeps its initialisation, the rest is taken.
+  other = jax.tree_util.tree_map_with_path(
+      lambda p, x: np.zeros((x.shape[0], 3) if x.ndim == 2 else (3,), x.dtype)
+      if "fc" in jax.tree_util.keystr(p) else x, source["params"])
+  merged, _ = trainer.merge_init_from(other, source["batch_stats"], source, r"fc", "x")
+  _assert_trees_equal(jax.tree.map(np.shape, merged), jax.tree.map(np.shape, other))
+
+
+def test_four_devices_give_the_losses_of_one(full_run, tmp_path):
+  config, full_dir, _ = full_run
+  code = (
+      "import sys; sys.path.insert(0, 'tests');"
+      "import jax; assert jax.device_count() == 4, jax.devices();"
+      "from conftest import load_config; from vidjax.train import trainer;"
+      "c = load_config('tsn_r50', 'smoke', total_steps=6, log_every_steps=1,"
+      " checkpoint_every_steps=3);"
+      f"trainer.run(c, {str(tmp_path)!r})")
+  env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=4",
+                       JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  one = [r["train/loss"] for r in writers.read_jsonl(f"{full_dir}/metrics.jsonl")
+         if "train/loss" in r]
+  four = [r["train/loss"] for r in writers.read_jsonl(f"{tmp_path}/metrics.jsonl")
+          if "train/loss" in r]
+  assert len(one) == len(four) == 6
+  np.testing.assert_allclose(four, one, atol=1e-5, rtol=0)
+
+
+def test_nan_loss_stops_naming_step_and_keeps_last_checkpoint(tmp_path):
+  config = _smoke(total_steps=6, checkpoint_every_steps=1,
+                  **{"optim.lr": 1e30, "optim.clip_grad_norm": 0.0})
+  with pytest.raises(trainer.TrainingError, match=r"Non-finite loss .* at step (\d+)") as e:
+    trainer.run(config, str(tmp_path))
+  step = int(e.value.args[0].split("at step ")[1].split(":")[0])
+  steps_saved = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
+  assert steps_saved and max(steps_saved) == step - 1
+  variables = load_variables(str(tmp_path))  # the last good checkpoint reads back
+  assert jax.tree.leaves(variables["params"])
+
+
+def test_refuses_workdir_of_another_config(full_run):
+  _, workdir, _ = full_run
+  config = _smoke(total_steps=7, **{"model.backbone.depth": 34})
+  with pytest.raises(trainer.TrainingError, match=r"model\.backbone\.depth: workdir has 18"):
+    trainer.run(config, workdir)
+
+
+def _main(*args, timeout=300):
+  return subprocess.run([sys.executable, "-m", "vidjax.main", *args], cwd=ROOT,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def test_main_missing_data_says_where_and_how(tmp_path):
+  proc = _main("--config", "configs/tsn_r50.py", "--workdir", str(tmp_path),
+               f"--config.data.train_list={tmp_path}/k400_train.txt")
+  assert proc.returncode == 2
+  assert f"{tmp_path}/k400_train.txt" in proc.stderr
+  assert "configs/tsn_r50.py:demo" in proc.stderr and "build_file_list" in proc.stderr
+
+
+def test_main_unknown_config_field_is_named(tmp_path):
+  proc = _main("--config", "configs/tsn_r50.py:smoke", "--workdir", str(tmp_path),
+               "--config.optim.lrr=0.1")
+  assert proc.returncode != 0
+  assert "lrr" in proc.stderr
+  proc = _main("--config", "configs/tsn_r50.py:tiny", "--workdir", str(tmp_path))
+  assert proc.returncode != 0 and "unknown variant 'tiny'" in proc.stderr

@@ -1,0 +1,292 @@
+"""The training and evaluation loop, readable top to bottom.
+
+`run(config, workdir)` builds the mesh, the model, the optimiser and the data, creates
+the train state already replicated on the mesh, resumes from the workdir's latest
+checkpoint (state and data position) when there is one, and then trains with periodic
+logging, evaluation and checkpoints. `evaluate_only` evaluates a checkpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import time
+from typing import Any, Optional
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from clu import parameter_overview, periodic_actions
+
+from vidjax import models
+from vidjax.data import pipeline
+from vidjax.train import checkpoint as ckpt_lib
+from vidjax.train import optim, sharding, steps, writers
+
+CONFIG_FILE = "config.json"
+
+
+class TrainingError(RuntimeError):
+  """Training cannot go on (non-finite loss, a workdir of another config, ...)."""
+
+
+# ---------------------------------------------------------------------------- config
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(d, dict):
+    out = {}
+    for k, v in d.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: d}
+
+
+# Fields that define what the checkpoint holds; a resume with others is refused.
+_IDENTITY_FIELDS = ("model.", "data.name", "data.num_frames")
+
+
+def check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes config.json into a new workdir; refuses a workdir made by another model."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  current = json.loads(config.to_json_best_effort())
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    old, new = _flatten(previous), _flatten(current)
+    diffs = sorted(k for k in set(old) | set(new)
+                   if k.startswith(_IDENTITY_FIELDS) and old.get(k) != new.get(k))
+    if diffs:
+      lines = "\n".join(f"  {k}: workdir has {old.get(k)!r}, config has {new.get(k)!r}"
+                        for k in diffs)
+      raise TrainingError(
+          f"Refusing to resume: workdir {workdir} was made by another config "
+          f"({path}); these fields differ:\n{lines}\nUse a new --workdir, or the "
+          "config of that run.")
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump(current, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- state
+def _clip_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  d = config.data
+  return (1, d.num_frames, d.image_size, d.image_size, 3)
+
+
+def create_train_state(config: ml_collections.ConfigDict, model: Any, tx: Any, mesh: Any,
+                       rng: jax.Array) -> steps.TrainState:
+  """The initial state, created directly with replicated sharding on the mesh."""
+
+  def init(rng):
+    variables = model.init({"params": rng, "dropout": rng},
+                           jnp.zeros(_clip_shape(config), jnp.uint8), train=False)
+    params = variables["params"]
+    return steps.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                            batch_stats=variables.get("batch_stats", {}),
+                            opt_state=tx.init(params))
+
+  return jax.jit(init, out_shardings=sharding.replicated(mesh))(rng)
+
+
+def merge_init_from(params: Any, batch_stats: Any, loaded: dict, drop_regex: str,
+                    source: str) -> tuple[Any, Any]:
+  """Takes every variable from `loaded`; tensors whose path matches `drop_regex` and
+  whose shape differs (the classifier of another class count) keep their init.
+
+  Raises an error listing every missing, unexpected or mismatched variable otherwise.
+  """
+  ours = {"params": params, "batch_stats": batch_stats}
+  flat_ours = flax.traverse_util.flatten_dict(ours, sep="/")
+  flat_loaded = flax.traverse_util.flatten_dict(
+      {k: loaded.get(k, {}) for k in ("params", "batch_stats")}, sep="/")
+  problems, dropped, merged = [], [], {}
+  for key, value in flat_ours.items():
+    if key not in flat_loaded:
+      problems.append(f"missing in checkpoint: {key} {tuple(value.shape)}")
+      continue
+    new = flat_loaded[key]
+    if tuple(new.shape) != tuple(value.shape):
+      if re.search(drop_regex, key):
+        dropped.append(key)
+        merged[key] = value
+        continue
+      problems.append(f"shape mismatch: {key}: model {tuple(value.shape)}, "
+                      f"checkpoint {tuple(new.shape)}")
+      continue
+    merged[key] = jnp.asarray(new, value.dtype)
+  problems += [f"unexpected in checkpoint: {k}" for k in flat_loaded if k not in flat_ours]
+  if problems:
+    raise TrainingError(f"init_from={source}: the checkpoint does not fit the model:\n  "
+                        + "\n  ".join(problems))
+  if dropped:
+    logging.info("init_from: kept the initialisation of %s (class count differs).", dropped)
+  tree = flax.traverse_util.unflatten_dict(merged, sep="/")
+  return tree.get("params", {}), tree.get("batch_stats", {})
+
+
+def _to_dict(state: steps.TrainState) -> dict:
+  return flax.serialization.to_state_dict(state)
+
+
+def _abstract(tree: Any) -> Any:
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+# ---------------------------------------------------------------------------- eval
+def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn: Any,
+             mesh: Any) -> dict[str, float]:
+  """One pass over the eval split; exact over padded batches."""
+  totals = None
+  for batch in pipeline.eval_iterator(config.data, config.eval.batch_size,
+                                      num_views=config.eval.num_views):
+    m = eval_fn(state, sharding.global_batch(batch, mesh))
+    totals = m if totals is None else totals.merge(m)
+  return {f"eval/{k}": float(v) for k, v in totals.compute().items()}
+
+
+def _setup(config: ml_collections.ConfigDict):
+  mesh = sharding.make_mesh(config.mesh)
+  model = models.build_model(config.model)
+  eval_fn = jax.jit(functools.partial(steps.eval_step, model=model, fusion=config.eval.fusion),
+                    in_shardings=(sharding.replicated(mesh), sharding.batch_sharding(mesh)),
+                    out_shardings=sharding.replicated(mesh))
+  return mesh, model, eval_fn
+
+
+def _check_num_classes(config: ml_collections.ConfigDict) -> None:
+  expected = pipeline.num_classes(config.data)
+  if config.model.num_classes != expected:
+    raise ValueError(f"config.model.num_classes={config.model.num_classes} but data set "
+                     f"{config.data.name!r} has {expected} classes.")
+
+
+# ---------------------------------------------------------------------------- train
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains (resuming from `workdir` if it has a checkpoint); returns the final eval."""
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  check_workdir_config(config, workdir)
+  _check_num_classes(config)
+  mesh, model, eval_fn = _setup(config)
+  sharding.check_batch_divides(config.batch_size, mesh)
+  sharding.check_batch_divides(config.eval.batch_size, mesh)
+
+  steps_per_epoch = pipeline.steps_per_epoch(config.data, config.batch_size)
+  total_steps = config.total_steps if config.total_steps > 0 else int(
+      round(config.optim.epochs * steps_per_epoch))
+  rng = jax.random.key(config.seed)
+  init_rng, dropout_rng = jax.random.split(rng)
+
+  # Parameter shapes first, for the optimiser's parameter groups.
+  abstract_params = jax.eval_shape(
+      lambda r: model.init(r, jnp.zeros(_clip_shape(config), jnp.uint8), train=False),
+      init_rng)["params"]
+  tx, schedule = optim.build_optimizer(config.optim, abstract_params, steps_per_epoch)
+  state = create_train_state(config, model, tx, mesh, init_rng)
+
+  checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+  train_iter = pipeline.train_iterator(config.data, config.batch_size, seed=config.seed)
+  latest = checkpointer.latest_step()
+  if latest is not None:
+    restored = checkpointer.restore(latest, _abstract(_to_dict(state)), data_iter=train_iter)
+    state = flax.serialization.from_state_dict(state, restored)
+    logging.info("Resumed from %s at step %d.", checkpointer.directory, latest)
+  elif config.init_from:
+    loaded = ckpt_lib.load_variables(config.init_from)
+    params, batch_stats = merge_init_from(state.params, state.batch_stats, loaded,
+                                          config.init_from_drop, config.init_from)
+    state = sharding.tree_replicate(
+        state.replace(params=params, batch_stats=batch_stats,
+                      opt_state=tx.init(params)), mesh)
+    logging.info("Initialised from %s.", config.init_from)
+
+  writer = writers.create_writer(workdir)
+  start = int(state.step)
+  if start == 0:
+    num_params = parameter_overview.count_parameters(state.params)
+    logging.info("%s\n%d parameters", parameter_overview.get_parameter_overview(
+        state.params), num_params)
+    logging.info("Parameter groups:\n%s", optim.param_group_table(state.params, config.optim))
+    writer.write_scalars(0, {"num_params": num_params, "steps_per_epoch": steps_per_epoch})
+  writer.write_hparams({k: v for k, v in _flatten(json.loads(config.to_json_best_effort())).items()
+                        if isinstance(v, (int, float, str, bool))})
+
+  repl, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  train_fn = jax.jit(
+      functools.partial(steps.train_step, model=model, tx=tx, schedule=schedule,
+                        label_smoothing=config.label_smoothing),
+      in_shardings=(repl, data_sharding, repl), out_shardings=(repl, repl),
+      donate_argnums=(0,))
+  progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
+                                             every_steps=config.log_every_steps,
+                                             every_secs=None)
+  logging.info("Training %s for %d steps (%d per epoch) from step %d, global batch %d on %s.",
+               config.model.name, total_steps, steps_per_epoch, start, config.batch_size,
+               dict(mesh.shape))
+
+  train_metrics = None
+  eval_results: dict[str, float] = {}
+  t0 = time.time()
+  for step in range(start + 1, total_steps + 1):
+    batch = sharding.global_batch(next(train_iter), mesh)
+    state, m = train_fn(state, batch, dropout_rng)
+    train_metrics = m if train_metrics is None else train_metrics.merge(m)
+    if config.check_finite:
+      loss = float(m.loss.compute())
+      if not np.isfinite(loss):
+        checkpointer.wait()
+        raise TrainingError(
+            f"Non-finite loss {loss} at step {step}: training stopped. The last good "
+            f"checkpoint (step {checkpointer.latest_step()}) in {checkpointer.directory} "
+            "is intact; lower optim.lr or set optim.clip_grad_norm.")
+    progress(step)
+    if step % config.log_every_steps == 0 or step == total_steps:
+      writer.write_scalars(step, {f"train/{k}": float(v)
+                                  for k, v in train_metrics.compute().items()})
+      train_metrics = None
+    if config.eval_every_steps > 0 and step % config.eval_every_steps == 0 and step != total_steps:
+      eval_results = evaluate(config, state, eval_fn, mesh)
+      writer.write_scalars(step, eval_results)
+    if step % config.checkpoint_every_steps == 0 or step == total_steps:
+      checkpointer.save(step, _to_dict(state), data_iter=train_iter, force=True)
+
+  if start < total_steps or not eval_results:
+    eval_results = evaluate(config, state, eval_fn, mesh)
+    writer.write_scalars(total_steps, eval_results)
+  checkpointer.wait()
+  checkpointer.close()
+  writer.close()
+  logging.info("Done in %.1f s: %s", time.time() - t0,
+               ", ".join(f"{k}={v:.4f}" for k, v in sorted(eval_results.items())))
+  return eval_results
+
+
+def evaluate_only(config: ml_collections.ConfigDict, workdir: str,
+                  checkpoint: Optional[str] = None) -> dict[str, float]:
+  """Evaluates the latest checkpoint of `workdir`, or `checkpoint` / `config.init_from`."""
+  _check_num_classes(config)
+  mesh, model, eval_fn = _setup(config)
+  sharding.check_batch_divides(config.eval.batch_size, mesh)
+  source = checkpoint or (workdir if workdir and os.path.isdir(
+      os.path.join(workdir, "checkpoints")) else config.init_from)
+  if not source:
+    raise ckpt_lib.CheckpointError(
+        f"--mode eval: no checkpoint in workdir {workdir!r} and config.init_from is empty.")
+  variables = ckpt_lib.load_variables(source)
+  template = jax.eval_shape(lambda r: model.init(
+      r, jnp.zeros(_clip_shape(config), jnp.uint8), train=False), jax.random.key(0))
+  params, batch_stats = merge_init_from(template["params"], template.get("batch_stats", {}),
+                                        variables, r"$^", source)
+  state = sharding.tree_replicate(
+      steps.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                       batch_stats=batch_stats, opt_state=()), mesh)
+  results = evaluate(config, state, eval_fn, mesh)
+  logging.info("Evaluated %s: %s", source,
+               ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
+  return results
