@@ -19,6 +19,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import converters
+from vidjax import models
 from converters.torch_io import load_torch_state_dict
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -45,7 +46,7 @@ def main(argv: list[str]) -> None:
       "source": _SOURCE.value,
       "checkpoint": os.path.abspath(_CHECKPOINT.value),
       "config": flags.FLAGS["config"].config_filename,
-      "model": json.loads(config.model.to_json_best_effort()),
+      "model": json.loads(models.resolve_model_config(config.model).to_json_best_effort()),
   }
   save_variables(_OUTPUT.value, variables, meta=meta)
   print(f"wrote {_OUTPUT.value} ({len(state_dict)} checkpoint entries)")

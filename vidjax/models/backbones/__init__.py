@@ -6,10 +6,12 @@ Registered for configs (`model.backbone.name`):
 
 import ml_collections
 
-from vidjax.models.backbones.resnet import RESNET_SPECS, BasicBlock, BlockInfo, Bottleneck, ResNet
+from vidjax.models.backbones.resnet import (RESNET_SPECS, BasicBlock, BlockInfo, Bottleneck, ResNet,
+                                            is_frozen_param)
 from vidjax.models.registry import register_backbone
 
-__all__ = ["RESNET_SPECS", "BasicBlock", "BlockInfo", "Bottleneck", "ResNet", "resnet_defaults"]
+__all__ = ["RESNET_SPECS", "BasicBlock", "BlockInfo", "Bottleneck", "ResNet", "is_frozen_param",
+           "resnet_defaults"]
 
 
 def resnet_defaults() -> ml_collections.ConfigDict:

@@ -11,16 +11,21 @@ Frames are folded into the batch, video-major: row `n * T + t` is frame t of cli
 The backbone never mixes frames itself; `num_segments` (T) is handed to the hooks.
 
 Hook slots (how temporal models plug in). Each is an optional factory
-`factory(info: BlockInfo) -> nn.Module | None`, called once per residual block while the
-block is set up; the returned module becomes a child of the block under a fixed name and
-is called as `module(x, num_segments=T, train=hook_train)` where x is [N*T, H, W, C] and
-the result must have the same shape. `hook_train` is False when that stage's BN is frozen
-(eval, norm_eval, frozen stages), so hook modules with BatchNorm follow the stage.
+`factory(info: BlockInfo) -> nn.Module | None` (a plain function or functools.partial,
+pure: flax may run a block's setup more than once). It is called in the setup of every
+residual block; a returned module becomes a child of that block under a fixed name
+(`temporal`, `mid`, `post`), None leaves the slot empty. The module is called as
+`module(x, num_segments=T, train=hook_train)`: x is [N*T, H, W, C], the result must have
+the same shape. `hook_train` is False when the stage's BNs are in eval mode (train=False,
+norm_eval, frozen stages), so hook modules with BatchNorm follow their stage; partial_bn
+does not affect hooks. Hook parameters are ordinary params of the block, so a converter
+only adds rename rules for them.
 
 * `temporal_module` -> child `temporal`: on the residual branch before conv1, the
   identity/downsample path sees the unshifted input. TSM's 'blockres' shift goes here
-  (no params; R101/152 shift only even blocks: use `info.index % 2 == 0` when
-  `max(info.stage_sizes[2]) >= 23`, i.e. decide from `info`).
+  (no params; `fold = C // 8` from `x.shape[-1]`; for R101/152 TSM shifts only blocks
+  with `info.index % 2 == 0`, i.e. when `info.stage_sizes[2] >= 23`). TSM's 'block'
+  placement (shift before the split) is not a slot: no released checkpoint uses it.
 * `mid_module` -> child `mid`: after the BN that follows the block's 3x3 spatial conv and
   before its ReLU (bn2 in a Bottleneck, bn1 in a BasicBlock). GC's four ECal calibrators
   go here (one module holding eft1..eft4; the converter renames `eft*` to `mid/eft*`).
@@ -33,7 +38,7 @@ the result must have the same shape. `hook_train` is False when that stage's BN 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -254,3 +259,23 @@ class ResNet(nn.Module):
       if s <= self.frozen_stages:
         x = jax.lax.stop_gradient(x)
     return x
+
+
+def is_frozen_param(path: Sequence[str], frozen_stages: int = -1, partial_bn: bool = False) -> bool:
+  """Whether a trunk parameter must receive no update at all, weight decay included.
+
+  The model already stops their gradients; upstream additionally leaves them out of the
+  optimizer (`requires_grad=False`), so an optimizer with decoupled or L2 weight decay
+  must mask them too.
+
+  Args:
+    path: parameter names below the backbone, e.g. ('layer1_0', 'bn2', 'scale').
+    frozen_stages, partial_bn: as in `ResNet`.
+  """
+  top = path[0]
+  stage = 0 if top in ("conv1", "bn1") else int(top[len("layer"):].split("_")[0])
+  if stage <= frozen_stages:
+    return True
+  # partial BN freezes the affine params of every trunk BN but the stem's (not hooks').
+  return (partial_bn and len(path) == 3 and path[-2].startswith(("bn", "downsample_bn"))
+          and path[-1] in ("scale", "bias"))
