@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 import converters
@@ -35,6 +35,8 @@ flags.mark_flags_as_required(["config", "source", "checkpoint", "output"])
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:  # orbax logs every file operation at INFO
+    logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   state_dict = load_torch_state_dict(_CHECKPOINT.value)
   try:
