@@ -14,6 +14,13 @@ from vidjax.checkpoint import load_variables
 from vidjax.train import trainer, writers
 
 
+# The smoke model (ResNet-18 on 2 frames of 32x32, from scratch) is so ill-conditioned at
+# the smoke lr that float32 rounding differences (1e-7 after step 1, from the order of the
+# cross-device gradient sum) grow ~100x per step. A small lr keeps three steps comparable
+# at 1e-5 while the update still changes the losses by far more than that.
+_SMALL_LR = {"optim.lr": 1e-3}
+
+
 def _smoke(**overrides):
   return load_config("tsn_r50", "smoke", **overrides)
 
@@ -30,7 +37,7 @@ def _assert_trees_equal(a, b):
 def full_run(tmp_path_factory):
   """An uninterrupted 6-step smoke run, logging every step."""
   workdir = str(tmp_path_factory.mktemp("full"))
-  config = _smoke(total_steps=6, log_every_steps=1, checkpoint_every_steps=3)
+  config = _smoke(total_steps=6, log_every_steps=1, checkpoint_every_steps=3, **_SMALL_LR)
   results = trainer.run(config, workdir)
   return config, workdir, results
 
@@ -38,8 +45,8 @@ def full_run(tmp_path_factory):
 def test_resume_after_stop_is_exact(full_run, tmp_path):
   config, full_dir, full_results = full_run
   workdir = str(tmp_path)
-  stopped = trainer.run(_smoke(total_steps=4, log_every_steps=1, checkpoint_every_steps=3),
-                        workdir)
+  stopped = trainer.run(_smoke(total_steps=4, log_every_steps=1, checkpoint_every_steps=3,
+                               **_SMALL_LR), workdir)
   assert stopped  # evaluated at its own end
   # Steps 4 was saved at the stop; the rerun resumes there, with the data position.
   resumed = trainer.run(config, workdir)
@@ -88,8 +95,8 @@ def test_four_devices_give_the_losses_of_one(full_run, tmp_path):
       "import sys; sys.path.insert(0, 'tests');"
       "import jax; assert jax.device_count() == 4, jax.devices();"
       "from conftest import load_config; from vidjax.train import trainer;"
-      "c = load_config('tsn_r50', 'smoke', total_steps=6, log_every_steps=1,"
-      " checkpoint_every_steps=3);"
+      "c = load_config('tsn_r50', 'smoke', total_steps=3, log_every_steps=1,"
+      f" checkpoint_every_steps=3, **{_SMALL_LR!r});"
       f"trainer.run(c, {str(tmp_path)!r})")
   env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=4",
                        JAX_PLATFORMS="cpu")
@@ -100,8 +107,12 @@ def test_four_devices_give_the_losses_of_one(full_run, tmp_path):
          if "train/loss" in r]
   four = [r["train/loss"] for r in writers.read_jsonl(f"{tmp_path}/metrics.jsonl")
           if "train/loss" in r]
-  assert len(one) == len(four) == 6
-  np.testing.assert_allclose(four, one, atol=1e-5, rtol=0)
+  assert len(one) == 6 and len(four) == 3
+  np.testing.assert_allclose(four, one[:3], atol=1e-5, rtol=0)
+  assert np.ptp(one[:3]) > 1e-3  # the steps did change the loss
+  # The 4-device checkpoint restores onto this 1-device process.
+  restored = load_variables(str(tmp_path))
+  assert jax.tree.structure(restored) == jax.tree.structure(load_variables(full_dir))
 
 
 def test_nan_loss_stops_naming_step_and_keeps_last_checkpoint(tmp_path):

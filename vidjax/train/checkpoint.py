@@ -47,8 +47,13 @@ def save_variables(directory: str, variables: dict, meta: Optional[dict] = None)
 
 
 def _restore_tree(path: str) -> Any:
+  """Restores a pytree onto this process's first device, whatever topology saved it."""
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   with ocp.StandardCheckpointer() as ckptr:
-    return ckptr.restore(path)
+    metadata = ckptr.metadata(path).item_metadata
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          metadata)
+    return ckptr.restore(path, target)
 
 
 def load_variables(path: str) -> dict:
