@@ -154,3 +154,25 @@ def test_main_unknown_config_field_is_named(tmp_path):
   assert "lrr" in proc.stderr
   proc = _main("--config", "configs/tsn_r50.py:tiny", "--workdir", str(tmp_path))
   assert proc.returncode != 0 and "unknown variant 'tiny'" in proc.stderr
+
+
+def test_frozen_parameters_get_no_update_not_even_weight_decay():
+  config = _smoke(**{"model.backbone.frozen_stages": 1, "model.backbone.partial_bn": True,
+                     "optim.weight_decay": 0.1})
+  from vidjax import models
+  model = models.build_model(config.model)
+  shapes = jax.eval_shape(lambda r: model.init(r, np.zeros((1, 2, 32, 32, 3), np.uint8)),
+                          jax.random.key(0))["params"]
+  params = jax.tree.map(lambda s: np.ones(s.shape, s.dtype), shapes)
+  grads = jax.tree.map(lambda s: np.full(s.shape, 0.5, s.dtype), shapes)
+  tx, _ = trainer.build_tx(config, params, steps_per_epoch=4)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  flat = {jax.tree_util.keystr(k): np.abs(np.asarray(v)).max()
+          for k, v in jax.tree_util.tree_leaves_with_path(updates)}
+  stem_and_layer1 = [k for k in flat if k.startswith(
+      ("['backbone']['conv1']", "['backbone']['bn1']", "['backbone']['layer1_"))]
+  partial_bn = [k for k in flat if k.startswith("['backbone']['layer3_0']['bn")]
+  assert len(stem_and_layer1) == 3 + 2 * 6 and len(partial_bn) == 4  # ResNet-18
+  assert all(flat[k] == 0 for k in stem_and_layer1 + partial_bn)
+  assert flat["['backbone']['layer2_0']['conv1']['kernel']"] > 0
+  assert flat["['head']['fc']['kernel']"] > 0

@@ -24,3 +24,22 @@ __all__ = [
     "example_input_shape", "known_backbones", "known_models", "register_backbone",
     "register_model", "resolve_model_config",
 ]
+
+
+def frozen_param_mask(model_config, params):
+  """Pytree of bools like `params`: True for parameters that must get no update at all.
+
+  Frozen stages and partial-BN affines already get no gradient inside the model; the
+  optimiser must also skip their weight decay, as upstream leaves them out of it.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from vidjax.models.backbones import resnet  # pylint: disable=g-import-not-at-top
+  backbone = resolve_model_config(model_config).get("backbone")
+
+  def frozen(path, _):
+    keys = [getattr(k, "key", str(k)) for k in path]
+    if backbone is None or backbone.name != "resnet" or keys[0] != "backbone":
+      return False
+    return resnet.is_frozen_param(keys[1:], backbone.frozen_stages, backbone.partial_bn)
+
+  return jax.tree_util.tree_map_with_path(frozen, params)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from clu import parameter_overview, periodic_actions
 
 from vidjax import models
@@ -131,6 +132,17 @@ def merge_init_from(params: Any, batch_stats: Any, loaded: dict, drop_regex: str
   return tree.get("params", {}), tree.get("batch_stats", {})
 
 
+def build_tx(config: ml_collections.ConfigDict, params: Any, steps_per_epoch: int):
+  """The optimiser of `config.optim`, with frozen parameters (frozen stages, partial BN)
+  getting no update at all, weight decay included."""
+  tx, schedule = optim.build_optimizer(config.optim, params, steps_per_epoch)
+  frozen = models.frozen_param_mask(config.model, params)
+  if any(jax.tree.leaves(frozen)):
+    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                               jax.tree.map(lambda f: "frozen" if f else "train", frozen))
+  return tx, schedule
+
+
 def _to_dict(state: steps.TrainState) -> dict:
   return flax.serialization.to_state_dict(state)
 
@@ -187,7 +199,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   abstract_params = jax.eval_shape(
       lambda r: model.init(r, jnp.zeros(_clip_shape(config), jnp.uint8), train=False),
       init_rng)["params"]
-  tx, schedule = optim.build_optimizer(config.optim, abstract_params, steps_per_epoch)
+  tx, schedule = build_tx(config, abstract_params, steps_per_epoch)
   state = create_train_state(config, model, tx, mesh, init_rng)
 
   checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
