@@ -41,7 +41,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config.batch_size = 128
   config.optim = ml_collections.ConfigDict(dict(
       name="sgd", lr=0.02, momentum=0.9, nesterov=False, weight_decay=1e-4,
-      epochs=50, schedule="step", lr_steps=(20, 40), lr_decay=0.1,
+      epochs=50.0, schedule="step", lr_steps=(20, 40), lr_decay=0.1,
       warmup_epochs=0.0, warmup_start_factor=0.0, min_lr=0.0, clip_grad_norm=20.0,
       param_groups=(
           {"regex": r"fc/kernel$", "lr_mult": 5.0, "decay_mult": 1.0},
@@ -56,11 +56,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.model.num_classes = len(demo.CLASS_NAMES)
     config.batch_size = 16
     config.eval.batch_size = 64
-    config.optim.update(lr=0.05, epochs=2, schedule="cosine", warmup_epochs=0.2,
-                        clip_grad_norm=20.0, weight_decay=5e-5)
+    # From scratch (no ImageNet weights here), AdamW learns the demo in one epoch where
+    # the recipe's SGD needs ImageNet initialisation.
+    config.optim.update(name="adamw", lr=1e-3, weight_decay=0.05, epochs=1.0,
+                        schedule="cosine", warmup_epochs=0.15)
     config.optim.param_groups = ()
     config.log_every_steps = 20
-    config.checkpoint_every_steps = 100
+    config.checkpoint_every_steps = 60
   elif arg == "smoke":
     config.data = config_defaults.demo_data(num_frames=2, image_size=32, source_frames=4,
                                             train_examples=32, eval_examples=20)
@@ -68,7 +70,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.model.backbone.depth = 18
     config.batch_size = 8
     config.eval.batch_size = 8
-    config.optim.update(lr=0.01, epochs=1, schedule="cosine")
+    config.optim.update(lr=0.01, epochs=1.0, schedule="cosine")
     config.log_every_steps = 2
     config.checkpoint_every_steps = 2
   elif arg:

@@ -65,7 +65,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state)
   step_metrics = metrics_lib.TrainMetrics.single_from_model_output(
-      loss=loss, scores=logits, labels=batch["label"], grad_norm=optax.global_norm(grads),
+      loss=loss, scores=logits, labels=batch["label"], grad_norm=optax.tree.norm(grads),
       learning_rate=schedule(state.step))
   return new_state, step_metrics
 
