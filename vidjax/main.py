@@ -6,6 +6,7 @@ workdir's latest checkpoint (or `config.init_from`) without training.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import logging as std_logging
@@ -53,11 +54,54 @@ def main(argv: list[str]) -> None:
       results = trainer.run(config, workdir)
     else:
       results = trainer.evaluate_only(config, workdir, _CHECKPOINT.value)
-  except (pipeline.DataNotFoundError, trainer.TrainingError, ckpt_lib.CheckpointError) as e:
+  except (pipeline.DataNotFoundError, trainer.TrainingError, ckpt_lib.CheckpointError,
+          ValueError) as e:
+    # These carry messages written for the user (config validation, data, checkpoints);
+    # a traceback would bury them.
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
 
 
+def _config_fields(config_arg: str, dotted: str) -> str:
+  """The fields that exist where `dotted` (e.g. "optim.lrr") points, for the error."""
+  path, _, variant = config_arg.partition(":")
+  try:
+    spec = importlib.util.spec_from_file_location("_vidjax_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    node = module.get_config(variant)
+    parents = dotted.split(".")[:-1]
+    for name in parents:
+      node = node[name]
+    where = "config." + ".".join(parents) if parents else "config"
+    return f"{where} has the fields: {', '.join(sorted(node.keys()))}"
+  except Exception:  # pylint: disable=broad-except
+    return ""  # The original error is clearer than a second one about the config file.
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with config errors as one clear line instead of a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError, TypeError, ValueError, flags.Error) as e:
+    message = str(e).replace("\\n", " ").replace("\\'", "'").strip("'\"")
+    if "Did you mean" in message:
+      message = message[message.index("Did you mean"):]
+    if "Traceback" in message:  # an error inside the config file: its first and last line
+      lines = [l for l in message.splitlines() if l.strip()]
+      message = f"{lines[0]} {lines[-1]}"
+    overrides = [a[len("--config."):].split("=")[0] for a in argv if a.startswith("--config.")]
+    config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    if config_arg is None and "--config" in argv[:-1]:
+      config_arg = argv[argv.index("--config") + 1]
+    bad = [o for o in overrides if o.split(".")[-1] in message]
+    hint = _config_fields(config_arg, bad[0]) if bad and config_arg else ""
+    if bad:
+      message = f"unknown config field config.{bad[0]}: {message}"
+    print(f"error: {message}" + (f"\n{hint}" if hint else ""), file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)
