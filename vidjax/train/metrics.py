@@ -45,28 +45,25 @@ def _topk_correct(scores: jax.Array, labels: jax.Array, k: int) -> jax.Array:
   return (rank < k).astype(jnp.float32)
 
 
-@flax.struct.dataclass
-class Top1(clu_metrics.Average):
-  """Top-1 accuracy of `scores` [B, K] against `labels` [B]."""
+def _top_k_accuracy(k: int) -> type:
+  """A clu Average of "label among the k highest `scores` [B, K]" against `labels` [B]."""
 
-  @classmethod
-  def from_model_output(cls, *, scores: jax.Array, labels: jax.Array,
-                        mask: jax.Array | None = None, **_) -> "Top1":
-    metric = clu_metrics.Average.from_model_output(
-        _topk_correct(scores, labels, 1), mask=mask)
-    return cls(**vars(metric))
+  @flax.struct.dataclass
+  class TopK(clu_metrics.Average):
+
+    @classmethod
+    def from_model_output(cls, *, scores: jax.Array, labels: jax.Array,
+                          mask: jax.Array | None = None, **_) -> "TopK":
+      metric = clu_metrics.Average.from_model_output(
+          _topk_correct(scores, labels, k), mask=mask)
+      return cls(**vars(metric))
+
+  TopK.__name__ = TopK.__qualname__ = f"Top{k}"
+  return TopK
 
 
-@flax.struct.dataclass
-class Top5(clu_metrics.Average):
-  """Top-5 accuracy of `scores` [B, K] against `labels` [B]."""
-
-  @classmethod
-  def from_model_output(cls, *, scores: jax.Array, labels: jax.Array,
-                        mask: jax.Array | None = None, **_) -> "Top5":
-    metric = clu_metrics.Average.from_model_output(
-        _topk_correct(scores, labels, 5), mask=mask)
-    return cls(**vars(metric))
+Top1 = _top_k_accuracy(1)
+Top5 = _top_k_accuracy(5)
 
 
 @flax.struct.dataclass
