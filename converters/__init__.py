@@ -24,6 +24,7 @@ from vidjax import models
 # SOURCE name -> module. Later: tcpnet, gc, mmaction2, cost, clip, tc_clip.
 _SOURCES = {
     "tsm": "converters.tsm",
+    "tcpnet": "converters.tcpnet",
 }
 
 __all__ = ["ConversionError", "convert", "known_sources"]
@@ -69,4 +70,6 @@ def convert(source: str, state_dict: Mapping[str, Any],
     raise ValueError(f"source {source!r} provides models {module.MODELS}, "
                      f"not model.name={model_config.name!r}")
   abstract = expected_variables(model_config)
+  if hasattr(module, "convert_variables"):  # more than a key rename (tcpnet's GCP init)
+    return module.convert_variables(state_dict, model_config, abstract)
   return assign(state_dict, abstract, lambda key: module.rename_key(key, model_config))

@@ -8,6 +8,7 @@
 
 Registered models (fields: `default_model_config(name)`):
   tsn: Recognizer2D over a 2D ResNet (TSN as in the TSM code base).
+  tcp: TCPNet, a 2D backbone with the temporal-attentive covariance pooling head.
 """
 
 from vidjax.models.registry import (build_backbone, build_model, default_backbone_config,
@@ -18,6 +19,7 @@ from vidjax.models.registry import (build_backbone, build_model, default_backbon
 # Importing registers the built-in backbones and models.
 from vidjax.models import backbones as _backbones  # noqa: F401  isort: skip
 from vidjax.models import tsn as _tsn  # noqa: F401  isort: skip
+from vidjax.models import tcp as _tcp  # noqa: F401  isort: skip
 
 __all__ = [
     "build_backbone", "build_model", "default_backbone_config", "default_model_config",
