@@ -2,16 +2,21 @@
 
 Registered for configs (`model.backbone.name`):
   resnet: depth, strides, frozen_stages, norm_eval, partial_bn, bn_eps, bn_momentum
+  preact_resnet: the same fields (depth 50/101/152; TCPNet's R152, raw 0..255 input)
+  tea_res2net: the same fields (depth 50/101; TCPNet's TEA Res2Net-50 26w x 4s)
 """
 
 import ml_collections
 
 from vidjax.models.backbones.resnet import (RESNET_SPECS, BasicBlock, BlockInfo, Bottleneck, ResNet,
                                             is_frozen_param)
+from vidjax.models.backbones.preact_resnet import PREACT_SPECS, PreActResNet
+from vidjax.models.backbones.res2net_tea import TEA_SPECS, TEARes2Net
 from vidjax.models.registry import register_backbone
 
 __all__ = ["RESNET_SPECS", "BasicBlock", "BlockInfo", "Bottleneck", "ResNet", "is_frozen_param",
-           "resnet_defaults"]
+           "resnet_defaults", "PreActResNet", "preact_resnet_defaults", "TEARes2Net",
+           "tea_res2net_defaults"]
 
 
 def resnet_defaults() -> ml_collections.ConfigDict:
@@ -35,3 +40,56 @@ def build_resnet(cfg: ml_collections.ConfigDict, dtype, **hooks) -> ResNet:
                 frozen_stages=int(cfg.frozen_stages), norm_eval=bool(cfg.norm_eval),
                 partial_bn=bool(cfg.partial_bn), bn_eps=float(cfg.bn_eps),
                 bn_momentum=float(cfg.bn_momentum), dtype=dtype, **hooks)
+
+
+def preact_resnet_defaults() -> ml_collections.ConfigDict:
+  """TCPNet's pre-activation ResNet-152 (reference/tcpnet.md 2.2)."""
+  return ml_collections.ConfigDict(dict(
+      name="preact_resnet",
+      depth=152,                # 50, 101, 152 (bottleneck pre-activation specs)
+      strides=(1, 2, 2, 1),     # TCPNet: layer4 stride 1, features at 1/16
+      frozen_stages=-1,         # k >= 0: stem (bn_data, conv1, bn1) and layer1..k frozen
+      norm_eval=False,          # every BN in eval mode during training
+      partial_bn=False,         # TSN partial BN: only bn_data (the first BN) trains
+      bn_eps=2e-5,              # MXNet origin: every trunk BN
+      bn_momentum=0.9,          # flax convention (PyTorch momentum 0.1)
+  ))
+
+
+@register_backbone("preact_resnet", preact_resnet_defaults)
+def build_preact_resnet(cfg: ml_collections.ConfigDict, dtype, **hooks) -> PreActResNet:
+  if hooks:
+    raise ValueError(f"preact_resnet has no hook slots, got {sorted(hooks)}")
+  if cfg.depth not in PREACT_SPECS:
+    raise ValueError(f"model.backbone.depth={cfg.depth} is not one of {sorted(PREACT_SPECS)}")
+  return PreActResNet(depth=int(cfg.depth), strides=tuple(int(s) for s in cfg.strides),
+                      frozen_stages=int(cfg.frozen_stages), norm_eval=bool(cfg.norm_eval),
+                      partial_bn=bool(cfg.partial_bn), bn_eps=float(cfg.bn_eps),
+                      bn_momentum=float(cfg.bn_momentum), dtype=dtype)
+
+
+def tea_res2net_defaults() -> ml_collections.ConfigDict:
+  """TCPNet's TEA Res2Net-50 26w x 4s with ME and MTA (reference/tcpnet.md 6); T comes
+  from the model's num_segments at call time (upstream ships T = 8 and 16)."""
+  return ml_collections.ConfigDict(dict(
+      name="tea_res2net",
+      depth=50,                 # 50 (TCPNet), 101
+      strides=(1, 2, 2, 1),     # TCPNet: layer4 stride 1, features at 1/16
+      frozen_stages=-1,         # k >= 0: stem and layer1..k frozen (no grad, BN eval)
+      norm_eval=False,          # every BN in eval mode during training
+      partial_bn=False,         # TSN partial BN: only the stem bn1 trains
+      bn_eps=1e-5,
+      bn_momentum=0.9,          # flax convention (PyTorch momentum 0.1)
+  ))
+
+
+@register_backbone("tea_res2net", tea_res2net_defaults)
+def build_tea_res2net(cfg: ml_collections.ConfigDict, dtype, **hooks) -> TEARes2Net:
+  if hooks:
+    raise ValueError(f"tea_res2net has no hook slots, got {sorted(hooks)}")
+  if cfg.depth not in TEA_SPECS:
+    raise ValueError(f"model.backbone.depth={cfg.depth} is not one of {sorted(TEA_SPECS)}")
+  return TEARes2Net(depth=int(cfg.depth), strides=tuple(int(s) for s in cfg.strides),
+                    frozen_stages=int(cfg.frozen_stages), norm_eval=bool(cfg.norm_eval),
+                    partial_bn=bool(cfg.partial_bn), bn_eps=float(cfg.bn_eps),
+                    bn_momentum=float(cfg.bn_momentum), dtype=dtype)

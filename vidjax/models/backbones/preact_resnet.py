@@ -1,0 +1,224 @@
+"""Pre-activation ResNet-50/101/152 (TCPNet's `resnet152`, an MXNet-born model).
+
+Spec: reference/tcpnet.md sections 2.2, 6 and 7g. Layout, with upstream module names
+(ours in brackets where they differ):
+
+  bn_data (BN over the 3 raw input channels; its gamma never trains)
+  -> conv1 7x7/2 pad 3 -> bn1 -> ReLU -> max-pool 3x3/2 pad 1
+  -> layer1..layer4 of pre-activation bottlenecks [`layer{s}_{i}`]
+  -> bn2 (final, over 2048 channels) -> ReLU
+
+Pre-activation bottleneck (stride s on the 3x3 conv):
+
+  a = relu(bn1(x))
+  shortcut = downsample(a) if the block has one else x   (1x1 conv at stride s, no BN)
+  out = conv3(relu(bn3(conv2(relu(bn2(conv1(a))))))) + shortcut   (no ReLU after the sum)
+
+Block 0 of every stage has the downsample conv (layer1 too: 64 -> 256 channels; layer4
+too even at stride 1: 1024 -> 2048). Its flax name is `downsample_conv`, as in
+vidjax's torchvision ResNet. Every BN has eps 2e-5 (MXNet origin). The input is raw
+0..255 RGB: `bn_data` is the only normalisation, so the model config must not
+normalise pixels.
+
+Frames are folded into the batch (row n*T + t); this trunk never mixes frames, it takes
+`num_segments` only to share the backbone call signature.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vidjax.models.layers import BatchNorm, Dtype, conv2d, max_pool2d
+
+# depth -> blocks per stage (all bottlenecks, expansion 4)
+PREACT_SPECS: dict[int, tuple[int, ...]] = {
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+}
+_STAGE_WIDTHS = (64, 128, 256, 512)
+_EXPANSION = 4
+
+
+class FrozenScaleBatchNorm(BatchNorm):
+  """`layers.BatchNorm` whose `scale` (gamma) gets no gradient; `bias` still trains.
+
+  Upstream freezes `bn_data.weight` only (MXNet's fix_gamma). Statistics behave as in
+  `layers.BatchNorm` (batch statistics and running updates in training).
+  """
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    """x: [..., C] -> [..., C]."""
+    features = x.shape[-1]
+    scale = jax.lax.stop_gradient(
+        self.param("scale", self.scale_init, (features,), jnp.float32))
+    bias = self.param("bias", self.bias_init, (features,), jnp.float32)
+    if self.freeze_affine:
+      bias = jax.lax.stop_gradient(bias)
+    stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
+    ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
+    ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+    xf = x.astype(stat_dtype)
+    if train:
+      axes = tuple(range(xf.ndim - 1))
+      mean = jnp.mean(xf, axis=axes)
+      var = jnp.mean(jnp.square(xf - mean), axis=axes)
+      if not self.is_initializing():
+        n = int(np.prod([xf.shape[a] for a in axes]))
+        unbiased = var * (n / max(n - 1, 1))  # PyTorch's running_var update
+        ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * unbiased
+    else:
+      mean, var = ra_mean.value, ra_var.value
+    mul = scale * jax.lax.rsqrt(var + self.epsilon)
+    return ((xf - mean) * mul + bias).astype(self.dtype)
+
+
+class PreActBottleneck(nn.Module):
+  """One pre-activation bottleneck; see the module docstring for the dataflow.
+
+  Attributes:
+    in_channels, width, stride: block input channels, inner width (output is 4x) and
+      the stride of the 3x3 conv.
+    bn_eps, bn_momentum, freeze_bn_affine, dtype: as in `PreActResNet`.
+  """
+  in_channels: int
+  width: int
+  stride: int = 1
+  bn_eps: float = 2e-5
+  bn_momentum: float = 0.9
+  freeze_bn_affine: bool = False
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, bn_train: bool) -> jax.Array:
+    """x: [N, H, W, in_channels] -> [N, H/stride, W/stride, 4 * width]."""
+    out_channels = self.width * _EXPANSION
+
+    def bn(name):
+      return BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
+                       name=name)
+
+    a = nn.relu(bn("bn1")(x, bn_train))
+    if self.stride != 1 or self.in_channels != out_channels:
+      shortcut = conv2d(out_channels, 1, self.stride, dtype=self.dtype,
+                        name="downsample_conv")(a)
+    else:
+      shortcut = x
+    y = conv2d(self.width, 1, dtype=self.dtype, name="conv1")(a)
+    y = nn.relu(bn("bn2")(y, bn_train))
+    y = conv2d(self.width, 3, self.stride, 1, dtype=self.dtype, name="conv2")(y)
+    y = nn.relu(bn("bn3")(y, bn_train))
+    y = conv2d(out_channels, 1, dtype=self.dtype, name="conv3")(y)
+    return y + shortcut
+
+
+class PreActResNet(nn.Module):
+  """Pre-activation ResNet trunk, final BN + ReLU included, no pooling or fc.
+
+  Attributes:
+    depth: 50, 101 or 152 (TCPNet uses 152).
+    strides: first-block stride of layer1..layer4; TCPNet uses (1, 2, 2, 1).
+    frozen_stages: -1 freezes nothing; k >= 0 freezes the stem (bn_data, conv1, bn1)
+      and layer1..layer k (no gradient, BNs in eval mode). The final bn2 counts as part
+      of layer4.
+    norm_eval: every BN in eval mode even when train=True (affines still train).
+    partial_bn: TSN's partial BN: only the first BN of the trunk (`bn_data`) uses batch
+      statistics in training; all others use running statistics and get no gradient
+      for scale/bias.
+    bn_eps: 2e-5 upstream (every trunk BN).
+    bn_momentum: flax convention (0.9 is PyTorch's 0.1).
+    dtype: computation dtype; parameters and BN statistics stay float32.
+  """
+  depth: int = 152
+  strides: Sequence[int] = (1, 2, 2, 1)
+  frozen_stages: int = -1
+  norm_eval: bool = False
+  partial_bn: bool = False
+  bn_eps: float = 2e-5
+  bn_momentum: float = 0.9
+  dtype: Dtype = jnp.float32
+
+  @property
+  def out_channels(self) -> int:
+    return _STAGE_WIDTHS[-1] * _EXPANSION
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False, num_segments: int = 1) -> jax.Array:
+    """x: [N*T, H, W, 3] raw 0..255 RGB -> [N*T, H/s, W/s, 2048] after bn2 + ReLU.
+
+    s is 16 with strides (1, 2, 2, 1), 32 with (1, 2, 2, 2).
+    """
+    if self.depth not in PREACT_SPECS:
+      raise ValueError(f"PreActResNet depth {self.depth} is not one of {sorted(PREACT_SPECS)}")
+    if len(self.strides) != 4:
+      raise ValueError(f"PreActResNet strides must have 4 entries, got {tuple(self.strides)}")
+    if x.shape[0] % num_segments:
+      raise ValueError(f"batch {x.shape[0]} is not a multiple of num_segments={num_segments}")
+
+    def stage_train(stage: int) -> bool:  # stage 0 is the stem
+      return train and not self.norm_eval and stage > self.frozen_stages
+
+    def bn(name):
+      return BatchNorm(self.bn_momentum, self.bn_eps, self.partial_bn, self.dtype, name=name)
+
+    x = x.astype(self.dtype)
+    stem_train = stage_train(0)
+    x = FrozenScaleBatchNorm(self.bn_momentum, self.bn_eps, False, self.dtype,
+                             name="bn_data")(x, stem_train)
+    x = conv2d(64, 7, 2, 3, dtype=self.dtype, name="conv1")(x)
+    x = nn.relu(bn("bn1")(x, stem_train and not self.partial_bn))
+    x = max_pool2d(x, 3, 2, 1)
+    if self.frozen_stages >= 0:
+      x = jax.lax.stop_gradient(x)
+
+    in_channels = 64
+    for s, (num_blocks, width) in enumerate(zip(PREACT_SPECS[self.depth], _STAGE_WIDTHS),
+                                            start=1):
+      bn_train = stage_train(s) and not self.partial_bn
+      for i in range(num_blocks):
+        x = PreActBottleneck(
+            in_channels=in_channels, width=width,
+            stride=int(self.strides[s - 1]) if i == 0 else 1, bn_eps=self.bn_eps,
+            bn_momentum=self.bn_momentum, freeze_bn_affine=self.partial_bn, dtype=self.dtype,
+            name=f"layer{s}_{i}")(x, bn_train)
+        in_channels = width * _EXPANSION
+      if s == 4:  # the final pre-activation belongs to layer4 for freezing
+        x = nn.relu(bn("bn2")(x, bn_train))
+      if s <= self.frozen_stages:
+        x = jax.lax.stop_gradient(x)
+    return x
+
+
+_BN_NAME = re.compile(r"^(bn\d|bn_data)$")
+
+
+def is_frozen_param(path: Sequence[str], frozen_stages: int = -1,
+                    partial_bn: bool = False) -> bool:
+  """Whether a trunk parameter gets no update at all (so the optimizer masks its decay).
+
+  Args:
+    path: names below the backbone, e.g. ('layer1_0', 'bn2', 'scale') or
+      ('bn_data', 'scale').
+    frozen_stages, partial_bn: as in `PreActResNet`.
+  """
+  if tuple(path[:2]) == ("bn_data", "scale"):  # upstream never trains bn_data's gamma
+    return True
+  top = path[0]
+  if top in ("bn_data", "conv1", "bn1"):
+    stage = 0
+  elif top == "bn2":
+    stage = 4
+  else:
+    stage = int(top[len("layer"):].split("_")[0])
+  if stage <= frozen_stages:
+    return True
+  return (partial_bn and top != "bn_data" and _BN_NAME.match(path[-2]) is not None
+          and path[-1] in ("scale", "bias"))
