@@ -28,7 +28,7 @@ from converters.common import ConversionError  # noqa: E402
 from converters.tcpnet_backbones import (convert_backbone, rename_preact_key,  # noqa: E402
                                          rename_tea_key)
 from vidjax.models import build_backbone, default_backbone_config  # noqa: E402
-from vidjax.models.backbones import preact_resnet, res2net_tea  # noqa: E402
+from vidjax.models.backbones import FROZEN_PARAM_RULES, preact_resnet, res2net_tea  # noqa: E402
 from vidjax.models.backbones.preact_resnet import PreActResNet  # noqa: E402
 from vidjax.models.backbones.res2net_tea import TEARes2Net  # noqa: E402
 
@@ -358,6 +358,7 @@ def test_bn_data_gamma_gets_no_gradient():
   grads = jax.grad(loss)(variables["params"])
   assert np.all(grads["scale"] == 0) and np.all(grads["bias"] != 0)
   assert preact_resnet.is_frozen_param(("bn_data", "scale"))
+  assert FROZEN_PARAM_RULES["preact_resnet"](("bn_data", "scale"), -1, False)
   assert not preact_resnet.is_frozen_param(("bn_data", "bias"))
   assert preact_resnet.is_frozen_param(("layer1_0", "bn2", "scale"), partial_bn=True)
   assert not preact_resnet.is_frozen_param(("layer1_0", "conv2", "kernel"), partial_bn=True)

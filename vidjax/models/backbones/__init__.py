@@ -10,13 +10,23 @@ import ml_collections
 
 from vidjax.models.backbones.resnet import (RESNET_SPECS, BasicBlock, BlockInfo, Bottleneck, ResNet,
                                             is_frozen_param)
+from vidjax.models.backbones import preact_resnet as _preact_resnet
+from vidjax.models.backbones import res2net_tea as _res2net_tea
 from vidjax.models.backbones.preact_resnet import PREACT_SPECS, PreActResNet
 from vidjax.models.backbones.res2net_tea import TEA_SPECS, TEARes2Net
 from vidjax.models.registry import register_backbone
 
 __all__ = ["RESNET_SPECS", "BasicBlock", "BlockInfo", "Bottleneck", "ResNet", "is_frozen_param",
            "resnet_defaults", "PreActResNet", "preact_resnet_defaults", "TEARes2Net",
-           "tea_res2net_defaults"]
+           "tea_res2net_defaults", "FROZEN_PARAM_RULES"]
+
+# backbone name -> is_frozen_param(path, frozen_stages, partial_bn): parameters that must
+# get no update at all, weight decay included (e.g. preact_resnet's bn_data gamma).
+FROZEN_PARAM_RULES = {
+    "resnet": is_frozen_param,
+    "preact_resnet": _preact_resnet.is_frozen_param,
+    "tea_res2net": _res2net_tea.is_frozen_param,
+}
 
 
 def resnet_defaults() -> ml_collections.ConfigDict:
