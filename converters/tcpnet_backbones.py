@@ -42,7 +42,8 @@ _PREACT_RULES = (
     (re.compile(r"^conv1\.weight$"), "conv1.weight"),
     (re.compile(rf"^layer(\d+)\.(\d+)\.(bn[123])\.{_BN}$"), r"layer\1_\2.\3.\4"),
     (re.compile(r"^layer(\d+)\.(\d+)\.(conv[123])\.weight$"), r"layer\1_\2.\3.weight"),
-    (re.compile(r"^layer(\d+)\.(\d+)\.downsample\.0\.weight$"), r"layer\1_\2.downsample_conv.weight"),
+    (re.compile(r"^layer(\d+)\.(\d+)\.downsample\.0\.weight$"),
+     r"layer\1_\2.downsample_conv.weight"),
 )
 
 _TEA_RULES = (
@@ -54,8 +55,10 @@ _TEA_RULES = (
     (re.compile(r"^layer(\d+)\.(\d+)\.me\.(conv[123])\.weight$"), r"layer\1_\2.me.\3.weight"),
     (re.compile(r"^layer(\d+)\.(\d+)\.convs\.(\d+)\.weight$"), r"layer\1_\2.convs_\3.weight"),
     (re.compile(rf"^layer(\d+)\.(\d+)\.bns\.(\d+)\.{_BN}$"), r"layer\1_\2.bns_\3.\4"),
-    (re.compile(r"^layer(\d+)\.(\d+)\.shifts\.(\d+)\.conv\.weight$"), r"layer\1_\2.shifts_\3.weight"),
-    (re.compile(r"^layer(\d+)\.(\d+)\.downsample\.0\.weight$"), r"layer\1_\2.downsample_conv.weight"),
+    (re.compile(r"^layer(\d+)\.(\d+)\.shifts\.(\d+)\.conv\.weight$"),
+     r"layer\1_\2.shifts_\3.weight"),
+    (re.compile(r"^layer(\d+)\.(\d+)\.downsample\.0\.weight$"),
+     r"layer\1_\2.downsample_conv.weight"),
     (re.compile(rf"^layer(\d+)\.(\d+)\.downsample\.1\.{_BN}$"), r"layer\1_\2.downsample_bn.\3"),
 )
 
