@@ -462,3 +462,82 @@ def test_old_key_rules():
   assert (up("base_model.layer4.iSQRT.att_module.conv_1d.bias")
           == "base_model.TCP.TCP_att.conv_1d.bias")
   assert up("base_model.layer4.2.conv1.weight") == "base_model.layer4.2.conv1.weight"
+
+
+# --- Configs and training. ------------------------------------------------------------------
+
+from conftest import load_config  # noqa: E402
+
+
+def test_recipe_param_groups():
+  """reference/tcpnet.md 4.1 with lr_x_factor 5: attention and fc weight x5 (decayed),
+  attention biases x5 (not decayed), TSA's BN x5 (decayed), fc bias x10, the rest x1."""
+  from vidjax.train import optim  # pylint: disable=g-import-not-at-top
+  config = load_config("tcp_tsn_r50")
+  assert config.model.num_segments == config.data.num_frames == 8
+  module = build_model(config.model)
+  params = jax.eval_shape(module.init, jax.random.key(0),
+                          jax.ShapeDtypeStruct((1, 8, 64, 64, 3), jnp.uint8))["params"]
+  rows = {line.split()[0]: line.split()[1:] for line in
+          optim.param_group_table(params, config.optim).splitlines()[2:]}
+  assert rows["att_norm"] == ["5", "0.0001", "2", "256"]
+  assert rows["att_bias/no_decay"] == ["5", "0", "6", "1,152"]
+  assert rows["att"] == ["5", "0.0001", "6", "262,144"]
+  assert rows["fc_weight"] == ["5", "0.0001", "1", "3,302,400"]
+  assert rows["fc_bias/no_decay"] == ["10", "0", "1", "400"]
+  assert load_config("tcp_tsn_r50", "16f").model.num_segments == 16
+  assert load_config("tcp_tsn_r50", "smoke", **{"data.num_frames": 6}).model.num_segments == 6
+
+
+def _host_variables(module, clip):
+  """Variables from eval_shape, filled on the host (jit(init) of a ResNet is slow on CPU)."""
+  abstract = jax.eval_shape(module.init, jax.random.key(0), clip)
+  rng = np.random.RandomState(0)
+
+  def fill(path, a):
+    name = path[-1].key
+    if name == "var":
+      return jnp.asarray(rng.rand(*a.shape) + 0.5, a.dtype)
+    scale = 0.1 if name in ("mean", "bias") else (2.0 / np.prod(a.shape[:-1])) ** 0.5
+    return jnp.asarray(rng.randn(*a.shape) * scale + (name == "scale"), a.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, abstract)
+
+
+def test_train_step_smoke_with_partial_bn():
+  """One gradient step of the smoke model with partial BN (the hmdb recipe's setting):
+  gradients are finite, the head's BNs keep their statistics and get no gradient."""
+  config = load_config("tcp_tsn_r50", "smoke", **{"model.backbone.partial_bn": True})
+  module = build_model(config.model)
+  clip = jnp.asarray(_clip(2, 4, size=32))
+  variables = _host_variables(module, clip)
+  # Running statistics measured on the clip (momentum 0 copies the batch statistics), so
+  # activations stay O(1) where partial BN uses them.
+  calibrate = load_config("tcp_tsn_r50", "smoke", **{"model.backbone.bn_momentum": 0.0})
+  _, stats = build_model(calibrate.model).apply(variables, clip, train=True,
+                                                mutable=["batch_stats"],
+                                                rngs={"dropout": jax.random.key(2)})
+  variables = {"params": variables["params"], "batch_stats": stats["batch_stats"]}
+  clip = jnp.asarray(_clip(2, 4, size=32, seed=5))
+  labels = jnp.array([1, 4])
+
+  def loss_fn(params):
+    logits, updates = module.apply({"params": params, "batch_stats": variables["batch_stats"]},
+                                   clip, train=True, mutable=["batch_stats"],
+                                   rngs={"dropout": jax.random.key(1)})
+    onehot = jax.nn.one_hot(labels, logits.shape[-1])
+    return -jnp.mean(jnp.sum(jax.nn.log_softmax(logits) * onehot, -1)), updates
+
+  grads, updates = jax.jit(jax.grad(loss_fn, has_aux=True))(variables["params"])
+  grads = _flat(grads)
+  assert all(np.isfinite(g).all() for g in grads.values())
+  for k in ("head/fc/kernel", "tcp/att/conv_1d/kernel", "tcp/layer_reduce1/kernel",
+            "backbone/bn1/scale"):
+    assert float(np.abs(grads[k]).max()) > 0, k
+  for k in ("tcp/layer_reduce_bn1/scale", "tcp/att/tsa/norm/bias", "backbone/layer1_0/bn1/scale"):
+    np.testing.assert_array_equal(grads[k], 0.0, err_msg=k)
+  old, new = _flat(variables["batch_stats"]), _flat(updates["batch_stats"])
+  assert not np.allclose(old["backbone/bn1/mean"], new["backbone/bn1/mean"])
+  for k in old:
+    if k.startswith("tcp/"):
+      np.testing.assert_array_equal(old[k], new[k], err_msg=k)
