@@ -4,7 +4,9 @@ Three layouts are read, told apart by their keys (after common's `module.` strip
 
 1. TCP checkpoints, new names (section 5.2):
 
-       base_model.<backbone key>              -> backbone.<vidjax path>
+       base_model.<backbone key>              -> backbone.<vidjax path>  (torchvision
+                                                 ResNet, or converters/tcpnet_backbones.py
+                                                 for preact_resnet and tea_res2net)
        base_model.TCP.layer_reduce{1,2}.*     -> tcp.layer_reduce{1,2}.*
        base_model.TCP.layer_reduce_bn{1,2}.*  -> tcp.layer_reduce_bn{1,2}.*
        base_model.TCP.TCP_att.TSA.*           -> tcp.att.tsa.*  (conv_phi_1, conv_phi_2,
@@ -50,12 +52,15 @@ from flax import traverse_util
 
 from converters.common import (ConversionError, assign, clean_state_dict,
                                rename_torchvision_resnet)
+from converters.tcpnet_backbones import BACKBONE_RENAMES as _TCPNET_BACKBONE_RENAMES
 
 MODELS = ("tcp",)
 
-# model.backbone.name -> rename of a key relative to the upstream backbone module.
-_BACKBONE_RENAMES: dict[str, Callable[[str], str]] = {
+# model.backbone.name -> rename of a key relative to the upstream backbone module:
+# resnet (R50, torchvision names), preact_resnet (R152), tea_res2net (TEA-R50).
+_BACKBONE_RENAMES: dict[str, Callable[[str], Optional[str]]] = {
     "resnet": rename_torchvision_resnet,
+    **_TCPNET_BACKBONE_RENAMES,
 }
 
 # Old attention names, tried in order (upstream keeps the first candidate that exists;
@@ -109,7 +114,8 @@ def _rename_head(tail: str) -> str:
 
 def _rename_backbone(key: str, model_config: ml_collections.ConfigDict) -> Optional[str]:
   rename = _BACKBONE_RENAMES.get(model_config.backbone.name)
-  return None if rename is None else "backbone." + rename(key)
+  path = None if rename is None else rename(key)
+  return None if path is None else "backbone." + path
 
 
 def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[str]:

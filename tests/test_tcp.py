@@ -541,3 +541,32 @@ def test_train_step_smoke_with_partial_bn():
   for k in old:
     if k.startswith("tcp/"):
       np.testing.assert_array_equal(old[k], new[k], err_msg=k)
+
+
+# --- The other two backbones: upstream key layouts of the whole model. -------------------------
+
+@pytest.mark.parametrize("backbone,keys,num_params", [
+    ("tea_res2net", 813, 28_223_930),      # reference/tcpnet.md 6 (T=8)
+    ("preact_resnet", 951, 62_260_438),    # reference/tcpnet.md 6 (R152)
+])
+def test_tea_and_preact_r152_checkpoints_convert(backbone, keys, num_params):
+  """A whole TCP model's state_dict with these backbones (both key layouts) converts
+  strictly, to the upstream parameter count. Backbone references: tests/test_tcp_backbones.py."""
+  import test_tcp_backbones as refs  # pylint: disable=g-import-not-at-top
+  base = refs.RefTEARes2Net50(8) if backbone == "tea_res2net" else refs.RefPreActResNet(152)
+  base.TCP = RefTCP(8)
+  base.fc = nn.Dropout(0.5)
+  model = nn.Module()
+  model.base_model = base
+  model.new_fc = nn.Linear(8256, 400)
+  sd = {"module." + k: v for k, v in model.state_dict().items()}
+  assert len(sd) == keys
+  config = _config(8, 400)
+  config.model.backbone = ml_collections.ConfigDict({"name": backbone})
+  if backbone == "preact_resnet":   # raw 0..255 pixels; bn_data normalises
+    config.model.pixel_mean = config.model.pixel_std = None
+  variables = converters.convert("tcpnet", sd, config)
+  assert sum(int(np.prod(a.shape)) for a in jax.tree.leaves(variables["params"])) == num_params
+  old = {_old_key(k, "base_model.iSQRT.", sequential=True): v for k, v in sd.items()}
+  assert "module.base_model.iSQRT.att_module.sp_att.conv_g.weight" in old
+  jax.tree.map(np.testing.assert_array_equal, converters.convert("tcpnet", old, config), variables)
