@@ -70,7 +70,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.model.backbone.depth = 18
     config.batch_size = 8
     config.eval.batch_size = 8
-    config.optim.update(lr=0.01, epochs=1.0, schedule="cosine")
+    config.optim.update(lr=0.01, epochs=3.0, schedule="cosine")
     config.log_every_steps = 2
     config.checkpoint_every_steps = 2
   elif arg:

@@ -77,3 +77,19 @@ def test_metrics_jit_and_merge_like_eager():
       loss=jnp.zeros(4), scores=scores[:4], labels=labels[:4]).compute()
   for key in ("top1", "top5", "mean_class_accuracy"):
     assert float(jitted[key]) == pytest.approx(float(eager[key]))
+
+
+def test_ties_and_nan_are_not_free_accuracy():
+  labels = jnp.array([0, 3, 5], jnp.int32)
+  constant = jnp.zeros((3, 6))
+  nan = jnp.full((3, 6), jnp.nan)
+  for scores in (constant, nan):
+    m = metrics.EvalMetrics.single_from_model_output(loss=jnp.zeros(3), scores=scores,
+                                                     labels=labels).compute()
+    # Constant scores: argmax picks class 0, so only the first example is right.
+    expected = 1 / 3 if scores is constant else 0.0
+    assert float(m["top1"]) == pytest.approx(expected)
+  m = metrics.Top5.from_model_output(scores=nan, labels=labels)
+  assert float(m.compute()) == 0.0
+  m = metrics.Top5.from_model_output(scores=constant, labels=labels)
+  assert float(m.compute()) == pytest.approx(2 / 3)  # classes 0..4 rank first on a tie

@@ -14,7 +14,8 @@ def trainer_defaults() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.batch_size = 64                # global, over all devices and processes
-  c.total_steps = -1               # > 0 overrides optim.epochs
+  c.total_steps = -1               # > 0: stop after this many steps; the lr schedule still
+                                   # spans optim.epochs, so a run can be stopped and extended
   c.label_smoothing = 0.0
   c.log_every_steps = 50
   c.eval_every_steps = -1          # <= 0: only at the end

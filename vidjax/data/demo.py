@@ -23,12 +23,12 @@ classes: the shape in any single frame tells them apart from each other and from
 whatever the motion (it has the same speed distribution as the disk, in a uniformly random
 direction, so motion itself carries no label information for them).
 
-Per clip, independent of the label: the object's size (radius 9%..14% of the image
+Per clip, independent of the label: the object's size (radius 16%..22% of the image
 side), its colour (a random tint whose brightness differs from the background's base
 colour by at least 0.4 on a 0..1 scale, so the object stays clearly visible), its speed
-(total travel over the clip 25%..50% of the image side, whatever `num_frames` is), the
-background (a random base colour, a linear gradient and a smooth low-contrast texture,
-static over the clip), and i.i.d. uniform brightness noise per pixel and frame (std
+(total travel over the clip 25%..40% of the image side, whatever `num_frames` is), the
+background (a dark, nearly grey base colour, a weak linear gradient and a smooth
+low-contrast texture, static over the clip), and i.i.d. uniform brightness noise per pixel and frame (std
 1%..4%). The whole object stays inside the image in every frame. Edges are anti-aliased
 over about one pixel, so objects stay recognisable at 32x32 and sharper at 64x64.
 Geometry is in fractions of the image side, so the same `(seed, split, index)` at

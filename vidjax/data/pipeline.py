@@ -48,7 +48,8 @@ def missing_data_message(data_config: ml_collections.ConfigDict, split: str,
       f"The {split} data of data set {data_config.name!r} is missing: looked for the "
       f"annotation list {looked_at or '(data.' + split + '_list is empty)'}.\n"
       f"To prepare it: put the videos under data.root ({data_config.get('root', '')}) and "
-      f"write the list with `python scripts/build_file_list.py`, then pass "
+      f"write the list with `python scripts/build_file_list.py --root DIR --output LIST` "
+      f"(one `path label` line per video), then pass "
       f"--config.data.root=... --config.data.{split}_list=....\n"
       "To try vidjax without data, run the demo variant of this config, e.g.\n"
       "  python -m vidjax.main --config configs/tsn_r50.py:demo --workdir /tmp/vidjax_demo")

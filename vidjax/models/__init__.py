@@ -35,13 +35,14 @@ def frozen_param_mask(model_config, params):
   optimiser must also skip their weight decay, as upstream leaves them out of it.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from vidjax.models.backbones import resnet  # pylint: disable=g-import-not-at-top
+  from vidjax.models.backbones import FROZEN_PARAM_RULES  # pylint: disable=g-import-not-at-top
   backbone = resolve_model_config(model_config).get("backbone")
+  rule = None if backbone is None else FROZEN_PARAM_RULES.get(backbone.name)
 
   def frozen(path, _):
     keys = [getattr(k, "key", str(k)) for k in path]
-    if backbone is None or backbone.name != "resnet" or keys[0] != "backbone":
+    if rule is None or keys[0] != "backbone":
       return False
-    return resnet.is_frozen_param(keys[1:], backbone.frozen_stages, backbone.partial_bn)
+    return rule(keys[1:], backbone.frozen_stages, backbone.partial_bn)
 
   return jax.tree_util.tree_map_with_path(frozen, params)

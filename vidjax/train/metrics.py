@@ -36,13 +36,17 @@ def fuse_views(logits: jax.Array, method: str) -> jax.Array:
 
 
 def _topk_correct(scores: jax.Array, labels: jax.Array, k: int) -> jax.Array:
-  """[B] float 1.0 where the label is among the k highest scores."""
+  """[B] float 1.0 where the label is among the k highest scores.
+
+  Ties rank the lower class index first (as argmax does), and a non-finite label score is
+  never correct, so a diverged model cannot score 100% on constant or NaN outputs.
+  """
   k = min(k, scores.shape[-1])
   label_score = jnp.take_along_axis(scores, labels[:, None], axis=-1)
-  # Rank = how many classes score strictly higher; ties go to the label, as in torch.topk
-  # for distinct scores.
-  rank = (scores > label_score).sum(axis=-1)
-  return (rank < k).astype(jnp.float32)
+  classes = jnp.arange(scores.shape[-1])[None, :]
+  ahead = (scores > label_score) | ((scores == label_score) & (classes < labels[:, None]))
+  rank = ahead.sum(axis=-1)
+  return ((rank < k) & jnp.isfinite(label_score[:, 0])).astype(jnp.float32)
 
 
 def _top_k_accuracy(k: int) -> type:
@@ -79,7 +83,7 @@ class MeanClassAccuracy(clu_metrics.Metric):
     num_classes = scores.shape[-1]
     weight = jnp.ones(labels.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
     one_hot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32) * weight[:, None]
-    hit = (scores.argmax(-1) == labels).astype(jnp.float32)
+    hit = _topk_correct(scores, labels, 1)
     return cls(correct=(one_hot * hit[:, None]).sum(0), count=one_hot.sum(0))
 
   def merge(self, other: "MeanClassAccuracy") -> "MeanClassAccuracy":

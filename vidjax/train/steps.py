@@ -41,12 +41,17 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
 def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
                model: nn.Module, tx: optax.GradientTransformation,
                schedule: Callable[[jax.Array], jax.Array],
-               label_smoothing: float = 0.0) -> tuple[TrainState, metrics_lib.TrainMetrics]:
+               label_smoothing: float = 0.0
+               ) -> tuple[TrainState, metrics_lib.TrainMetrics, jax.Array]:
   """One optimiser step on a global batch.
 
   Args:
     batch: "clip" [B, T, H, W, 3] uint8, "label" [B] int32.
     rng: base key; dropout uses fold_in(rng, step) so a resumed run draws the same masks.
+
+  Returns:
+    The new state, the step's metrics, and a bool scalar: loss, gradients and new
+    parameters are all finite (the trainer stops before saving a state that is not).
   """
   dropout_rng = jax.random.fold_in(rng, state.step)
 
@@ -64,10 +69,12 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                             opt_state=opt_state)
+  grad_norm = optax.tree.norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(params))
   step_metrics = metrics_lib.TrainMetrics.single_from_model_output(
-      loss=loss, scores=logits, labels=batch["label"], grad_norm=optax.tree.norm(grads),
+      loss=loss, scores=logits, labels=batch["label"], grad_norm=grad_norm,
       learning_rate=schedule(state.step))
-  return new_state, step_metrics
+  return new_state, step_metrics, finite
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,

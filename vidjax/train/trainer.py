@@ -46,20 +46,30 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix[:-1]: d}
 
 
-# Fields that define what the checkpoint holds; a resume with others is refused.
-_IDENTITY_FIELDS = ("model.", "data.name", "data.num_frames")
+# Fields that define the checkpoint and the data order; resuming with others is refused,
+# since the saved state or iterator position would mean something else. The schedule
+# (optim.*), run length, intervals, eval and loader-speed settings may change on resume.
+_IDENTITY_FIELDS = ("model.", "data.", "seed", "batch_size")
+_FREE_DATA_FIELDS = ("data.num_workers", "data.num_threads", "data.prefetch", "data.root",
+                     "data.train_list", "data.eval_list", "data.eval_examples")
 
 
-def check_workdir_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes config.json into a new workdir; refuses a workdir made by another model."""
+def check_workdir_config(config: ml_collections.ConfigDict, workdir: str,
+                         has_checkpoint: bool) -> None:
+  """Refuses to resume a checkpoint made by another config; records the config.
+
+  Without a checkpoint there is nothing to resume, so a failed or stopped-early run never
+  blocks its workdir.
+  """
   path = os.path.join(workdir, CONFIG_FILE)
   current = json.loads(config.to_json_best_effort())
-  if os.path.exists(path):
+  if has_checkpoint and os.path.exists(path):
     with open(path) as f:
       previous = json.load(f)
     old, new = _flatten(previous), _flatten(current)
     diffs = sorted(k for k in set(old) | set(new)
-                   if k.startswith(_IDENTITY_FIELDS) and old.get(k) != new.get(k))
+                   if k.startswith(_IDENTITY_FIELDS) and not k.startswith(_FREE_DATA_FIELDS)
+                   and old.get(k) != new.get(k))
     if diffs:
       lines = "\n".join(f"  {k}: workdir has {old.get(k)!r}, config has {new.get(k)!r}"
                         for k in diffs)
@@ -121,7 +131,8 @@ def merge_init_from(params: Any, batch_stats: Any, loaded: dict, drop_regex: str
       problems.append(f"shape mismatch: {key}: model {tuple(value.shape)}, "
                       f"checkpoint {tuple(new.shape)}")
       continue
-    merged[key] = jnp.asarray(new, value.dtype)
+    # Host numpy, so the caller can place it on any mesh (multi-host included).
+    merged[key] = np.asarray(new, value.dtype)
   problems += [f"unexpected in checkpoint: {k}" for k in flat_loaded if k not in flat_ours]
   if problems:
     raise TrainingError(f"init_from={source}: the checkpoint does not fit the model:\n  "
@@ -160,6 +171,8 @@ def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn
                                       num_views=config.eval.num_views):
     m = eval_fn(state, sharding.global_batch(batch, mesh))
     totals = m if totals is None else totals.merge(m)
+  if totals is None:
+    raise TrainingError(f"The eval split of data set {config.data.name!r} is empty.")
   return {f"eval/{k}": float(v) for k, v in totals.compute().items()}
 
 
@@ -183,7 +196,6 @@ def _check_num_classes(config: ml_collections.ConfigDict) -> None:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (resuming from `workdir` if it has a checkpoint); returns the final eval."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  check_workdir_config(config, workdir)
   _check_num_classes(config)
   mesh, model, eval_fn = _setup(config)
   sharding.check_batch_divides(config.batch_size, mesh)
@@ -203,6 +215,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   state = create_train_state(config, model, tx, mesh, init_rng)
 
   checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
+  check_workdir_config(config, workdir, has_checkpoint=checkpointer.latest_step() is not None)
   train_iter = pipeline.train_iterator(config.data, config.batch_size, seed=config.seed)
   latest = checkpointer.latest_step()
   if latest is not None:
@@ -233,7 +246,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   train_fn = jax.jit(
       functools.partial(steps.train_step, model=model, tx=tx, schedule=schedule,
                         label_smoothing=config.label_smoothing),
-      in_shardings=(repl, data_sharding, repl), out_shardings=(repl, repl),
+      in_shardings=(repl, data_sharding, repl), out_shardings=(repl, repl, repl),
       donate_argnums=(0,))
   progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                              every_steps=config.log_every_steps,
@@ -247,14 +260,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   t0 = time.time()
   for step in range(start + 1, total_steps + 1):
     batch = sharding.global_batch(next(train_iter), mesh)
-    state, m = train_fn(state, batch, dropout_rng)
+    state, m, finite = train_fn(state, batch, dropout_rng)
     train_metrics = m if train_metrics is None else train_metrics.merge(m)
     if config.check_finite:
-      loss = float(m.loss.compute())
-      if not np.isfinite(loss):
+      if not bool(finite):
+        loss = float(m.loss.compute())
         checkpointer.wait()
         raise TrainingError(
-            f"Non-finite loss {loss} at step {step}: training stopped. The last good "
+            f"Non-finite loss {loss} (or gradients/parameters) at step {step}: training "
+            f"stopped before saving it. The last good "
             f"checkpoint (step {checkpointer.latest_step()}) in {checkpointer.directory} "
             "is intact; lower optim.lr or set optim.clip_grad_norm.")
     progress(step)
