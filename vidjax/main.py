@@ -57,7 +57,8 @@ def main(argv: list[str]) -> None:
   except (pipeline.DataNotFoundError, trainer.TrainingError, ckpt_lib.CheckpointError,
           ValueError) as e:
     # These carry messages written for the user (config validation, data, checkpoints);
-    # a traceback would bury them.
+    # a traceback would bury them, so it goes to the log at --verbosity=1 only.
+    logging.vlog(1, "Traceback:", exc_info=True)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
