@@ -34,7 +34,7 @@ def test_attention_is_identity_at_init():
   t, dim = 8, 16
   x = jax.random.uniform(jax.random.key(1), (2 * t, 3, 3, dim))   # >= 0, as after ReLU
   att = TCPAttention(dim)
-  variables = att.init(jax.random.key(0), x, t)
+  variables = jax.jit(lambda k, x: att.init(k, x, t))(jax.random.key(0), x)
   params = variables["params"]
   # The init that makes it so (upstream): TSA's BN gamma 0, conv_1d all zeros; the TSA
   # and TCA convs themselves are random.
@@ -42,9 +42,10 @@ def test_attention_is_identity_at_init():
   np.testing.assert_array_equal(params["conv_1d"]["kernel"], 0.0)
   assert float(jnp.abs(params["tsa"]["conv_phi_1"]["kernel"]).max()) > 0
   assert float(jnp.abs(params["tca"]["g1"]["kernel"]).max()) > 0
-  np.testing.assert_array_equal(att.apply(variables, x, t), x)
-  out, _ = att.apply(variables, x, t, train=True, mutable=["batch_stats"])
-  np.testing.assert_array_equal(out, x)
+  run = jax.jit(lambda v, x: (att.apply(v, x, t),
+                              att.apply(v, x, t, train=True, mutable=["batch_stats"])[0]))
+  for out in run(variables, x):   # eval and train mode
+    np.testing.assert_array_equal(out, x)
 
 
 def test_head_output_size_and_input_channels_follow_backbone():
@@ -328,13 +329,15 @@ def test_parity_tcp_tsn_r50(t):
   assert ours.shape == theirs.shape == (clip.shape[0], 11)
   assert theirs.std() > 0.1, "reference logits are degenerate; the test would prove nothing"
   diff = float(np.abs(ours - theirs).max())
-  # float64 reference: both float32 implementations should sit this close to the truth.
-  with torch.no_grad():
-    exact = copy.deepcopy(ref).double()(_to_torch_input(clip).double()).numpy()
-  diff64 = float(np.abs(ours - exact).max())
-  print(f"TCP TSN-R50 T={t} max abs logit diff: {diff:.3g} (vs float64 reference {diff64:.3g}, "
-        f"torch float32 vs float64 {float(np.abs(theirs - exact).max()):.3g})")
-  assert diff <= 1e-4 and diff64 <= 1e-4
+  print(f"TCP TSN-R50 T={t} max abs logit diff: {diff:.3g}")
+  assert diff <= 1e-4
+  if t == 8:  # once: both float32 implementations sit this close to a float64 reference
+    with torch.no_grad():
+      exact = copy.deepcopy(ref).double()(_to_torch_input(clip).double()).numpy()
+    diff64 = float(np.abs(ours - exact).max())
+    print(f"  vs float64 reference {diff64:.3g}; torch float32 vs float64 "
+          f"{float(np.abs(theirs - exact).max()):.3g}")
+    assert diff64 <= 1e-4
 
 
 # Inverse of spec 5.3 for the R50 layout, to build an old-style checkpoint from a new one.
@@ -430,11 +433,10 @@ def _gcp_state_dict(sd, sequential):
   return gcp
 
 
-@pytest.mark.parametrize("sequential", [False, True])   # R50 / Res2Net, R152 layouts
-def test_gcp_imagenet_init(sequential):
+def test_gcp_imagenet_init():
   _, _, sd = _reference(8)
   config = _config(8, 7)
-  gcp = _gcp_state_dict(sd, sequential)
+  gcp = _gcp_state_dict(sd, sequential=False)
   v = _flat(converters.convert("tcpnet", gcp, config))
   full = _flat(converters.convert("tcpnet", sd, _config(8, 11)))
   for k, value in v.items():
@@ -447,6 +449,10 @@ def test_gcp_imagenet_init(sequential):
   assert v["params/head/fc/kernel"].shape == (8256, 7)
   assert 0 < float(np.std(v["params/head/fc/kernel"])) < 0.002
   np.testing.assert_array_equal(v["params/head/fc/bias"], 0.0)
+  # The Res2Net / R152 GCP layout (reductions under iSQRT, as Sequentials) gives the same.
+  seq = _flat(converters.convert("tcpnet", _gcp_state_dict(sd, sequential=True), config))
+  for k in v:
+    np.testing.assert_array_equal(seq[k], v[k], err_msg=k)
   # Strict otherwise: only the ImageNet classifier may go unused.
   gcp["module.layer9.weight"] = torch.zeros(2)
   with pytest.raises(converters.ConversionError, match="layer9.weight"):
@@ -489,9 +495,9 @@ def test_recipe_param_groups():
   assert load_config("tcp_tsn_r50", "smoke", **{"data.num_frames": 6}).model.num_segments == 6
 
 
-def _host_variables(module, clip):
+def _host_variables(module, *args, **static):
   """Variables from eval_shape, filled on the host (jit(init) of a ResNet is slow on CPU)."""
-  abstract = jax.eval_shape(module.init, jax.random.key(0), clip)
+  abstract = jax.eval_shape(lambda *a: module.init(jax.random.key(0), *a, **static), *args)
   rng = np.random.RandomState(0)
 
   def fill(path, a):
@@ -504,21 +510,13 @@ def _host_variables(module, clip):
   return jax.tree_util.tree_map_with_path(fill, abstract)
 
 
-def test_train_step_smoke_with_partial_bn():
-  """One gradient step of the smoke model with partial BN (the hmdb recipe's setting):
-  gradients are finite, the head's BNs keep their statistics and get no gradient."""
-  config = load_config("tcp_tsn_r50", "smoke", **{"model.backbone.partial_bn": True})
+def test_train_step_smoke():
+  """One gradient step of the smoke model in train mode: finite gradients reaching the
+  backbone, the reduction, the attention and the classifier; running statistics move."""
+  config = load_config("tcp_tsn_r50", "smoke")
   module = build_model(config.model)
   clip = jnp.asarray(_clip(2, 4, size=32))
   variables = _host_variables(module, clip)
-  # Running statistics measured on the clip (momentum 0 copies the batch statistics), so
-  # activations stay O(1) where partial BN uses them.
-  calibrate = load_config("tcp_tsn_r50", "smoke", **{"model.backbone.bn_momentum": 0.0})
-  _, stats = build_model(calibrate.model).apply(variables, clip, train=True,
-                                                mutable=["batch_stats"],
-                                                rngs={"dropout": jax.random.key(2)})
-  variables = {"params": variables["params"], "batch_stats": stats["batch_stats"]}
-  clip = jnp.asarray(_clip(2, 4, size=32, seed=5))
   labels = jnp.array([1, 4])
 
   def loss_fn(params):
@@ -531,16 +529,35 @@ def test_train_step_smoke_with_partial_bn():
   grads, updates = jax.jit(jax.grad(loss_fn, has_aux=True))(variables["params"])
   grads = _flat(grads)
   assert all(np.isfinite(g).all() for g in grads.values())
-  for k in ("head/fc/kernel", "tcp/att/conv_1d/kernel", "tcp/layer_reduce1/kernel",
-            "backbone/bn1/scale"):
+  for k in ("head/fc/kernel", "tcp/att/conv_1d/kernel", "tcp/att/tsa/conv_phi0/kernel",
+            "tcp/att/tca/g1/kernel", "tcp/layer_reduce1/kernel", "backbone/conv1/kernel"):
     assert float(np.abs(grads[k]).max()) > 0, k
-  for k in ("tcp/layer_reduce_bn1/scale", "tcp/att/tsa/norm/bias", "backbone/layer1_0/bn1/scale"):
-    np.testing.assert_array_equal(grads[k], 0.0, err_msg=k)
   old, new = _flat(variables["batch_stats"]), _flat(updates["batch_stats"])
-  assert not np.allclose(old["backbone/bn1/mean"], new["backbone/bn1/mean"])
-  for k in old:
-    if k.startswith("tcp/"):
-      np.testing.assert_array_equal(old[k], new[k], err_msg=k)
+  for k in ("backbone/bn1/mean", "tcp/layer_reduce_bn2/var", "tcp/att/tsa/norm/mean"):
+    assert not np.allclose(old[k], new[k]), k
+
+
+def test_partial_bn_freezes_the_head_batchnorms():
+  """Upstream's partial BN freezes every BatchNorm2d of base_model after the first, and
+  the TCP head lives in base_model (the hmdb recipe)."""
+  config = load_config("tcp_tsn_r50", "smoke", **{"model.backbone.partial_bn": True})
+  assert build_model(config.model).tcp.freeze_bn
+  head = TCPHead(dim_reduce=16, dim=8, freeze_bn=True)
+  x = jax.random.normal(jax.random.key(0), (2 * 4, 2, 2, 32))
+  variables = _host_variables(head, x, num_segments=4)
+  variables = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+
+  def loss_fn(params):
+    out, updates = head.apply({"params": params, "batch_stats": variables["batch_stats"]}, x, 4,
+                              train=True, mutable=["batch_stats"])
+    return jnp.sum(out ** 2), updates
+
+  grads, updates = jax.jit(jax.grad(loss_fn, has_aux=True))(variables["params"])
+  jax.tree.map(np.testing.assert_array_equal, updates["batch_stats"], variables["batch_stats"])
+  grads = _flat(grads)
+  for k in ("layer_reduce_bn1/scale", "layer_reduce_bn2/bias", "att/tsa/norm/scale"):
+    np.testing.assert_array_equal(grads[k], 0.0, err_msg=k)
+  assert float(np.abs(grads["att/conv_1d/kernel"]).max()) > 0
 
 
 # --- The other two backbones: upstream key layouts of the whole model. -------------------------
