@@ -16,8 +16,9 @@ are noisy: the header prints the load average. Forward only unless
   python scripts/bench_sqrtm.py                       # default grid, a few minutes on 2 cores
   python scripts/bench_sqrtm.py --dims 128 --batches 32 --repeats 20 --backward
 
-Threads: JAX's CPU backend uses every core of the machine; --threads sets PyTorch's
-intra-op threads (default: all cores, so both sides use the same). Matmuls run at
+Threads: by default both sides use every core. `--threads 1` runs both single-threaded,
+which is far less disturbed by other processes on a busy machine (multi-threaded
+barriers stall whenever one thread is descheduled). Matmuls run at
 float32 "highest" precision on both sides (PyTorch's default: no TF32).
 torch is needed only by this script (`pip install vidjax[torch]`).
 """
@@ -32,12 +33,10 @@ import sys
 import time
 from typing import Callable
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from vidjax.ops import covariance  # noqa: E402  (after the path tweak for a source checkout)
+# jax and vidjax are imported in main(), once --threads has set XLA_FLAGS.
+jax = jnp = covariance = None
 
 NUM_ITERS = 3  # as in every TCP release
 EPS = 1e-5
@@ -58,8 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                       "repeats, never fewer than 3 (default: 1.5)")
   p.add_argument("--warmup", type=int, default=1,
                  help="untimed calls first, at least 1 (it compiles) (default: 1)")
-  p.add_argument("--threads", type=int, default=os.cpu_count(),
-                 help="torch.set_num_threads (default: all cores, like JAX's CPU backend)")
+  p.add_argument("--threads", type=int, default=None,
+                 help="torch.set_num_threads; with 1, JAX's CPU backend is made "
+                      "single-threaded too (XLA_FLAGS). Default: all cores on both sides")
   p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
                  help="where both frameworks run (default: cpu; gpu needs CUDA builds of "
                       "jaxlib and torch)")
@@ -95,7 +95,7 @@ def torch_newton_schulz(torch, a, num_iters: int, eps: float = EPS):
 # ------------------------------------------------------------------------------- jax side
 
 
-def jax_eigh_sqrtm(a: jax.Array) -> jax.Array:
+def jax_eigh_sqrtm(a):
   """Exact symmetric square root: V diag(sqrt(w)) V^T, negative round-off clamped."""
   w, v = jnp.linalg.eigh(a)
   return jnp.matmul(v * jnp.sqrt(jnp.maximum(w, 0.0))[..., None, :], jnp.swapaxes(v, -1, -2))
@@ -139,11 +139,21 @@ def time_ms(fn: Callable[[], object], sync: Callable[[object], None], warmup: in
 def main(argv=None) -> None:
   args = parse_args(argv)
   t_start = time.perf_counter()
+  global jax, jnp, covariance
+  if args.threads == 1:
+    # One core each: the comparison least disturbed by other processes on a shared host.
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               " --xla_cpu_multi_thread_eigen=false"
+                               " intra_op_parallelism_threads=1")
+  import jax  # noqa: F811
+  import jax.numpy as jnp  # noqa: F811
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from vidjax.ops import covariance  # noqa: F811
   if args.num_iters < 1:
     raise SystemExit("--num-iters must be >= 1")
   import torch  # only here: the library never imports torch
 
-  torch.set_num_threads(args.threads)
+  torch.set_num_threads(args.threads or os.cpu_count())
   if args.device == "gpu":
     jax_device = jax.devices("gpu")[0]
     torch_device = torch.device("cuda")
@@ -180,7 +190,9 @@ def main(argv=None) -> None:
     except (OSError, StopIteration):
       pass
     print(f"# iSQRT benchmark: float32, {n} Newton-Schulz iterations, eps {EPS}")
-    print(f"# jax {jax.__version__} on {jax_device.device_kind} ({jax_device.platform}); "
+    jax_threads = "1 thread" if args.threads == 1 else "all cores"
+    print(f"# jax {jax.__version__} on {jax_device.device_kind} ({jax_device.platform}), "
+          f"{jax_threads}; "
           f"torch {torch.__version__} on {torch_device}, {torch.get_num_threads()} threads; "
           f"host {cpu}, {os.cpu_count()} cores")
     print(f"# median of <= {args.repeats} calls after {max(args.warmup, 1)} warm-up call(s) "
