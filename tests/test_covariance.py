@@ -155,13 +155,14 @@ def test_newton_schulz_converges_to_sqrtm_when_well_conditioned():
 
 
 def test_three_iterations_are_not_the_exact_sqrtm():
-  # Upstream's documented gap (~44% on an ill-conditioned 32x32 covariance). The released
-  # weights expect this approximation: an eigh/SVD "fix" would break parity.
+  # Upstream's documented gap (~44% on an ill-conditioned 32x32 covariance; 21% in the
+  # Frobenius norm for this spectrum, 1 down to 1e-6). The released weights expect this
+  # approximation: an eigh/SVD "fix" would break parity.
   a = random_spd(np.random.RandomState(5), 1, 32, cond=1e6)[0]
   exact = scipy.linalg.sqrtm(a).real
-  err = rel_err(covariance.sqrtm_newton_schulz(jnp.asarray(a, jnp.float32)[None], 3)[0],
-                exact)
-  assert 0.2 < err < 0.8, err
+  got = np.asarray(covariance.sqrtm_newton_schulz(jnp.asarray(a, jnp.float32)[None], 3)[0])
+  err = np.linalg.norm(got - exact) / np.linalg.norm(exact)
+  assert 0.15 < err < 0.5, err
 
 
 def test_newton_schulz_eps_and_invalid_iterations():
