@@ -229,7 +229,8 @@ def main(argv=None) -> None:
           tb_torch = timing(lambda: torch_bwd(a_torch, w_torch), torch_sync)
           bwd_rows.append((d, b, tb_ns, tb_eigh, tb_torch))
         # Progress with numbers, so an interrupted run still leaves its results.
-        done = f"# d={d} batch={b}: fwd ms jax NS {t_ns:.2f}, eigh {t_eigh:.2f}, torch {t_torch:.2f}"
+        done = (f"# d={d} batch={b}: fwd ms jax NS {t_ns:.2f}, eigh {t_eigh:.2f}, "
+                f"torch {t_torch:.2f}")
         if args.backward:
           done += f"; fwd+bwd ms jax NS {tb_ns:.2f}, eigh {tb_eigh:.2f}, torch {tb_torch:.2f}"
         print(done, file=sys.stderr, flush=True)
