@@ -39,6 +39,10 @@ Variants (`configs/tcp_tsn_r50.py:VARIANT`):
   demo      the same architecture on the embedded demo data set (4 frames of 32x32, AdamW
             lr 1e-3, one epoch, CPU):
             python -m vidjax.main --config configs/tcp_tsn_r50.py:demo --workdir /tmp/tcp_demo
+            Measured 2026-11-21 (2-core CPU shared with other jobs, load 4-7): 19.5 min
+            wall, 23.6 min CPU; eval/top1 33.3% (chance 16.7%; the TSN demo: 40.6%).
+            Not yet the few-minute demo design.md asks for: layer4 at stride 1 (2x2 maps)
+            makes a step ~3x a TSN demo step on XLA:CPU; recipe still to be tuned.
   smoke     the tiniest member of the family for tests: ResNet-18 (512-channel features),
             TCP head 64 -> 32 channels (528 features), 4 frames of 32x32.
 """
