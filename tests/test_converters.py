@@ -18,6 +18,7 @@ if REPO not in sys.path:
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
+from torch_calibration import calibrate_batchnorm  # noqa: E402
 
 import converters  # noqa: E402
 from vidjax.checkpoint import load_variables  # noqa: E402
@@ -132,7 +133,6 @@ def _randomize(model, clip_nchw, seed):
   perturbed, so activations stay O(1) through 50 layers and the comparison has teeth.
   """
   g = torch.Generator().manual_seed(seed)
-  bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
   with torch.no_grad():
     for m in model.modules():
       if isinstance(m, nn.Conv2d):
@@ -144,17 +144,7 @@ def _randomize(model, clip_nchw, seed):
       elif isinstance(m, nn.BatchNorm2d):
         m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
         m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-    for m in bns:
-      m.momentum = 1.0
-    model.train()
-    model(clip_nchw)
-    for m in bns:
-      m.momentum = 0.1
-      std = m.running_var.sqrt()
-      m.running_mean.add_(torch.randn(m.running_mean.shape, generator=g) * 0.2 * std)
-      m.running_var.mul_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
-  model.eval()
-  return model
+  return calibrate_batchnorm(model, clip_nchw, g, (0.5, 2.0))
 
 
 def _clip(b=2, t=3, size=64, seed=0):

@@ -84,6 +84,7 @@ def test_wrong_frame_count_is_an_error():
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
+from torch_calibration import calibrate_batchnorm  # noqa: E402
 
 import converters  # noqa: E402
 from converters import tcpnet as tcpnet_converter  # noqa: E402
@@ -249,7 +250,6 @@ def _randomize(model, x, seed):
   """Random weights everywhere (attention included: non-zero TSA gamma and conv_1d, so it
   is far from the identity), BN statistics measured on a batch and then perturbed."""
   g = torch.Generator().manual_seed(seed)
-  bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
   with torch.no_grad():
     for m in model.modules():
       if isinstance(m, (nn.Conv2d, nn.Conv3d)):
@@ -263,17 +263,7 @@ def _randomize(model, x, seed):
       elif isinstance(m, nn.BatchNorm2d):
         m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
         m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-    for m in bns:
-      m.momentum = 1.0
-    model.train()
-    model(x)
-    for m in bns:
-      m.momentum = 0.1
-      std = m.running_var.sqrt()
-      m.running_mean.add_(torch.randn(m.running_mean.shape, generator=g) * 0.2 * std)
-      m.running_var.mul_(torch.rand(m.running_var.shape, generator=g) + 1.0)
-  model.eval()
-  return model
+  return calibrate_batchnorm(model, x, g, (1.0, 2.0))
 
 
 def _clip(b, t, size=SIZE, seed=0):

@@ -23,6 +23,7 @@ if REPO not in sys.path:
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
+from torch_calibration import calibrate_batchnorm  # noqa: E402
 
 from converters.common import ConversionError  # noqa: E402
 from converters.tcpnet_backbones import (convert_backbone, rename_preact_key,  # noqa: E402
@@ -192,7 +193,6 @@ def _randomize(model, x, seed):
   """Random weights, non-trivial BN statistics (measured, then perturbed), random
   affines and random temporal shift kernels around identity."""
   g = torch.Generator().manual_seed(seed)
-  bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
   with torch.no_grad():
     for m in model.modules():
       if isinstance(m, nn.Conv2d):
@@ -205,17 +205,7 @@ def _randomize(model, x, seed):
       elif isinstance(m, nn.BatchNorm2d):
         m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
         m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-    for m in bns:
-      m.momentum = 1.0
-    model.train()
-    model(x)
-    for m in bns:
-      m.momentum = 0.1
-      std = m.running_var.sqrt()
-      m.running_mean.add_(torch.randn(m.running_mean.shape, generator=g) * 0.2 * std)
-      m.running_var.mul_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
-  model.eval()
-  return model
+  return calibrate_batchnorm(model, x, g, (0.5, 2.0))
 
 
 def _frames(n, size, seed, raw):
