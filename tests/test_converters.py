@@ -18,7 +18,8 @@ if REPO not in sys.path:
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
-from torch_calibration import calibrate_batchnorm  # noqa: E402
+from torch_references import (add_resnet_trunk, calibrate_batchnorm,  # noqa: E402
+                              resnet_trunk)
 
 import converters  # noqa: E402
 from vidjax.checkpoint import load_variables  # noqa: E402
@@ -32,76 +33,16 @@ STD = np.array([0.229, 0.224, 0.225], np.float32)
 # Written from reference/tsm_gc.md (sections 1.5, 1.6); module names follow the upstream
 # state_dict (base_model.layerS.B.downsample.0, new_fc, ...).
 
-class RefBasicBlock(nn.Module):
-  expansion = 1
-
-  def __init__(self, inplanes, planes, stride):
-    super().__init__()
-    self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-    self.bn1 = nn.BatchNorm2d(planes)
-    self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-    self.bn2 = nn.BatchNorm2d(planes)
-    self.downsample = _downsample(inplanes, planes, stride)
-
-  def forward(self, x):
-    identity = x if self.downsample is None else self.downsample(x)
-    out = torch.relu(self.bn1(self.conv1(x)))
-    out = self.bn2(self.conv2(out))
-    return torch.relu(out + identity)
-
-
-class RefBottleneck(nn.Module):
-  expansion = 4
-
-  def __init__(self, inplanes, planes, stride):
-    super().__init__()
-    self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-    self.bn1 = nn.BatchNorm2d(planes)
-    self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-    self.bn2 = nn.BatchNorm2d(planes)
-    self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-    self.bn3 = nn.BatchNorm2d(planes * 4)
-    self.downsample = _downsample(inplanes, planes * 4, stride)
-
-  def forward(self, x):
-    identity = x if self.downsample is None else self.downsample(x)
-    out = torch.relu(self.bn1(self.conv1(x)))
-    out = torch.relu(self.bn2(self.conv2(out)))
-    out = self.bn3(self.conv3(out))
-    return torch.relu(out + identity)
-
-
-def _downsample(inplanes, outplanes, stride):
-  if stride == 1 and inplanes == outplanes:
-    return None
-  return nn.Sequential(nn.Conv2d(inplanes, outplanes, 1, stride, bias=False),
-                       nn.BatchNorm2d(outplanes))
-
-
 class RefResNet(nn.Module):
-  LAYOUT = {18: (RefBasicBlock, (2, 2, 2, 2)), 50: (RefBottleneck, (3, 4, 6, 3))}
 
   def __init__(self, depth):
     super().__init__()
-    block, sizes = self.LAYOUT[depth]
-    self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-    self.bn1 = nn.BatchNorm2d(64)
-    self.maxpool = nn.MaxPool2d(3, 2, 1)
-    inplanes = 64
-    for s, (n, planes) in enumerate(zip(sizes, (64, 128, 256, 512)), start=1):
-      blocks = []
-      for i in range(n):
-        blocks.append(block(inplanes, planes, (1 if s == 1 else 2) if i == 0 else 1))
-        inplanes = planes * block.expansion
-      setattr(self, f"layer{s}", nn.Sequential(*blocks))
+    self.feature_dim = add_resnet_trunk(self, depth)
     self.avgpool = nn.AdaptiveAvgPool2d(1)
-    self.feature_dim = inplanes
-    self.fc = nn.Linear(inplanes, 1000)
+    self.fc = nn.Linear(self.feature_dim, 1000)
 
   def forward(self, x):
-    x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-    x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-    return self.fc(torch.flatten(self.avgpool(x), 1))
+    return self.fc(torch.flatten(self.avgpool(resnet_trunk(self, x)), 1))
 
 
 class RefTSN(nn.Module):

@@ -84,32 +84,11 @@ def test_wrong_frame_count_is_an_error():
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
-from torch_calibration import calibrate_batchnorm  # noqa: E402
+from torch_references import (add_resnet_trunk, calibrate_batchnorm,  # noqa: E402
+                              resnet_trunk)
 
 import converters  # noqa: E402
 from converters import tcpnet as tcpnet_converter  # noqa: E402
-
-
-class RefBottleneck(nn.Module):
-
-  def __init__(self, inplanes, planes, stride):
-    super().__init__()
-    self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-    self.bn1 = nn.BatchNorm2d(planes)
-    self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-    self.bn2 = nn.BatchNorm2d(planes)
-    self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-    self.bn3 = nn.BatchNorm2d(planes * 4)
-    self.downsample = None
-    if stride != 1 or inplanes != planes * 4:
-      self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False),
-                                      nn.BatchNorm2d(planes * 4))
-
-  def forward(self, x):
-    identity = x if self.downsample is None else self.downsample(x)
-    out = torch.relu(self.bn1(self.conv1(x)))
-    out = torch.relu(self.bn2(self.conv2(out)))
-    return torch.relu(self.bn3(self.conv3(out)) + identity)
 
 
 class RefTSA(nn.Module):
@@ -214,24 +193,12 @@ class RefBase(nn.Module):
 
   def __init__(self, t, dropout):
     super().__init__()
-    self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-    self.bn1 = nn.BatchNorm2d(64)
-    self.maxpool = nn.MaxPool2d(3, 2, 1)
-    inplanes = 64
-    for s, (n, planes, stride) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512), (1, 2, 2, 1)),
-                                            start=1):
-      blocks = []
-      for i in range(n):
-        blocks.append(RefBottleneck(inplanes, planes, stride if i == 0 else 1))
-        inplanes = planes * 4
-      setattr(self, f"layer{s}", nn.Sequential(*blocks))
+    add_resnet_trunk(self, 50, strides=(1, 2, 2, 1))
     self.TCP = RefTCP(t)
     self.fc = nn.Dropout(dropout)
 
   def forward(self, x):
-    x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-    x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-    return self.fc(torch.flatten(self.TCP(x), 1))
+    return self.fc(torch.flatten(self.TCP(resnet_trunk(self, x)), 1))
 
 
 class RefTCPNet(nn.Module):

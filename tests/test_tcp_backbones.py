@@ -23,7 +23,7 @@ if REPO not in sys.path:
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
-from torch_calibration import calibrate_batchnorm  # noqa: E402
+from torch_references import calibrate_batchnorm  # noqa: E402
 
 from converters.common import ConversionError  # noqa: E402
 from converters.tcpnet_backbones import (convert_backbone, rename_preact_key,  # noqa: E402
