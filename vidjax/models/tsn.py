@@ -10,6 +10,7 @@ from vidjax.models.heads.linear import CONSENSUS_TYPES
 from vidjax.models.layers import resolve_dtype
 from vidjax.models.recognizers import IMAGENET_MEAN, IMAGENET_STD, Recognizer2D
 from vidjax.models.registry import build_backbone, register_model
+from vidjax.models.temporal import build_hooks, temporal_defaults
 
 
 def tsn_defaults() -> ml_collections.ConfigDict:
@@ -24,6 +25,9 @@ def tsn_defaults() -> ml_collections.ConfigDict:
       consensus="avg",
       dtype="float32",            # computation dtype; params stay float32
       backbone=resnet_defaults(),
+      # Temporal modules (TSM shift, non-local, GC's ECal, ...), all disabled by default:
+      # one sub-config each, see vidjax/models/temporal/.
+      **temporal_defaults(),
   ))
 
 
@@ -33,7 +37,7 @@ def build_tsn(cfg: ml_collections.ConfigDict) -> Recognizer2D:
     raise ValueError(f"model.consensus={cfg.consensus!r}; known: {CONSENSUS_TYPES}")
   dtype = resolve_dtype(cfg.dtype)
   return Recognizer2D(
-      backbone=build_backbone(cfg.backbone, dtype),
+      backbone=build_backbone(cfg.backbone, dtype, **build_hooks(cfg)),
       num_classes=int(cfg.num_classes),
       dropout_rate=float(cfg.dropout_rate),
       fc_init_std=float(cfg.fc_init_std),
