@@ -224,6 +224,10 @@ def _randomize(model, x, seed):
         m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
         if m.bias is not None:
           m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+      elif isinstance(m, nn.Conv1d):   # TEA's learned temporal shifts: random, near identity
+        w = torch.randn(m.weight.shape, generator=g) * 0.4
+        w[:, 0, 1] += 0.7
+        m.weight.copy_(w)
       elif isinstance(m, nn.Linear):
         m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5)
         m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
@@ -517,30 +521,74 @@ def test_partial_bn_freezes_the_head_batchnorms():
   assert float(np.abs(grads["att/conv_1d/kernel"]).max()) > 0
 
 
-# --- The other two backbones: upstream key layouts of the whole model. -------------------------
+# --- The other two backbones: whole-model parity in the upstream key layouts. ---------------
 
-@pytest.mark.parametrize("backbone,keys,num_params", [
-    ("tea_res2net", 813, 28_223_930),      # reference/tcpnet.md 6 (T=8)
-    ("preact_resnet", 951, 62_260_438),    # reference/tcpnet.md 6 (R152)
+class RefTCPOnBackbone(nn.Module):
+  """TCPNet with a TEA or pre-activation backbone: `base_model` is the backbone reference
+  (its forward gives the layer4 features) with `TCP` and `fc` (dropout) attached, as
+  upstream's TSN wrapper arranges them; (B, T*3, H, W) -> (B, K)."""
+
+  def __init__(self, base, t, num_classes):
+    super().__init__()
+    base.TCP = RefTCP(t)
+    base.fc = nn.Dropout(0.5)
+    self.base_model = base
+    self.new_fc = nn.Linear(8256, num_classes)
+
+  def features(self, x):
+    frames = self.base_model(x.view(-1, 3, x.shape[-2], x.shape[-1]))
+    return torch.flatten(self.base_model.TCP(frames), 1)
+
+  def forward(self, x):
+    return self.new_fc(self.base_model.fc(self.features(x)))
+
+
+@pytest.mark.parametrize("backbone,t,size,keys,num_params", [
+    ("tea_res2net", 8, 64, 813, 28_223_930),      # reference/tcpnet.md 6
+    ("tea_res2net", 16, 32, 813, 28_223_930 + 128 * 128 * 4),   # conv_1d kernel 9, not 5
+    ("preact_resnet", 8, 64, 951, 62_260_438),    # reference/tcpnet.md 6 (R152)
 ])
-def test_tea_and_preact_r152_checkpoints_convert(backbone, keys, num_params):
-  """A whole TCP model's state_dict with these backbones (both key layouts) converts
-  strictly, to the upstream parameter count. Backbone references: tests/test_tcp_backbones.py."""
+def test_parity_tcp_tea_and_preact_r152(backbone, t, size, keys, num_params):
+  """Whole TCP models with TCPNet's other two backbones, converted from the upstream
+  layout (both key layouts), against our PyTorch references: logits within 1e-4.
+  Backbone references: tests/test_tcp_backbones.py."""
   import test_tcp_backbones as refs  # pylint: disable=g-import-not-at-top
-  base = refs.RefTEARes2Net50(8) if backbone == "tea_res2net" else refs.RefPreActResNet(152)
-  base.TCP = RefTCP(8)
-  base.fc = nn.Dropout(0.5)
-  model = nn.Module()
-  model.base_model = base
-  model.new_fc = nn.Linear(8256, 400)
-  sd = {"module." + k: v for k, v in model.state_dict().items()}
+  raw = backbone == "preact_resnet"   # raw 0..255 pixels; bn_data normalises
+  base = refs.RefTEARes2Net50(t) if backbone == "tea_res2net" else refs.RefPreActResNet(152)
+  clip = _clip(1, t, size=size, seed=100 + t)
+  x = (torch.from_numpy(np.ascontiguousarray(
+      clip.astype(np.float32).transpose(0, 1, 4, 2, 3).reshape(1, t * 3, size, size)))
+       if raw else _to_torch_input(clip))
+  ref = _randomize(RefTCPOnBackbone(base, t, 11), x, seed=t)
+  with torch.no_grad():   # logits of order 1, so that 1e-4 is a tight bound
+    ref.new_fc.weight.mul_(1.0 / float((ref.features(x) @ ref.new_fc.weight.T).std()))
+    theirs = ref(x).numpy()
+    att = ref.base_model.TCP.TCP_att
+    z = torch.rand(2 * t, 128, 2, 2)
+    assert float((att(z) - z).abs().max()) > 0.1, "attention too close to the identity"
+  sd = {"module." + k: v for k, v in ref.state_dict().items()}
   assert len(sd) == keys
-  config = _config(8, 400)
+
+  config = _config(t, 11)
   config.model.backbone = ml_collections.ConfigDict({"name": backbone})
-  if backbone == "preact_resnet":   # raw 0..255 pixels; bn_data normalises
+  if raw:
     config.model.pixel_mean = config.model.pixel_std = None
   variables = converters.convert("tcpnet", sd, config)
-  assert sum(int(np.prod(a.shape)) for a in jax.tree.leaves(variables["params"])) == num_params
+  module = build_model(config.model)
+  apply = lambda v, c: module.apply(v, c, train=False)  # noqa: E731
+  with jax.default_matmul_precision("highest"):
+    # Eager for R152: compiling 152 layers costs more than running them once.
+    ours = np.asarray((apply if raw else jax.jit(apply))(variables, clip))
+  assert ours.shape == theirs.shape == (1, 11)
+  assert theirs.std() > 0.1, "reference logits are degenerate; the test would prove nothing"
+  diff = float(np.abs(ours - theirs).max())
+  print(f"TCP {backbone} T={t} max abs logit diff: {diff:.3g}")
+  assert diff <= 1e-4
+
+  # 400 classes as released: the upstream parameter count.
+  fc_params = 8256 * (400 - 11) + (400 - 11)
+  assert sum(int(np.prod(a.shape)) for a in jax.tree.leaves(variables["params"])) == (
+      num_params - fc_params)
   old = {_old_key(k, "base_model.iSQRT.", sequential=True): v for k, v in sd.items()}
   assert "module.base_model.iSQRT.att_module.sp_att.conv_g.weight" in old
   jax.tree.map(np.testing.assert_array_equal, converters.convert("tcpnet", old, config), variables)
