@@ -34,15 +34,57 @@ def trainer_defaults() -> ml_collections.ConfigDict:
 
 
 def data_config(**overrides) -> ml_collections.ConfigDict:
-  """The `data` section. `name="demo"` is the embedded, generated data set."""
+  """The `data` section. `name="demo"` is the embedded, generated data set.
+
+  A real data set is an annotation list (`format`) under `root`, with label names; see
+  vidjax/data/sources.py for the list formats.
+  """
   d = ml_collections.ConfigDict(dict(
       name="kinetics400",
+      format="videos",     # videos | frames | kinetics_csv | tfds (name "demo": generated)
       root="~/data/kinetics400",
       train_list="~/data/kinetics400/kinetics400_train_list_videos.txt",
       eval_list="~/data/kinetics400/kinetics400_val_list_videos.txt",
+      label_names="",      # class names, one a line (kinetics_csv: maps names to labels)
       num_classes=400,
-      num_frames=8,        # T: segments sampled per clip
-      image_size=224,
+      multi_label=False,   # lists with several labels a line; labels become multi-hot [K]
+      filename_tmpl="img_{:05d}.jpg",   # frames: file of frame i is tmpl.format(i + start)
+      start_index=1,
+      csv_path_tmpl="{youtube_id}_{time_start:06d}_{time_end:06d}.mp4",   # kinetics_csv
+      tfds_name="",        # tfds: the builder name (e.g. "ucf101/ucf101_1_256"), read
+      tfds_data_dir="",    #   with tfds.data_source from tfds_data_dir
+      train_split="train",
+      eval_split="test",
+      video_key="video",   # tfds: feature with frames [N, H, W, 3] or encoded video bytes
+      label_key="label",
+      # Sampling (vidjax/data/sampling.py).
+      sampler="segments",  # segments: TSN, T = num_frames segments, one frame each;
+                           # dense: num_frames consecutive frames frame_interval apart
+      num_frames=8,        # T: frames per clip
+      frame_interval=1,    # dense only (MMAction2 clip_len x frame_interval x num_clips)
+      out_of_bound="loop", # dense only, short videos: loop | repeat_last (MMAction2)
+      # Test protocol: views = test_clips temporal clips x the crops of test_crop, crop-major;
+      # config.eval.num_views must equal it (test_clips=0: eval.num_views / crops).
+      test_clips=0,
+      test_sampling="uniform",   # uniform | twice (TSM, 2 clips) | ten_clips (TCPNet offsets)
+      test_scale=256,      # short side before the test crops (0: keep)
+      test_crop="center",  # center | three_crop | ten_crop | full_res_three (TSM/TCPNet)
+      # Training transforms (vidjax/data/transforms.py).
+      image_size=224,      # crop side S of train and test clips
+      train_resize=256,    # short side before the train crop (0: keep)
+      train_crop="multi_scale",  # multi_scale (TSN) | random_resized | center | none
+      scales=(1.0, 0.875, 0.75, 0.66),   # multi_scale: crop sides / short side
+      max_distort=1,
+      fix_crop=True,       # multi_scale: the 5 fixed positions (13 with more_fix_crop)
+      more_fix_crop=True,
+      area_range=(0.08, 1.0),            # random_resized
+      aspect_ratio_range=(0.75, 4 / 3),
+      flip=True,           # horizontal flip, probability 0.5
+      flip_label_map=(),   # pairs (a, b) swapped by a flip (Something-Something)
+      # Mixing, in the train step on device (vidjax/train/mix.py); 0 = off.
+      mixup_alpha=0.0,
+      cutmix_alpha=0.0,
+      mix_switch_prob=0.5,  # both on: probability of CutMix for a batch
       # Demo data set only.
       source_frames=16,    # frames generated per demo video, sampled down to num_frames
       train_examples=0,
@@ -50,8 +92,11 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       seed=0,
       # Loader.
       num_workers=0,       # grain worker processes; 0 = in the main process
-      num_threads=2,       # grain reader threads
-      prefetch=4,
+      num_threads=2,       # grain reader threads (per worker)
+      prefetch=4,          # batches buffered per worker
+      decode_threads=1,    # PyAV threads per reader: the workers are the parallelism
+      seek=True,           # dense clips: start decoding at the keyframe before the clip
+      jpeg_backend="auto", # frames: auto (OpenCV if installed, else PIL) | cv2 | pil
   ))
   d.update(overrides)
   return d
@@ -61,8 +106,11 @@ def demo_data(**overrides) -> ml_collections.ConfigDict:
   """The embedded demo data set at the size the demo variants train on a CPU."""
   # 4 of 8 generated frames at 32x32: ResNet-50 takes ~1.6 s per batch of 16 such clips
   # (fwd+bwd) on a 2-core CPU, so one epoch of 1920 clips fits the demo's minutes.
-  d = data_config(name="demo", root="", train_list="", eval_list="", num_classes=0,
-                  num_frames=4, image_size=32, source_frames=8, train_examples=1920,
-                  eval_examples=384)
+  # Generated at the model's size: no resize or crop; no flip (it would swap the
+  # left/right classes).
+  d = data_config(name="demo", format="demo", root="", train_list="", eval_list="",
+                  num_classes=0, num_frames=4, image_size=32, source_frames=8,
+                  train_examples=1920, eval_examples=384, train_resize=0, train_crop="none",
+                  flip=False, test_scale=0)
   d.update(overrides)
   return d

@@ -1,13 +1,19 @@
 """grain pipelines for training and evaluation, sharded by JAX process.
 
 Training: this process's slice of the source, shuffled anew each epoch from the seed,
-repeated forever, segment-sampled with a per-example rng, batched with drop-remainder.
+repeated forever; each example's frames are sampled and decoded with a per-example rng
+(`data.sampler`), transformed (`data.train_crop`, flip) and batched with drop-remainder.
+Files that cannot be read are skipped with one warning each and counted: the iterator's
+`skipped_files`. Worker processes (`data.num_workers`) decode in parallel with prefetch.
 The iterator is a grain `DatasetIterator`, whose state the checkpoint saves, so a
-resumed run reads exactly the batches the uninterrupted run would have read.
+resumed run (with the same worker count) reads exactly the batches the uninterrupted run
+would have read.
 
 Evaluation: one pass; the last batch is padded with copies of the first example and a
-`mask` of 0, so that metrics over padded batches are exact. Every process yields the
-same number of batches. With `eval.num_views = V > 1`, clips are [V, T, H, W, 3].
+`mask` of 0, so that metrics over padded batches are exact; unreadable files also get
+mask 0 (and are counted). Every process yields the same number of batches. With
+`eval.num_views = V > 1`, clips are [V, T, H, W, 3]: `data.test_clips` temporal clips x
+the spatial crops of `data.test_crop`, crop-major.
 """
 
 from __future__ import annotations
@@ -15,16 +21,25 @@ from __future__ import annotations
 import os
 from typing import Any, Iterator
 
+from absl import logging
 import grain
 import jax
 import ml_collections
 import numpy as np
 
-from vidjax.data import demo, sampling
+from vidjax.data import decode, demo, sampling, sources, transforms
 
 
 class DataNotFoundError(FileNotFoundError):
   """The configured data set is not where the config says."""
+
+
+class DataError(RuntimeError):
+  """The data cannot feed training (e.g. not one readable file in a whole pass)."""
+
+
+def _split_name(data_config: ml_collections.ConfigDict, split: str) -> str:
+  return data_config.train_split if split == "train" else data_config.eval_split
 
 
 def _source(data_config: ml_collections.ConfigDict, split: str) -> Any:
@@ -34,12 +49,30 @@ def _source(data_config: ml_collections.ConfigDict, split: str) -> Any:
     return demo.DemoSource(split=split, num_examples=num,
                            num_frames=data_config.source_frames,
                            image_size=data_config.image_size, seed=data_config.seed)
+  fmt = data_config.get("format", "videos")
+  if fmt == "tfds":
+    try:
+      return sources.TfdsSource(name=data_config.tfds_name, split=_split_name(data_config, split),
+                                data_dir=data_config.tfds_data_dir,
+                                video_key=data_config.video_key, label_key=data_config.label_key)
+    except Exception as e:  # TFDS raises several types for a missing data set
+      raise DataNotFoundError(missing_data_message(
+          data_config, split, f"TFDS data set {data_config.tfds_name!r} split "
+          f"{_split_name(data_config, split)!r} in {data_config.tfds_data_dir or '~/tensorflow_datasets'}"
+          f" ({type(e).__name__}: {e})")) from e
   list_file = os.path.expanduser(data_config.get(f"{split}_list", "") or "")
   if not list_file or not os.path.exists(list_file):
     raise DataNotFoundError(missing_data_message(data_config, split, list_file))
-  raise NotImplementedError(
-      f"data.name={data_config.name!r}: reading video lists ({list_file}) arrives with the "
-      "real-video pipeline (issue 4); only data.name='demo' is readable in this version.")
+  names = None
+  if data_config.label_names:
+    path = os.path.expanduser(data_config.label_names)
+    if not os.path.exists(path):
+      raise DataNotFoundError(f"data.label_names: {path} does not exist.")
+    names = sources.read_label_names(path)
+  return sources.ListSource(list_file=list_file, fmt=fmt, root=data_config.root,
+                            multi_label=data_config.multi_label,
+                            num_classes=data_config.num_classes, label_names=names,
+                            csv_path_tmpl=data_config.csv_path_tmpl)
 
 
 def missing_data_message(data_config: ml_collections.ConfigDict, split: str,
@@ -49,7 +82,7 @@ def missing_data_message(data_config: ml_collections.ConfigDict, split: str,
       f"annotation list {looked_at or '(data.' + split + '_list is empty)'}.\n"
       f"To prepare it: put the videos under data.root ({data_config.get('root', '')}) and "
       f"write the list with `python scripts/build_file_list.py --root DIR --output LIST` "
-      f"(one `path label` line per video), then pass "
+      f"(one `path label` line per video; --frames for extracted frame folders), then pass "
       f"--config.data.root=... --config.data.{split}_list=....\n"
       "To try vidjax without data, run the demo variant of this config, e.g.\n"
       "  python -m vidjax.main --config configs/tsn_r50.py:demo --workdir /tmp/vidjax_demo")
@@ -61,15 +94,138 @@ def num_classes(data_config: ml_collections.ConfigDict) -> int:
   return int(data_config.num_classes)
 
 
-class _SampleTrain(grain.transforms.RandomMap):
+# ---------------------------------------------------------------------------- pieces
+def _sampler(data_config: ml_collections.ConfigDict) -> sampling.Sampler:
+  return sampling.Sampler(kind=data_config.sampler, num_frames=int(data_config.num_frames),
+                          frame_interval=int(data_config.frame_interval),
+                          test_sampling=data_config.test_sampling,
+                          out_of_bound=data_config.out_of_bound)
 
-  def __init__(self, num_segments: int):
-    self.num_segments = num_segments
 
-  def random_map(self, example: dict, rng: np.random.Generator) -> dict:
-    clip = example["clip"]
-    idx = sampling.segment_indices(len(clip), self.num_segments, rng=rng)
-    return {"clip": clip[idx], "label": np.int32(example["label"])}
+def _reader(data_config: ml_collections.ConfigDict) -> decode.Reader:
+  return decode.Reader(threads=int(data_config.decode_threads), seek=bool(data_config.seek),
+                       filename_tmpl=data_config.filename_tmpl,
+                       start_index=int(data_config.start_index),
+                       jpeg_backend=decode.resolve_jpeg_backend(data_config.jpeg_backend))
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_skip(error: decode.DecodeError, split: str) -> None:
+  # One warning per file and process; the count goes to the metrics.
+  if error.path not in _WARNED:
+    _WARNED.add(error.path)
+    logging.warning("Skipping unreadable %s file %s", split, error)
+
+
+def test_views(data_config: ml_collections.ConfigDict, num_views: int) -> tuple[int, int]:
+  """(temporal clips, spatial crops) of the test protocol; their product is `num_views`.
+
+  Raises:
+    ValueError: config.eval.num_views does not match data.test_clips x test_crop.
+  """
+  crops = transforms.num_test_crops(data_config.test_crop)
+  clips = int(data_config.test_clips)
+  if clips > 0:
+    if clips * crops != num_views:
+      raise ValueError(
+          f"config.eval.num_views={num_views}, but data.test_clips={clips} temporal clips x "
+          f"{crops} crops of data.test_crop={data_config.test_crop!r} make {clips * crops} "
+          f"views: set config.eval.num_views={clips * crops}.")
+    return clips, crops
+  if num_views % crops:
+    raise ValueError(f"config.eval.num_views={num_views} is not a multiple of the {crops} "
+                     f"crops of data.test_crop={data_config.test_crop!r}.")
+  return num_views // crops, crops
+
+
+class _LoadTrain(grain.transforms.RandomMap):
+  """Record -> {"clip" [T, S, S, 3], "label"}, or {"skipped": path} for a bad file."""
+
+  def __init__(self, reader: decode.Reader, sampler: sampling.Sampler,
+               transform: transforms.ClipTransform):
+    self.reader, self.sampler, self.transform = reader, sampler, transform
+
+  def random_map(self, record: dict, rng: np.random.Generator) -> dict:
+    try:
+      clip = self.reader(record, lambda n: self.sampler.train(n, rng))
+    except decode.DecodeError as e:
+      _warn_skip(e, "train")
+      return {"skipped": e.path}
+    clip, label = self.transform.train(clip, record["label"], rng)
+    return {"clip": clip, "label": label}
+
+
+class _BatchReadable(grain.IterDataset):
+  """Batches of `batch_size` readable examples; "skipped_files" counts the ones left out."""
+
+  def __init__(self, parent: grain.IterDataset, batch_size: int, max_consecutive: int):
+    super().__init__(parent)
+    self.batch_size, self.max_consecutive = batch_size, max_consecutive
+
+  def __iter__(self) -> grain.DatasetIterator:
+    return _BatchReadableIterator(self._parent.__iter__(), self.batch_size,
+                                  self.max_consecutive)
+
+  def __str__(self) -> str:
+    return f"BatchReadable(batch_size={self.batch_size})"
+
+
+class _BatchReadableIterator(grain.DatasetIterator):
+
+  def __init__(self, parent: grain.DatasetIterator, batch_size: int, max_consecutive: int):
+    super().__init__(parent)
+    self.batch_size, self.max_consecutive = batch_size, max_consecutive
+
+  def __next__(self) -> dict:
+    rows, skipped, run = [], 0, 0
+    while len(rows) < self.batch_size:
+      example = next(self._parent)
+      if "skipped" in example:
+        skipped += 1
+        run += 1
+        if run > self.max_consecutive:
+          raise DataError(f"{run} files in a row could not be read (the last: "
+                          f"{example['skipped']}); is data.root right?")
+        continue
+      run = 0
+      rows.append(example)
+    batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    batch["skipped_files"] = np.asarray(skipped, np.int64)
+    return batch
+
+  def get_state(self) -> dict:
+    return self._parent.get_state()
+
+  def set_state(self, state: dict) -> None:
+    self._parent.set_state(state)
+
+
+class TrainIterator(grain.DatasetIterator):
+  """Batches {"clip" uint8 [b, T, S, S, 3], "label" [b]}; `skipped_files` counts the
+  unreadable files left out so far (this process), and is part of the saved state."""
+
+  def __init__(self, parent: grain.DatasetIterator):
+    super().__init__(parent)
+    self.skipped_files = 0
+
+  def __next__(self) -> dict:
+    batch = dict(next(self._parent))
+    self.skipped_files += int(batch.pop("skipped_files"))
+    return batch
+
+  def get_state(self) -> dict:
+    return {"pipeline": self._parent.get_state(), "skipped_files": self.skipped_files}
+
+  def set_state(self, state: dict) -> None:
+    self._parent.set_state(state["pipeline"])
+    self.skipped_files = int(state["skipped_files"])
+
+  def close(self) -> None:
+    close = getattr(self._parent, "close", None)
+    if close is not None:
+      close()
 
 
 def _process_slice(ds: grain.MapDataset) -> grain.MapDataset:
@@ -83,50 +239,94 @@ def _local_batch_size(global_batch_size: int) -> int:
   return global_batch_size // jax.process_count()
 
 
-def _to_iter(ds: grain.MapDataset, data_config: ml_collections.ConfigDict) -> grain.IterDataset:
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=data_config.num_threads,
-                                            prefetch_buffer_size=data_config.prefetch))
+def _read_options(data_config: ml_collections.ConfigDict) -> grain.ReadOptions:
+  return grain.ReadOptions(num_threads=data_config.num_threads,
+                           prefetch_buffer_size=data_config.prefetch)
+
+
+def _mp(it: grain.IterDataset, data_config: ml_collections.ConfigDict) -> grain.IterDataset:
   if data_config.num_workers > 0:
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_config.num_workers))
+    it = it.mp_prefetch(grain.MultiprocessingOptions(
+        num_workers=data_config.num_workers, per_worker_buffer_size=data_config.prefetch))
   return it
 
 
 def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: int,
-                   seed: int) -> grain.DatasetIterator:
+                   seed: int) -> TrainIterator:
   """Infinite iterator of {"clip": uint8 [b, T, H, W, 3], "label": int32 [b]}.
 
   b is this process's share of `global_batch_size`.
   """
-  ds = _process_slice(grain.MapDataset.source(_source(data_config, "train")))
+  source = _source(data_config, "train")
+  ds = _process_slice(grain.MapDataset.source(source))
+  if len(ds) == 0:
+    raise DataError(f"The train split of {data_config.name!r} has no examples for process "
+                    f"{jax.process_index()}.")
   ds = ds.seed(seed).shuffle().repeat()
-  ds = ds.random_map(_SampleTrain(data_config.num_frames))
-  ds = ds.batch(_local_batch_size(global_batch_size), drop_remainder=True)
-  return iter(_to_iter(ds, data_config))
+  ds = ds.random_map(_LoadTrain(_reader(data_config), _sampler(data_config),
+                                transforms.from_config(data_config)))
+  it = ds.to_iter_dataset(_read_options(data_config))
+  it = _BatchReadable(it, _local_batch_size(global_batch_size), max_consecutive=len(source))
+  return TrainIterator(iter(_mp(it, data_config)))
 
 
 def steps_per_epoch(data_config: ml_collections.ConfigDict, global_batch_size: int) -> int:
   return max(1, len(_source(data_config, "train")) // global_batch_size)
 
 
+class _LoadEval:
+  """Index -> {"clip" [T, ...] or [V, T, ...], "label", "mask", "skipped"}."""
+
+  def __init__(self, source: Any, reader: decode.Reader, sampler: sampling.Sampler,
+               transform: transforms.ClipTransform, clips: int, views: int):
+    self.source, self.reader, self.sampler, self.transform = source, reader, sampler, transform
+    self.clips, self.views, self.n = clips, views, len(source)
+    self._zeros = None
+
+  def __call__(self, i: int) -> dict:
+    record = self.source[i if i < self.n else 0]
+    try:
+      frames = self.reader(record, lambda n: self.sampler.test(n, self.clips))
+      views = self.transform.test(frames)            # [crops, clips, T, S, S, 3]
+      views = views.reshape((-1,) + views.shape[2:])  # crop-major [V, T, S, S, 3]
+      ok = True
+    except decode.DecodeError as e:
+      if i < self.n:
+        _warn_skip(e, "eval")
+      s = self.transform.image_size
+      views, ok = np.zeros((self.views, self.sampler.num_frames, s, s, 3), np.uint8), False
+    return {"clip": views[0] if self.views == 1 else views, "label": record["label"],
+            "mask": np.bool_(ok and i < self.n), "skipped": np.bool_(not ok and i < self.n)}
+
+
+class EvalIterator:
+  """One pass of eval batches; `skipped_files` counts the unreadable files (mask 0)."""
+
+  def __init__(self, it: Iterator[dict]):
+    self._it = it
+    self.skipped_files = 0
+
+  def __iter__(self) -> "EvalIterator":
+    return self
+
+  def __next__(self) -> dict:
+    batch = dict(next(self._it))
+    self.skipped_files += int(np.sum(batch.pop("skipped")))
+    return batch
+
+
 def eval_iterator(data_config: ml_collections.ConfigDict, global_batch_size: int,
-                  num_views: int = 1) -> Iterator[dict[str, np.ndarray]]:
+                  num_views: int = 1) -> EvalIterator:
   """One pass of {"clip", "label", "mask"}; clip [b, T, ...] or [b, V, T, ...]."""
   source = _source(data_config, "eval")
+  clips, _ = test_views(data_config, num_views)
   n = len(source)
   padded = -(-n // global_batch_size) * global_batch_size
-  num_segments = data_config.num_frames
-
-  def load(i: int) -> dict:
-    example = source[i if i < n else 0]
-    clip = example["clip"]
-    views = [clip[sampling.segment_indices(len(clip), num_segments, view=v, num_views=num_views)]
-             for v in range(num_views)]
-    return {"clip": views[0] if num_views == 1 else np.stack(views),
-            "label": np.int32(example["label"]), "mask": np.bool_(i < n)}
-
+  load = _LoadEval(source, _reader(data_config), _sampler(data_config),
+                   transforms.from_config(data_config), clips, num_views)
   ds = _process_slice(grain.MapDataset.range(padded)).map(load)
   ds = ds.batch(_local_batch_size(global_batch_size))
-  return iter(_to_iter(ds, data_config))
+  return EvalIterator(iter(_mp(ds.to_iter_dataset(_read_options(data_config)), data_config)))
 
 
 def num_eval_examples(data_config: ml_collections.ConfigDict) -> int:
