@@ -24,7 +24,28 @@ def trainer_defaults() -> ml_collections.ConfigDict:
   c.check_finite = True            # stop on a NaN/inf loss, naming the step
   c.init_from = ""                 # variables dir or workdir (converter output, ImageNet init)
   c.init_from_drop = r"(^|/)(fc|fc_cls|new_fc)/"   # reinitialised when their shape differs
-  c.mesh = (("data", -1),)         # (axis, size); -1 = all remaining devices
+  # Devices and sharding (vidjax/train/sharding.py).
+  c.mesh = (("data", -1),)         # (axis, size) over data, fsdp, model; -1 = the rest
+  c.partition_rules = (            # (regex on the state leaf path, spec), first match wins;
+      (r"(^|/)batch_stats/", "replicate"),  # spec: "replicate", "fsdp" or a tuple of
+      (r".*", "fsdp"),             # mesh axis names / None per dimension
+  )
+  c.fsdp_min_size = 2 ** 14        # "fsdp" shards tensors of at least this many elements
+  c.bn_group_size = 0              # BatchNorm statistics over: 0 the global (micro)batch;
+                                   # -1 each device's rows (PyTorch DDP without SyncBN);
+                                   # N groups of N clips (a DDP recipe's per-GPU batch)
+  # Memory and speed.
+  c.grad_accum_steps = 1           # k > 1: k microbatches of batch_size / k per step
+  c.remat = False                  # recompute backbone blocks in the backward pass
+  # Several hosts: jax.distributed.initialize; empty address = single process, unless
+  # the environment (JAX_COORDINATOR_ADDRESS, SLURM, TPU pods, ...) defines the cluster.
+  c.distributed = ml_collections.ConfigDict(dict(
+      coordinator_address="",      # "host:port" of process 0
+      num_processes=0,             # 0: from the environment
+      process_id=-1,               # -1: from the environment
+      auto=False,                  # True: jax.distributed.initialize() from the environment
+      cpu_collectives="gloo",      # cross-process collectives of the CPU backend
+  ))
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=64,
       num_views=1,                 # temporal views per clip, folded into the batch

@@ -17,7 +17,7 @@ from ml_collections import config_flags
 
 from vidjax.data import pipeline
 from vidjax.train import checkpoint as ckpt_lib
-from vidjax.train import trainer
+from vidjax.train import sharding, trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/tsn_r50.py:demo.", lock_config=True)
@@ -46,6 +46,8 @@ def main(argv: list[str]) -> None:
   workdir = _WORKDIR.value
   if _MODE.value == "train" and not workdir:
     raise app.UsageError("--workdir is required to train.")
+  # Before the first device access below: several hosts join here.
+  sharding.initialize_distributed(config.get("distributed"))
   logging.info("JAX %s on %d %s device(s), process %d of %d.", jax.__version__,
                jax.device_count(), jax.default_backend(), jax.process_index(),
                jax.process_count())

@@ -38,16 +38,37 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
+def _split_micro(x: jax.Array, num_micro: int, batch_shards: int) -> jax.Array:
+  """[B, ...] -> [k, B / k, ...]; microbatch i holds the i-th chunk of every device's rows,
+  so each microbatch stays spread over all devices (no resharding between them)."""
+  n, k = batch_shards, num_micro
+  x = x.reshape((n, k, x.shape[0] // (n * k)) + x.shape[1:])
+  x = jnp.swapaxes(x, 0, 1)
+  return x.reshape((k, n * x.shape[2]) + x.shape[3:])
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
                model: nn.Module, tx: optax.GradientTransformation,
                schedule: Callable[[jax.Array], jax.Array],
-               label_smoothing: float = 0.0
+               label_smoothing: float = 0.0, grad_accum_steps: int = 1,
+               bn_groups: int = 1, batch_shards: int = 1
                ) -> tuple[TrainState, metrics_lib.TrainMetrics, jax.Array]:
   """One optimiser step on a global batch.
 
   Args:
     batch: "clip" [B, T, H, W, 3] uint8, "label" [B] int32.
     rng: base key; dropout uses fold_in(rng, step) so a resumed run draws the same masks.
+    grad_accum_steps: k > 1 splits the batch into k microbatches of B / k clips whose
+      gradients are averaged (a sequential loop: activation memory of B / k clips).
+      BatchNorm then normalises over each microbatch and updates its running statistics
+      once per microbatch, as PyTorch does when it accumulates gradients.
+    bn_groups: G > 1 computes BatchNorm statistics separately over G contiguous groups
+      of each (micro)batch, as PyTorch DistributedDataParallel without SyncBatchNorm does
+      over its per-GPU batches: the model runs on each group (vmapped, so each group
+      stays on its devices under GSPMD), and the running statistics follow the first
+      group, as DDP's rank 0 buffers (broadcast to every rank at each forward) do.
+      1: statistics over the whole (micro)batch, on any number of devices.
+    batch_shards: how many devices the batch is split over (for the microbatch split).
 
   Returns:
     The new state, the step's metrics, and a bool scalar: loss, gradients and new
@@ -55,16 +76,54 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   """
   dropout_rng = jax.random.fold_in(rng, state.step)
 
-  def loss_fn(params):
+  def forward(params, batch_stats, clips, key):
     variables = {"params": params}
-    if state.batch_stats:
-      variables["batch_stats"] = state.batch_stats
-    logits, updates = model.apply(variables, batch["clip"], train=True,
-                                  mutable=["batch_stats"], rngs={"dropout": dropout_rng})
-    loss = cross_entropy(logits, batch["label"], label_smoothing).mean()
-    return loss, (logits, updates.get("batch_stats", state.batch_stats))
+    if batch_stats:
+      variables["batch_stats"] = batch_stats
 
-  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    def apply(c, k):
+      logits, updates = model.apply(variables, c, train=True, mutable=["batch_stats"],
+                                    rngs={"dropout": k})
+      return logits, updates.get("batch_stats", batch_stats)
+
+    if bn_groups == 1:
+      return apply(clips, key)
+    grouped = clips.reshape((bn_groups, clips.shape[0] // bn_groups) + clips.shape[1:])
+    logits, stats = jax.vmap(apply)(grouped, jax.random.split(key, bn_groups))
+    stats = jax.tree.map(lambda s: s[0], stats) if batch_stats else batch_stats
+    return logits.reshape((-1,) + logits.shape[2:]), stats
+
+  def loss_fn(params, batch_stats, clips, labels, key):
+    logits, new_stats = forward(params, batch_stats, clips, key)
+    loss = cross_entropy(logits, labels, label_smoothing).mean()
+    return loss, (logits, new_stats)
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  labels = batch["label"]
+  if grad_accum_steps == 1:
+    (loss, (logits, batch_stats)), grads = grad_fn(
+        state.params, state.batch_stats, batch["clip"], labels, dropout_rng)
+  else:
+    k = grad_accum_steps
+    clips = _split_micro(batch["clip"], k, batch_shards)
+    micro_labels = _split_micro(labels, k, batch_shards)
+
+    def body(carry, xs):
+      grad_sum, stats, loss_sum = carry
+      c, l, i = xs
+      (loss, (logits, stats)), g = grad_fn(state.params, stats, c, l,
+                                           jax.random.fold_in(dropout_rng, i))
+      return (jax.tree.map(jnp.add, grad_sum, g), stats, loss_sum + loss), logits
+
+    init = (jax.tree.map(jnp.zeros_like, state.params), state.batch_stats,
+            jnp.zeros((), jnp.float32))
+    (grads, batch_stats, loss), logits = jax.lax.scan(
+        body, init, (clips, micro_labels, jnp.arange(k)))
+    grads = jax.tree.map(lambda g: g / k, grads)
+    loss = loss / k
+    logits = logits.reshape((-1,) + logits.shape[2:])
+    labels = micro_labels.reshape(-1)  # the order of `logits`; metrics are sums
+
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
@@ -72,7 +131,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   grad_norm = optax.tree.norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(params))
   step_metrics = metrics_lib.TrainMetrics.single_from_model_output(
-      loss=loss, scores=logits, labels=batch["label"], grad_norm=grad_norm,
+      loss=loss, scores=logits, labels=labels, grad_norm=grad_norm,
       learning_rate=schedule(state.step))
   return new_state, step_metrics, finite
 

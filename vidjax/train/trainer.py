@@ -1,7 +1,7 @@
 """The training and evaluation loop, readable top to bottom.
 
 `run(config, workdir)` builds the mesh, the model, the optimiser and the data, creates
-the train state already replicated on the mesh, resumes from the workdir's latest
+the train state already sharded on the mesh by `config.partition_rules`, resumes from the workdir's latest
 checkpoint (state and data position) when there is one, and then trains with periodic
 logging, evaluation and checkpoints. `evaluate_only` evaluates a checkpoint.
 """
@@ -91,9 +91,16 @@ def _clip_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
   return (1, d.num_frames, d.image_size, d.image_size, 3)
 
 
+def state_shardings(config: ml_collections.ConfigDict, state: Any, mesh: Any) -> Any:
+  """NamedShardings of every leaf of `state` (arrays or shapes) by the config's rules."""
+  return sharding.tree_shardings(state, mesh, sharding.rules_from_config(config),
+                                 config.get("fsdp_min_size", 2 ** 14))
+
+
 def create_train_state(config: ml_collections.ConfigDict, model: Any, tx: Any, mesh: Any,
-                       rng: jax.Array) -> steps.TrainState:
-  """The initial state, created directly with replicated sharding on the mesh."""
+                       rng: jax.Array) -> tuple[steps.TrainState, Any]:
+  """The initial state, created directly in its sharding on the mesh (no device ever
+  holds a full copy of an FSDP-sharded tensor); returns it and its shardings."""
 
   def init(rng):
     variables = model.init({"params": rng, "dropout": rng},
@@ -103,7 +110,8 @@ def create_train_state(config: ml_collections.ConfigDict, model: Any, tx: Any, m
                             batch_stats=variables.get("batch_stats", {}),
                             opt_state=tx.init(params))
 
-  return jax.jit(init, out_shardings=sharding.replicated(mesh))(rng)
+  shardings = state_shardings(config, jax.eval_shape(init, rng), mesh)
+  return jax.jit(init, out_shardings=shardings)(rng), shardings
 
 
 def merge_init_from(params: Any, batch_stats: Any, loaded: dict, drop_regex: str,
@@ -176,11 +184,56 @@ def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn
   return {f"eval/{k}": float(v) for k, v in totals.compute().items()}
 
 
+def with_remat(model: Any) -> Any:
+  """The model with rematerialised backbone blocks (activations inside each block are
+  recomputed in the backward pass; only block outputs are kept). Parameters unchanged."""
+  backbone = getattr(model, "backbone", None)
+  if backbone is None or "remat" not in getattr(type(backbone), "__dataclass_fields__", {}):
+    raise ValueError(f"config.remat=True: the backbone of {type(model).__name__} "
+                     f"({type(backbone).__name__}) has no remat option; set config.remat=False.")
+  return model.clone(backbone=backbone.clone(remat=True))
+
+
+def bn_groups(config: ml_collections.ConfigDict, mesh: Any) -> int:
+  """BatchNorm groups per (micro)batch for `config.bn_group_size` (see config_defaults)."""
+  k = config.get("grad_accum_steps", 1)
+  n = sharding.num_batch_shards(mesh)
+  if k < 1 or config.batch_size % (k * n):
+    raise ValueError(f"batch size {config.batch_size} must be divisible by grad_accum_steps "
+                     f"({k}) x the {n} devices the batch is split over.")
+  micro = config.batch_size // k
+  size = config.get("bn_group_size", 0)
+  if size == 0:
+    return 1
+  if size == -1:
+    return n
+  if size < -1 or micro % size:
+    raise ValueError(f"config.bn_group_size={size} must be 0, -1 or divide the "
+                     f"(micro)batch of {micro} clips.")
+  return micro // size
+
+
+def make_train_fn(config: ml_collections.ConfigDict, model: Any, tx: Any, schedule: Any,
+                  mesh: Any, shardings: Any) -> Any:
+  """The jitted train step: state in its shardings (donated), batch split over devices."""
+  repl, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  return jax.jit(
+      functools.partial(steps.train_step, model=model, tx=tx, schedule=schedule,
+                        label_smoothing=config.label_smoothing,
+                        grad_accum_steps=config.get("grad_accum_steps", 1),
+                        bn_groups=bn_groups(config, mesh),
+                        batch_shards=sharding.num_batch_shards(mesh)),
+      in_shardings=(shardings, data_sharding, repl), out_shardings=(shardings, repl, repl),
+      donate_argnums=(0,))
+
+
 def _setup(config: ml_collections.ConfigDict):
   mesh = sharding.make_mesh(config.mesh)
   model = models.build_model(config.model)
+  if config.get("remat", False):
+    model = with_remat(model)
+  # The state arrives in its own shardings; the batch is split over the batch axes.
   eval_fn = jax.jit(functools.partial(steps.eval_step, model=model, fusion=config.eval.fusion),
-                    in_shardings=(sharding.replicated(mesh), sharding.batch_sharding(mesh)),
                     out_shardings=sharding.replicated(mesh))
   return mesh, model, eval_fn
 
@@ -212,7 +265,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
       lambda r: model.init(r, jnp.zeros(_clip_shape(config), jnp.uint8), train=False),
       init_rng)["params"]
   tx, schedule = build_tx(config, abstract_params, steps_per_epoch)
-  state = create_train_state(config, model, tx, mesh, init_rng)
+  state, shardings = create_train_state(config, model, tx, mesh, init_rng)
 
   checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
   check_workdir_config(config, workdir, has_checkpoint=checkpointer.latest_step() is not None)
@@ -226,34 +279,32 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     loaded = ckpt_lib.load_variables(config.init_from)
     params, batch_stats = merge_init_from(state.params, state.batch_stats, loaded,
                                           config.init_from_drop, config.init_from)
-    state = sharding.tree_replicate(
-        state.replace(params=params, batch_stats=batch_stats,
-                      opt_state=tx.init(params)), mesh)
+    params = sharding.put(params, shardings.params)
+    state = state.replace(
+        params=params, batch_stats=sharding.put(batch_stats, shardings.batch_stats),
+        opt_state=jax.jit(tx.init, out_shardings=shardings.opt_state)(params))
     logging.info("Initialised from %s.", config.init_from)
 
   writer = writers.create_writer(workdir)
   start = int(state.step)
   if start == 0:
     num_params = parameter_overview.count_parameters(state.params)
+    # Statistics need every shard on this host: only single-process runs log them.
     logging.info("%s\n%d parameters", parameter_overview.get_parameter_overview(
-        state.params), num_params)
+        state.params, include_stats=jax.process_count() == 1), num_params)
     logging.info("Parameter groups:\n%s", optim.param_group_table(state.params, config.optim))
     writer.write_scalars(0, {"num_params": num_params, "steps_per_epoch": steps_per_epoch})
   writer.write_hparams({k: v for k, v in _flatten(json.loads(config.to_json_best_effort())).items()
                         if isinstance(v, (int, float, str, bool))})
 
-  repl, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  train_fn = jax.jit(
-      functools.partial(steps.train_step, model=model, tx=tx, schedule=schedule,
-                        label_smoothing=config.label_smoothing),
-      in_shardings=(repl, data_sharding, repl), out_shardings=(repl, repl, repl),
-      donate_argnums=(0,))
+  train_fn = make_train_fn(config, model, tx, schedule, mesh, shardings)
   progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                              every_steps=config.log_every_steps,
                                              every_secs=None)
-  logging.info("Training %s for %d steps (%d per epoch) from step %d, global batch %d on %s.",
-               config.model.name, total_steps, steps_per_epoch, start, config.batch_size,
-               dict(mesh.shape))
+  logging.info("Training %s for %d steps (%d per epoch) from step %d, global batch %d on "
+               "mesh %s (%d processes). Sharded state leaves:\n%s", config.model.name,
+               total_steps, steps_per_epoch, start, config.batch_size, dict(mesh.shape),
+               jax.process_count(), sharding.describe(shardings, state))
 
   train_metrics = None
   eval_results: dict[str, float] = {}
@@ -309,9 +360,9 @@ def evaluate_only(config: ml_collections.ConfigDict, workdir: str,
       r, jnp.zeros(_clip_shape(config), jnp.uint8), train=False), jax.random.key(0))
   params, batch_stats = merge_init_from(template["params"], template.get("batch_stats", {}),
                                         variables, r"$^", source)
-  state = sharding.tree_replicate(
-      steps.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                       batch_stats=batch_stats, opt_state=()), mesh)
+  host_state = steps.TrainState(step=np.zeros((), np.int32), params=params,
+                                batch_stats=batch_stats, opt_state=())
+  state = sharding.put(host_state, state_shardings(config, host_state, mesh))
   results = evaluate(config, state, eval_fn, mesh)
   logging.info("Evaluated %s: %s", source,
                ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
