@@ -37,11 +37,21 @@ def _describe(src: VideoInput) -> str:
   return src if isinstance(src, str) else f"<{len(src)} bytes of video>"
 
 
-def _count_frames(container, stream) -> int:
-  """Frames of `stream`: the header's count, else one demux pass (no decoding)."""
+def _count_frames(container, stream, name: str) -> int:
+  """Frames of `stream`: the header's count, else one demux pass (no decoding).
+
+  A demuxed count well short of the container's stated duration means a truncated file
+  (webm/mkv keep playing up to the cut, so nothing else would notice).
+  """
   if stream.frames and stream.frames > 0:
     return int(stream.frames)
   n = sum(1 for packet in container.demux(stream) if packet.size)
+  rate = stream.average_rate or stream.guessed_rate
+  if container.duration and rate:
+    expected = container.duration / 1e6 * float(rate)
+    if n < 0.9 * expected - 1:
+      raise DecodeError(name, f"truncated: the container's duration means ~{expected:.0f} "
+                        f"frames, only {n} are there")
   container.seek(0, backward=True, any_frame=False, stream=stream)
   return n
 
@@ -90,7 +100,7 @@ def _decode_open(container, name: str, select: Callable[[int], np.ndarray], thre
   stream = container.streams.video[0]
   stream.thread_type = "AUTO"
   stream.codec_context.thread_count = max(1, int(threads))
-  num_frames = _count_frames(container, stream)
+  num_frames = _count_frames(container, stream, name)
   if num_frames < 1:
     raise DecodeError(name, "has no frames")
   indices = np.asarray(select(num_frames), np.int64)
@@ -153,7 +163,7 @@ def video_num_frames(src: VideoInput) -> int:
   import av  # pylint: disable=g-import-not-at-top
   try:
     with av.open(src if isinstance(src, str) else io.BytesIO(src)) as container:
-      return _count_frames(container, container.streams.video[0])
+      return _count_frames(container, container.streams.video[0], _describe(src))
   except (av.FFmpegError, OSError, IndexError) as e:
     raise DecodeError(_describe(src), f"cannot read the frame count ({e})") from e
 
