@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterator
 
+from absl import flags
 from absl import logging
 import grain
 import jax
@@ -246,6 +247,10 @@ def _read_options(data_config: ml_collections.ConfigDict) -> grain.ReadOptions:
 
 def _mp(it: grain.IterDataset, data_config: ml_collections.ConfigDict) -> grain.IterDataset:
   if data_config.num_workers > 0:
+    # grain's workers read absl flags; outside an absl app (tests, notebooks) nothing has
+    # parsed them, so their defaults stand.
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()
     it = it.mp_prefetch(grain.MultiprocessingOptions(
         num_workers=data_config.num_workers, per_worker_buffer_size=data_config.prefetch))
   return it
@@ -283,18 +288,32 @@ class _LoadEval:
     self.clips, self.views, self.n = clips, views, len(source)
     self._zeros = None
 
+  def _views(self, record: dict) -> np.ndarray:
+    frames = self.reader(record, lambda n: self.sampler.test(n, self.clips))
+    views = self.transform.test(frames)              # [crops, clips, T, S, S, 3]
+    return views.reshape((-1,) + views.shape[2:])   # crop-major [V, T, S, S, 3]
+
+  def _placeholder(self) -> np.ndarray:
+    """Zeros shaped as a readable example's views (for the masked row of a bad file)."""
+    if self._zeros is None:
+      for j in range(self.n):
+        try:
+          self._zeros = np.zeros_like(self._views(self.source[j]))
+          break
+        except decode.DecodeError:
+          continue
+      else:
+        raise DataError(f"Not one of the {self.n} eval files could be read.")
+    return self._zeros
+
   def __call__(self, i: int) -> dict:
     record = self.source[i if i < self.n else 0]
     try:
-      frames = self.reader(record, lambda n: self.sampler.test(n, self.clips))
-      views = self.transform.test(frames)            # [crops, clips, T, S, S, 3]
-      views = views.reshape((-1,) + views.shape[2:])  # crop-major [V, T, S, S, 3]
-      ok = True
+      views, ok = self._views(record), True
     except decode.DecodeError as e:
       if i < self.n:
         _warn_skip(e, "eval")
-      s = self.transform.image_size
-      views, ok = np.zeros((self.views, self.sampler.num_frames, s, s, 3), np.uint8), False
+      views, ok = self._placeholder(), False
     return {"clip": views[0] if self.views == 1 else views, "label": record["label"],
             "mask": np.bool_(ok and i < self.n), "skipped": np.bool_(not ok and i < self.n)}
 
