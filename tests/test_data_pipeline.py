@@ -135,10 +135,14 @@ def test_list_formats(tmp_path):
 def test_training_run_over_a_list_with_bad_files(dataset, tmp_path):
   from vidjax.train import trainer, writers  # pylint: disable=g-import-not-at-top
   config = load_config("tsn_r50", "smoke")
-  config.data = _data(dataset, num_frames=2, num_workers=0)
+  # Mixup and CutMix on, through the real train step.
+  config.data = _data(dataset, num_frames=2, num_workers=0, mixup_alpha=0.2, cutmix_alpha=1.0)
   config.model.num_classes = 3
   config.update(total_steps=3, log_every_steps=1, checkpoint_every_steps=3)
   results = trainer.run(config, str(tmp_path))
-  assert np.isfinite(results["eval/loss"])
+  assert np.isfinite(results["eval/loss"]) and results["eval/skipped_files"] == 4
   rows = writers.read_jsonl(os.path.join(tmp_path, "metrics.jsonl"))
-  assert any("train/loss" in r for r in rows)
+  skipped = [r["train/skipped_files"] for r in rows if "train/skipped_files" in r]
+  # Batches of 8 = one epoch of readable files each: step 3 reads epoch 3, so every entry
+  # of epochs 1 and 2 (4 bad files each) has been read by then.
+  assert len(skipped) == 3 and skipped == sorted(skipped) and 8 <= skipped[-1] <= 12

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import flax
 import flax.linen as nn
@@ -29,10 +29,15 @@ class TrainState:
     return variables
 
 
+# Tag of the Mixup/CutMix rng stream, independent of the dropout masks.
+_MIX_KEY = 0x6D6978
+
+
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
-  """[B] per-example softmax cross-entropy of logits [B, K] and int labels [B]."""
+  """[B] per-example softmax cross-entropy of logits [B, K] and int labels [B] (or soft
+  targets [B, K], e.g. from Mixup/CutMix)."""
   num_classes = logits.shape[-1]
-  targets = jax.nn.one_hot(labels, num_classes)
+  targets = labels.astype(jnp.float32) if labels.ndim == 2 else jax.nn.one_hot(labels, num_classes)
   if label_smoothing:
     targets = optax.smooth_labels(targets, label_smoothing)
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
@@ -51,7 +56,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
                model: nn.Module, tx: optax.GradientTransformation,
                schedule: Callable[[jax.Array], jax.Array],
                label_smoothing: float = 0.0, grad_accum_steps: int = 1,
-               bn_groups: int = 1, batch_shards: int = 1
+               bn_groups: int = 1, batch_shards: int = 1, mix: Optional[Callable] = None
                ) -> tuple[TrainState, metrics_lib.TrainMetrics, jax.Array]:
   """One optimiser step on a global batch.
 
@@ -69,6 +74,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
       group, as DDP's rank 0 buffers (broadcast to every rank at each forward) do.
       1: statistics over the whole (micro)batch, on any number of devices.
     batch_shards: how many devices the batch is split over (for the microbatch split).
+    mix: `mix(rng, clips, labels) -> (clips, soft targets)` (vidjax/train/mix.py:
+      Mixup/CutMix) or None; the loss uses the targets, the accuracy metrics the labels.
 
   Returns:
     The new state, the step's metrics, and a bool scalar: loss, gradients and new
@@ -100,13 +107,17 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   labels = batch["label"]
+  clips, targets = batch["clip"], labels
+  if mix is not None:
+    clips, targets = mix(jax.random.fold_in(jax.random.fold_in(rng, _MIX_KEY), state.step),
+                         clips, labels)
   if grad_accum_steps == 1:
     (loss, (logits, batch_stats)), grads = grad_fn(
-        state.params, state.batch_stats, batch["clip"], labels, dropout_rng)
+        state.params, state.batch_stats, clips, targets, dropout_rng)
   else:
     k = grad_accum_steps
-    clips = _split_micro(batch["clip"], k, batch_shards)
-    micro_labels = _split_micro(labels, k, batch_shards)
+    clips = _split_micro(clips, k, batch_shards)
+    micro_labels = _split_micro(targets, k, batch_shards)
 
     def body(carry, xs):
       grad_sum, stats, loss_sum = carry
@@ -122,7 +133,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
     grads = jax.tree.map(lambda g: g / k, grads)
     loss = loss / k
     logits = logits.reshape((-1,) + logits.shape[2:])
-    labels = micro_labels.reshape(-1)  # the order of `logits`; metrics are sums
+    labels = _split_micro(labels, k, batch_shards).reshape(-1)  # the order of `logits`
 
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)

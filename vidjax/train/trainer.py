@@ -27,7 +27,7 @@ from clu import parameter_overview, periodic_actions
 from vidjax import models
 from vidjax.data import pipeline
 from vidjax.train import checkpoint as ckpt_lib
-from vidjax.train import optim, sharding, steps, writers
+from vidjax.train import mix, optim, sharding, steps, writers
 
 CONFIG_FILE = "config.json"
 
@@ -175,13 +175,16 @@ def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn
              mesh: Any) -> dict[str, float]:
   """One pass over the eval split; exact over padded batches."""
   totals = None
-  for batch in pipeline.eval_iterator(config.data, config.eval.batch_size,
-                                      num_views=config.eval.num_views):
+  batches = pipeline.eval_iterator(config.data, config.eval.batch_size,
+                                   num_views=config.eval.num_views)
+  for batch in batches:
     m = eval_fn(state, sharding.global_batch(batch, mesh))
     totals = m if totals is None else totals.merge(m)
   if totals is None:
     raise TrainingError(f"The eval split of data set {config.data.name!r} is empty.")
-  return {f"eval/{k}": float(v) for k, v in totals.compute().items()}
+  results = {f"eval/{k}": float(v) for k, v in totals.compute().items()}
+  results["eval/skipped_files"] = float(batches.skipped_files)   # unreadable (masked out)
+  return results
 
 
 def with_remat(model: Any) -> Any:
@@ -222,7 +225,8 @@ def make_train_fn(config: ml_collections.ConfigDict, model: Any, tx: Any, schedu
                         label_smoothing=config.label_smoothing,
                         grad_accum_steps=config.get("grad_accum_steps", 1),
                         bn_groups=bn_groups(config, mesh),
-                        batch_shards=sharding.num_batch_shards(mesh)),
+                        batch_shards=sharding.num_batch_shards(mesh),
+                        mix=mix.from_config(config.data, config.model.num_classes)),
       in_shardings=(shardings, data_sharding, repl), out_shardings=(shardings, repl, repl),
       donate_argnums=(0,))
 
@@ -325,7 +329,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     progress(step)
     if step % config.log_every_steps == 0 or step == total_steps:
       writer.write_scalars(step, {f"train/{k}": float(v)
-                                  for k, v in train_metrics.compute().items()})
+                                  for k, v in train_metrics.compute().items()}
+                           | {"train/skipped_files": train_iter.skipped_files})
       train_metrics = None
     if config.eval_every_steps > 0 and step % config.eval_every_steps == 0 and step != total_steps:
       eval_results = evaluate(config, state, eval_fn, mesh)
