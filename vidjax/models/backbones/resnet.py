@@ -134,7 +134,7 @@ class BasicBlock(_Block):
     self.bn2 = self._bn()
     self._setup_common()
 
-  def __call__(self, x: jax.Array, *, num_segments: int, bn_train: bool,
+  def __call__(self, x: jax.Array, num_segments: int, bn_train: bool,
                hook_train: bool) -> jax.Array:
     """x: [N*T, H, W, C_in] -> [N*T, H/stride, W/stride, C_out]."""
     identity = self._shortcut(x, bn_train)
@@ -159,7 +159,7 @@ class Bottleneck(_Block):
     self.bn3 = self._bn()
     self._setup_common()
 
-  def __call__(self, x: jax.Array, *, num_segments: int, bn_train: bool,
+  def __call__(self, x: jax.Array, num_segments: int, bn_train: bool,
                hook_train: bool) -> jax.Array:
     """x: [N*T, H, W, C_in] -> [N*T, H/stride, W/stride, 4 * width]."""
     identity = self._shortcut(x, bn_train)
@@ -192,6 +192,8 @@ class ResNet(nn.Module):
     bn_eps, bn_momentum: BatchNorm epsilon and momentum (flax convention: 0.9 is
       PyTorch's 0.1).
     dtype: computation dtype; parameters and BN statistics stay float32.
+    remat: recompute each block's activations in the backward pass (nn.remat): only
+      block inputs are kept, for memory; parameters are the same.
     temporal_module, mid_module, post_module: hook factories, see the module docstring.
   """
   depth: int = 50
@@ -202,6 +204,7 @@ class ResNet(nn.Module):
   bn_eps: float = 1e-5
   bn_momentum: float = 0.9
   dtype: Dtype = jnp.float32
+  remat: bool = False
   temporal_module: Optional[HookFactory] = None
   mid_module: Optional[HookFactory] = None
   post_module: Optional[HookFactory] = None
@@ -226,6 +229,8 @@ class ResNet(nn.Module):
     kind, stage_sizes = RESNET_SPECS[self.depth]
     expansion = _EXPANSION[kind]
     block_cls = BasicBlock if kind == "basic" else Bottleneck
+    if self.remat:  # num_segments, bn_train, hook_train are Python values: static
+      block_cls = nn.remat(block_cls, static_argnums=(2, 3, 4))
 
     def stage_train(stage: int) -> bool:  # stage 0 is the stem
       return train and not self.norm_eval and stage > self.frozen_stages
@@ -253,7 +258,7 @@ class ResNet(nn.Module):
             freeze_bn_affine=self.partial_bn, dtype=self.dtype,
             temporal_module=self.temporal_module, mid_module=self.mid_module,
             post_module=self.post_module, name=info.name)(
-                x, num_segments=num_segments, bn_train=bn_train, hook_train=hook_train)
+                x, num_segments, bn_train, hook_train)
         in_channels = info.out_channels
         block_id += 1
       if s <= self.frozen_stages:
