@@ -184,17 +184,27 @@ class TfdsSource:
 
   def __init__(self, *, name: str, split: str, data_dir: str = "", video_key: str = "video",
                label_key: str = "label"):
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     self.name, self.split, self.data_dir = name, split, expand(data_dir) or None
     self.video_key, self.label_key = video_key, label_key
-    self._source = tfds.data_source(name, split=split, data_dir=self.data_dir,
-                                    try_gcs=False, download=False)
+    self._source = None
+    self._len = len(self._open())   # fails here, in the main process, when missing
+
+  def _open(self):
+    if self._source is None:
+      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+      self._source = tfds.data_source(self.name, split=self.split, data_dir=self.data_dir,
+                                      try_gcs=False, download=False)
+    return self._source
+
+  def __getstate__(self) -> dict:
+    # Each grain worker opens its own reader.
+    return dict(self.__dict__, _source=None)
 
   def __len__(self) -> int:
-    return len(self._source)
+    return self._len
 
   def __getitem__(self, index: int) -> dict[str, Any]:
-    example = self._source[int(index)]
+    example = self._open()[int(index)]
     video = example[self.video_key]
     record = {"label": np.int32(example[self.label_key])}
     if isinstance(video, (bytes, np.bytes_)):
