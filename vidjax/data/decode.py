@@ -116,8 +116,11 @@ def _decode_open(container, name: str, select: Callable[[int], np.ndarray], thre
   wanted_set = set(int(i) for i in wanted)
   first, top = int(wanted[0]), int(wanted[-1])
 
-  def scan(seek_to_first: bool) -> dict[int, np.ndarray] | None:
-    """Decodes up to frame `top`; None when a seek landed past `first`."""
+  def scan(seek_to_first: bool, by_pts: bool = True) -> dict[int, np.ndarray] | None:
+    """Decodes up to frame `top`; None when a seek landed past `first`.
+
+    Frame i is the one whose timestamp says i (by_pts), or the i-th decoded frame.
+    """
     if seek_to_first:
       target = start_pts + int(first / (rate * time_base))
       container.seek(target, backward=True, any_frame=False, stream=stream)
@@ -127,7 +130,7 @@ def _decode_open(container, name: str, select: Callable[[int], np.ndarray], thre
     found: dict[int, np.ndarray] = {}
     counter = 0
     for n, frame in enumerate(container.decode(stream)):
-      if use_pts and frame.pts is not None:
+      if by_pts and use_pts and frame.pts is not None:
         idx = int(round(float((frame.pts - start_pts) * time_base * rate)))
       elif seek_to_first:
         raise DecodeError(name, "frames lack timestamps; cannot seek")
@@ -147,6 +150,10 @@ def _decode_open(container, name: str, select: Callable[[int], np.ndarray], thre
   found = scan(True) if seek and use_pts and first > 0 else None
   if found is None:
     found = scan(False)
+  if len(found) < len(wanted_set) and use_pts:
+    # Timestamps that do not follow the frame rate (variable rate, broken muxers): count
+    # decoded frames instead.
+    found = scan(False, by_pts=False)
   missing = [i for i in wanted_set if i not in found]
   if missing:
     raise DecodeError(name, f"truncated: the container reports {num_frames} frames but "

@@ -1,0 +1,139 @@
+"""Data preparation helpers for scripts/: find videos, resize, extract frames, in parallel.
+
+Each job handles one video and returns (relative path, frame count or None, error text);
+`run_jobs` runs them in a process pool with a progress bar, so one broken file is
+reported and the rest go on.
+"""
+
+from __future__ import annotations
+
+import fractions
+import multiprocessing
+import os
+import sys
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".flv")
+
+
+def find_videos(root: str) -> list[str]:
+  """Paths (relative to `root`, sorted) of the video files under it."""
+  out = []
+  for dirpath, _, files in os.walk(root):
+    for f in files:
+      if f.lower().endswith(VIDEO_EXTENSIONS):
+        out.append(os.path.relpath(os.path.join(dirpath, f), root))
+  return sorted(out)
+
+
+def short_side_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+  """(height, width) with the short side `short_side`, even, aspect kept (0: unchanged)."""
+  if short_side <= 0:
+    return height, width
+  scale = short_side / min(height, width)
+  even = lambda x: max(2, int(round(x * scale / 2)) * 2)
+  return even(height), even(width)
+
+
+def _encode_jpeg(frame: np.ndarray, path: str, quality: int) -> None:
+  try:
+    import cv2  # pylint: disable=g-import-not-at-top
+    ok = cv2.imwrite(path, frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+      raise OSError(f"cannot write {path}")
+  except ImportError:
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    Image.fromarray(frame).save(path, quality=quality)
+
+
+def extract_frames(src: str, out_dir: str, *, short_side: int = 0,
+                   tmpl: str = "img_{:05d}.jpg", start_index: int = 1,
+                   quality: int = 95) -> int:
+  """Decodes every frame of `src` into `out_dir/tmpl.format(i + start_index)`.
+
+  Returns the number of frames written.
+  """
+  import av  # pylint: disable=g-import-not-at-top
+  os.makedirs(out_dir, exist_ok=True)
+  n = 0
+  with av.open(src) as container:
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    for frame in container.decode(stream):
+      h, w = short_side_size(frame.height, frame.width, short_side)
+      if (h, w) != (frame.height, frame.width):
+        frame = frame.reformat(width=w, height=h)
+      _encode_jpeg(frame.to_ndarray(format="rgb24"),
+                   os.path.join(out_dir, tmpl.format(n + start_index)), quality)
+      n += 1
+  if n == 0:
+    raise ValueError("no frames decoded")
+  return n
+
+
+def resize_video(src: str, dst: str, *, short_side: int = 256, codec: str = "libx264",
+                 crf: int = 23, preset: str = "veryfast") -> int:
+  """Re-encodes `src` as `dst` (mp4) with its short side `short_side`, same frame rate.
+
+  Returns the number of frames written. Audio is dropped (video models do not use it).
+  """
+  import av  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
+  tmp = dst + ".part.mp4"
+  n = 0
+  with av.open(src) as inp, av.open(tmp, mode="w") as out:
+    in_stream = inp.streams.video[0]
+    in_stream.thread_type = "AUTO"
+    rate = in_stream.average_rate or in_stream.guessed_rate or 25
+    h, w = short_side_size(in_stream.codec_context.height, in_stream.codec_context.width,
+                           short_side)
+    stream = out.add_stream(codec, rate=rate)
+    time_base = 1 / fractions.Fraction(rate)
+    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+    if codec == "libx264":
+      stream.options = {"crf": str(crf), "preset": preset}
+    for frame in inp.decode(in_stream):
+      frame = frame.reformat(width=w, height=h, format="yuv420p")
+      frame.pts, frame.time_base = n, time_base   # constant rate, from frame 0
+      for packet in stream.encode(frame):
+        out.mux(packet)
+      n += 1
+    for packet in stream.encode():
+      out.mux(packet)
+  if n == 0:
+    os.remove(tmp)
+    raise ValueError("no frames decoded")
+  os.replace(tmp, dst)
+  return n
+
+
+def _call(args):
+  fn, rel, kwargs = args
+  try:
+    return rel, fn(**kwargs), None
+  except Exception as e:  # one broken video must not stop the others
+    return rel, None, f"{type(e).__name__}: {e}"
+
+
+def run_jobs(fn: Callable[..., int], jobs: Iterable[tuple[str, dict]], processes: int,
+             desc: str) -> list[tuple[str, Optional[int], Optional[str]]]:
+  """Runs `fn(**kwargs)` for each (relative path, kwargs) in a pool, with a progress bar."""
+  jobs = [(fn, rel, kwargs) for rel, kwargs in jobs]
+  try:
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    tqdm = lambda it, **_: it
+  results = []
+  if processes <= 1:
+    it = map(_call, jobs)
+    for r in tqdm(it, total=len(jobs), desc=desc, file=sys.stderr):
+      results.append(r)
+    return results
+  ctx = multiprocessing.get_context("spawn")
+  with ctx.Pool(processes) as pool:
+    for r in tqdm(pool.imap_unordered(_call, jobs), total=len(jobs), desc=desc,
+                  file=sys.stderr):
+      results.append(r)
+  return sorted(results)
