@@ -29,12 +29,10 @@ Variants (`configs/tcp_tsn_r50.py:VARIANT`):
             differs): lr 0.001, steps 5 10, 15 epochs, batch 52, dropout 0.8, wd 5e-4,
             partial BN (every BN but the first frozen, the head's included).
   test30    the 30-view test of the 8f model: --mode eval --config.init_from=DIR.
-            Softmax per view, then the max over views ("max_softmax"). Here: 10 temporal
-            views of T frames at 256 px. Not there yet in the data pipeline (set once it
-            exists): the 3 spatial full-resolution 256x256 crops (left, right, centre;
-            GroupFullResSample) and upstream's exact ten-clip offsets (clip k uses frame
-            int(tick*k/10 + tick*t), k = 1..9 and 0; ours are segment positions
-            (v + 0.5)/10).
+            Short side 256, 3 full-resolution 256x256 crops (left, right, centre;
+            GroupFullResSample) x upstream's ten clips (clip k uses frames
+            int(tick*k/10 + tick*t), k = 1..9 and 0), crop-major; softmax per view, then
+            the max over the 30 views ("max_softmax").
   test30_16f  the same for the 16f model.
   demo      the same architecture on the embedded demo data set (4 frames of 32x32, AdamW
             lr 1e-3, one epoch, CPU):
@@ -132,10 +130,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     config.optim.update(lr=0.001, lr_steps=(5, 10), epochs=15.0, weight_decay=5e-4)
     config.optim.param_groups = _param_groups(_LR_X, norm_decay=0.0)
   elif arg in ("test30", "test30_16f"):
-    config.data.image_size = 256
-    config.eval.num_views = 10
+    config.data.update(image_size=256, test_scale=256, test_clips=10,
+                       test_sampling="ten_clips", test_crop="full_res_three")
+    config.eval.num_views = 30   # data.test_clips x 3 crops
     config.eval.fusion = "max_softmax"
-    config.eval.batch_size = 2   # clips of 10 views each (upstream --batch_size 2)
+    config.eval.batch_size = 2   # videos of 30 views each (upstream --batch_size 2)
   elif arg == "demo":
     config.data = config_defaults.demo_data()   # 4 frames of 32x32
     config.model.num_classes = len(demo.CLASS_NAMES)

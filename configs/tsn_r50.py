@@ -3,7 +3,11 @@ r"""TSN-ResNet-50, 8 segments, Kinetics-400 (the TSM code base's TSN recipe).
 Recipe (TSM repo, Kinetics TSN/TSM): SGD momentum 0.9, lr 0.02 for batch 128, weight
 decay 1e-4 (none on BatchNorm and biases), lr x0.1 at epochs 20 and 40, 50 epochs,
 dropout 0.5, gradient clipping at global norm 20, new fc at lr x5 (weight) and x10 (bias),
-ImageNet initialisation through `--config.init_from=DIR`. Eval: 1 centre clip.
+ImageNet initialisation through `--config.init_from=DIR`. Data: a `path label` video list
+(or `--config.data.format=frames` for TSM's frame lists); training clips take one random
+frame per segment, short side 256, TSN multi-scale crop to 224 (scales 1, .875, .75, .66,
+13 fixed positions), horizontal flip. Eval: 1 centre clip (segment centres, short side
+256, centre crop 224).
 
   python -m vidjax.main --config configs/tsn_r50.py --workdir /tmp/tsn_r50 \
       --config.data.root=~/data/kinetics400
@@ -24,7 +28,9 @@ from vidjax.data import demo
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   config = config_defaults.trainer_defaults()
-  config.data = config_defaults.data_config(num_frames=8, image_size=224)
+  config.data = config_defaults.data_config(
+      num_frames=8, image_size=224, sampler="segments", train_resize=256,
+      train_crop="multi_scale", flip=True, test_scale=256, test_crop="center", test_clips=1)
   config.model = ml_collections.ConfigDict(dict(
       name="tsn",
       num_classes=400,
