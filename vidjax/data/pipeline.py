@@ -35,7 +35,7 @@ class DataNotFoundError(FileNotFoundError):
   """The configured data set is not where the config says."""
 
 
-class DataError(RuntimeError):
+class DataError(ValueError):
   """The data cannot feed training (e.g. not one readable file in a whole pass)."""
 
 
@@ -110,14 +110,21 @@ def _reader(data_config: ml_collections.ConfigDict) -> decode.Reader:
                        jpeg_backend=decode.resolve_jpeg_backend(data_config.jpeg_backend))
 
 
-_WARNED: set[str] = set()
+def _warn_skip(skipped: Any, warned: set[str], split: str) -> int:
+  """Warns once per file (in the main process, whichever worker read it); returns the count.
 
-
-def _warn_skip(error: decode.DecodeError, split: str) -> None:
-  # One warning per file and process; the count goes to the metrics.
-  if error.path not in _WARNED:
-    _WARNED.add(error.path)
-    logging.warning("Skipping unreadable %s file %s", split, error)
+  `skipped`: (path, message) of each file skipped; path "" for rows that were read.
+  """
+  n = 0
+  for path, message in skipped:
+    path = str(path)
+    if not path:
+      continue
+    n += 1
+    if path not in warned:
+      warned.add(path)
+      logging.warning("Skipping unreadable %s file %s", split, message)
+  return n
 
 
 def test_views(data_config: ml_collections.ConfigDict, num_views: int) -> tuple[int, int]:
@@ -142,7 +149,7 @@ def test_views(data_config: ml_collections.ConfigDict, num_views: int) -> tuple[
 
 
 class _LoadTrain(grain.transforms.RandomMap):
-  """Record -> {"clip" [T, S, S, 3], "label"}, or {"skipped": path} for a bad file."""
+  """Record -> {"clip" [T, S, S, 3], "label"}, or {"skipped": (path, message)}."""
 
   def __init__(self, reader: decode.Reader, sampler: sampling.Sampler,
                transform: transforms.ClipTransform):
@@ -152,14 +159,13 @@ class _LoadTrain(grain.transforms.RandomMap):
     try:
       clip = self.reader(record, lambda n: self.sampler.train(n, rng))
     except decode.DecodeError as e:
-      _warn_skip(e, "train")
-      return {"skipped": e.path}
+      return {"skipped": (e.path, str(e))}
     clip, label = self.transform.train(clip, record["label"], rng)
     return {"clip": clip, "label": label}
 
 
 class _BatchReadable(grain.IterDataset):
-  """Batches of `batch_size` readable examples; "skipped_files" counts the ones left out."""
+  """Batches of `batch_size` readable examples; "skipped" lists the files left out."""
 
   def __init__(self, parent: grain.IterDataset, batch_size: int, max_consecutive: int):
     super().__init__(parent)
@@ -180,11 +186,11 @@ class _BatchReadableIterator(grain.DatasetIterator):
     self.batch_size, self.max_consecutive = batch_size, max_consecutive
 
   def __next__(self) -> dict:
-    rows, skipped, run = [], 0, 0
+    rows, skipped, run = [], [], 0
     while len(rows) < self.batch_size:
       example = next(self._parent)
       if "skipped" in example:
-        skipped += 1
+        skipped.append(example["skipped"])
         run += 1
         if run > self.max_consecutive:
           raise DataError(f"{run} files in a row could not be read (the last: "
@@ -193,7 +199,7 @@ class _BatchReadableIterator(grain.DatasetIterator):
       run = 0
       rows.append(example)
     batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-    batch["skipped_files"] = np.asarray(skipped, np.int64)
+    batch["skipped"] = tuple(skipped)
     return batch
 
   def get_state(self) -> dict:
@@ -210,10 +216,11 @@ class TrainIterator(grain.DatasetIterator):
   def __init__(self, parent: grain.DatasetIterator):
     super().__init__(parent)
     self.skipped_files = 0
+    self._warned: set[str] = set()
 
   def __next__(self) -> dict:
     batch = dict(next(self._parent))
-    self.skipped_files += int(batch.pop("skipped_files"))
+    self.skipped_files += _warn_skip(batch.pop("skipped"), self._warned, "train")
     return batch
 
   def get_state(self) -> dict:
@@ -280,7 +287,8 @@ def steps_per_epoch(data_config: ml_collections.ConfigDict, global_batch_size: i
 
 
 class _LoadEval:
-  """Index -> {"clip" [T, ...] or [V, T, ...], "label", "mask", "skipped"}."""
+  """Index -> {"clip" [T, ...] or [V, T, ...], "label", "mask", "skipped" [2] str (path
+  and message of an unreadable file, or empty)}."""
 
   def __init__(self, source: Any, reader: decode.Reader, sampler: sampling.Sampler,
                transform: transforms.ClipTransform, clips: int, views: int):
@@ -311,11 +319,11 @@ class _LoadEval:
     try:
       views, ok = self._views(record), True
     except decode.DecodeError as e:
-      if i < self.n:
-        _warn_skip(e, "eval")
-      views, ok = self._placeholder(), False
+      views, ok, skipped = self._placeholder(), False, (e.path, str(e))
+    if ok or i >= self.n:
+      skipped = ("", "")
     return {"clip": views[0] if self.views == 1 else views, "label": record["label"],
-            "mask": np.bool_(ok and i < self.n), "skipped": np.bool_(not ok and i < self.n)}
+            "mask": np.bool_(ok and i < self.n), "skipped": np.array(skipped, np.str_)}
 
 
 class EvalIterator:
@@ -324,13 +332,14 @@ class EvalIterator:
   def __init__(self, it: Iterator[dict]):
     self._it = it
     self.skipped_files = 0
+    self._warned: set[str] = set()
 
   def __iter__(self) -> "EvalIterator":
     return self
 
   def __next__(self) -> dict:
     batch = dict(next(self._it))
-    self.skipped_files += int(np.sum(batch.pop("skipped")))
+    self.skipped_files += _warn_skip(batch.pop("skipped"), self._warned, "eval")
     return batch
 
 
