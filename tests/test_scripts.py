@@ -65,3 +65,13 @@ def test_extract_frames_resize_and_frame_lists(tmp_path):
                               lambda n: np.arange(n))
   assert small.shape == (12, 24, 32, 3)
   np.testing.assert_array_equal(fx.clip_indices(small), np.arange(12))
+
+
+def test_bench_data_runs_every_cell(tmp_path):
+  proc = _run("scripts/bench_data.py", "--workers", "0", "--num-videos", "2", "--frames", "70",
+              "--batch", "2", "--batches", "1", "--cache", str(tmp_path / "cache"))
+  assert proc.returncode == 0, proc.stderr
+  table = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+  assert len(table) == 1 + 4   # header, 2 recipes x (mp4, frames)
+  for row in table[1:]:
+    assert all(float(x) > 0 for x in row.strip("| ").split(" | ")[2:])
