@@ -1,0 +1,221 @@
+"""Sharded training: data parallel, FSDP and per-device BatchNorm on 8 simulated CPU
+devices against 1 device; checkpoints across device counts; partition rules."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT, load_config, subprocess_env
+from vidjax.train import sharding
+
+# As in test_train_loop: a small lr keeps the from-scratch smoke model's rounding
+# differences (order of the cross-device sums) far below 1e-5 over three steps.
+SMALL_LR = {"optim.lr": 1e-3}
+NUM_STEPS = 3
+
+
+def smoke_config(**overrides):
+  return load_config("tsn_r50", "smoke", **{**SMALL_LR, **overrides})
+
+
+def fixed_batches(config, num_steps=NUM_STEPS):
+  """`num_steps` global batches of the smoke data, the same in every process."""
+  from vidjax.data import pipeline
+  it = pipeline.train_iterator(config.data, config.batch_size, seed=config.seed)
+  if jax.process_count() > 1:
+    raise RuntimeError("fixed_batches reads the whole batch: call it with one process.")
+  return [next(it) for _ in range(num_steps)]
+
+
+def run_steps(config, mesh, batches, process_rows=None):
+  """Trains on `batches` with the trainer's state creation and jitted step.
+
+  Args:
+    process_rows: (start, stop) rows of each global batch this process feeds (several
+      processes); None: all rows.
+  Returns:
+    (losses, final state).
+  """
+  from vidjax import models
+  from vidjax.train import trainer
+  model = models.build_model(config.model)
+  if config.remat:
+    model = trainer.with_remat(model)
+  rng = jax.random.key(config.seed)
+  init_rng, dropout_rng = jax.random.split(rng)
+  shape = (1, config.data.num_frames, config.data.image_size, config.data.image_size, 3)
+  abstract = jax.eval_shape(lambda r: model.init(r, np.zeros(shape, np.uint8)), init_rng)
+  tx, schedule = trainer.build_tx(config, abstract["params"], steps_per_epoch=4)
+  state, shardings = trainer.create_train_state(config, model, tx, mesh, init_rng)
+  train_fn = trainer.make_train_fn(config, model, tx, schedule, mesh, shardings)
+  losses = []
+  for batch in batches:
+    if process_rows is not None:
+      batch = {k: v[process_rows[0]:process_rows[1]] for k, v in batch.items()}
+    state, metrics, finite = train_fn(state, sharding.global_batch(batch, mesh), dropout_rng)
+    assert bool(finite)
+    losses.append(float(metrics.loss.compute()))
+  return losses, state
+
+
+def flat_params(state):
+  """{path: host array} of params and batch_stats (fully addressable states only)."""
+  tree = {"params": state.params, "batch_stats": state.batch_stats}
+  return {sharding.path_name(p): np.asarray(x)
+          for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def assert_close(a, b, atol=1e-5):
+  assert sorted(a) == sorted(b)
+  worst = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+  assert worst <= atol, worst
+
+
+# ------------------------------------------------------------------ in-process (1 device)
+def test_partition_rules_place_leaves():
+  mesh = sharding.make_mesh((("data", 1), ("fsdp", 1), ("model", 1)))
+  rules = ((r"batch_stats/", "replicate"), (r"head/fc/kernel$", (None, "model")),
+           (r".*", "fsdp"))
+  assert sharding.leaf_spec("params/head/fc/kernel", (512, 6), mesh, rules) == \
+      jax.sharding.PartitionSpec(None, "model")
+  # A mesh-less FSDP rule is a no-op; unknown axes, indivisible sizes and bad specs name
+  # the tensor.
+  assert sharding.leaf_spec("params/a/kernel", (3, 3, 64, 64), mesh, rules) == \
+      jax.sharding.PartitionSpec()
+  with pytest.raises(ValueError, match="params/x.*names axis 'tensor'"):
+    sharding.leaf_spec("params/x", (4, 4), mesh, ((r"x", (None, "tensor")),))
+  with pytest.raises(ValueError, match="spec must be 'replicate', 'fsdp'"):
+    sharding.leaf_spec("params/x", (4, 4), mesh, ((r"x", "shard"),))
+  with pytest.raises(ValueError, match="axes must be distinct names"):
+    sharding.make_mesh((("data", -1), ("pipeline", 1)))
+  with pytest.raises(ValueError, match="needs 3 devices"):
+    sharding.make_mesh((("data", 3),))
+
+
+def test_grouped_batchnorm_is_per_group_and_accumulation_matches_it():
+  """bn_group_size=N normalises each group of N clips on its own (what DDP does per
+  GPU), and 2 microbatches of accumulation equal 2 BN groups in one step."""
+  from vidjax import models
+  config = smoke_config(**{"model.dropout_rate": 0.0})
+  batch = fixed_batches(config, 1)[0]
+  mesh = sharding.make_mesh(config.mesh)
+  model = models.build_model(config.model)
+  variables = model.init(jax.random.key(0), batch["clip"][:1])
+  per_group = np.concatenate([
+      model.apply(variables, batch["clip"][i:i + 4], train=True, mutable=["batch_stats"])[0]
+      for i in (0, 4)])
+  _, grouped_state = run_steps(smoke_config(bn_group_size=4, **{"model.dropout_rate": 0.0}),
+                               mesh, [batch])
+  _, accum_state = run_steps(smoke_config(grad_accum_steps=2, **{"model.dropout_rate": 0.0}),
+                             mesh, [batch])
+  _, global_state = run_steps(config, mesh, [batch])
+  # Logits of the grouped forward equal the separate forwards of the groups.
+  logits, _ = jax.vmap(lambda c: model.apply(variables, c, train=True,
+                                             mutable=["batch_stats"]))(
+      batch["clip"].reshape((2, 4) + batch["clip"].shape[1:]))
+  np.testing.assert_allclose(np.asarray(logits).reshape(8, -1), per_group, atol=1e-5)
+  g, a, full = (flat_params(s) for s in (grouped_state, accum_state, global_state))
+  params = [k for k in g if k.startswith("params/")]
+  assert max(float(np.abs(g[k] - a[k]).max()) for k in params) <= 1e-5
+  # Not the result of global statistics: the option does change the computation.
+  assert max(float(np.abs(g[k] - full[k]).max()) for k in params) > 1e-4
+
+
+# ------------------------------------------------------------------ 8 simulated devices
+_EIGHT = r"""
+import sys, json
+sys.path.insert(0, "tests")
+import jax, numpy as np
+assert jax.device_count() == 8, jax.devices()
+jax.config.update("jax_default_matmul_precision", "highest")
+from test_sharding import *
+from vidjax.train import sharding, trainer, checkpoint as ckpt_lib
+import flax
+
+out = {}
+base = smoke_config()
+batches = fixed_batches(base)
+devices = jax.devices()
+one = sharding.make_mesh(base.mesh, devices[:1])
+cases = {
+    "one": (base, one),
+    "data8": (base, sharding.make_mesh((("data", -1),))),
+    "fsdp": (smoke_config(mesh=(("data", 2), ("fsdp", -1)), fsdp_min_size=1024),
+             sharding.make_mesh((("data", 2), ("fsdp", -1)))),
+    # Per-device statistics over 4 clips (a 1-clip group has 2 values per channel at
+    # layer4, whose variance is rounding noise amplified by 1/sqrt(eps)).
+    "one_ddp_bn": (smoke_config(bn_group_size=4), one),
+    "data2_ddp_bn": (smoke_config(bn_group_size=-1), sharding.make_mesh(base.mesh,
+                                                                         devices[:2])),
+}
+states = {}
+for name, (config, mesh) in cases.items():
+  losses, state = run_steps(config, mesh, batches)
+  states[name] = state
+  out[name] = {"losses": losses, "sharded": sum(
+      not a.is_fully_replicated for a in jax.tree.leaves(state.params))}
+  np.savez(f"{sys.argv[1]}/{name}.npz", **flat_params(state))
+
+# A checkpoint of the FSDP state on 4 devices restores onto 8 and onto 1.
+config4 = smoke_config(mesh=(("fsdp", -1),), fsdp_min_size=1024)
+mesh4 = sharding.make_mesh(config4.mesh, devices[:4])
+_, state4 = run_steps(config4, mesh4, batches[:1])
+ckpt = ckpt_lib.Checkpointer(f"{sys.argv[1]}/work4")
+ckpt.save(1, flax.serialization.to_state_dict(state4), force=True)
+ckpt.wait()
+for n in (1, 8):
+  config_n = smoke_config(mesh=(("fsdp", -1),), fsdp_min_size=1024)
+  mesh_n = sharding.make_mesh(config_n.mesh, devices[:n])
+  _, template = run_steps(config_n, mesh_n, [])
+  restored = ckpt.restore(1, trainer._abstract(trainer._to_dict(template)))
+  restored = flax.serialization.from_state_dict(template, restored)
+  same = all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
+             zip(jax.tree.leaves(restored), jax.tree.leaves(state4)))
+  on_mesh = {len(a.sharding.device_set) for a in jax.tree.leaves(restored.params)}
+  out[f"restore{n}"] = {"same": same, "devices": sorted(on_mesh)}
+json.dump(out, open(f"{sys.argv[1]}/out.json", "w"))
+"""
+
+
+@pytest.fixture(scope="module")
+def eight_devices(tmp_path_factory):
+  out = tmp_path_factory.mktemp("eight")
+  env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=8",
+                       JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", _EIGHT, str(out)], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  import json
+  with open(out / "out.json") as f:
+    results = json.load(f)
+  return out, results
+
+
+@pytest.mark.parametrize("case,reference", [("data8", "one"), ("fsdp", "one"),
+                                            ("data2_ddp_bn", "one_ddp_bn")])
+def test_eight_devices_match_one(eight_devices, case, reference):
+  out, results = eight_devices
+  np.testing.assert_allclose(results[case]["losses"], results[reference]["losses"],
+                             atol=1e-5, rtol=0)
+  assert np.ptp(results[reference]["losses"]) > 1e-3  # the steps changed the model
+  assert_close(dict(np.load(out / f"{case}.npz")), dict(np.load(out / f"{reference}.npz")))
+  if case == "fsdp":
+    assert results[case]["sharded"] > 10  # most kernels are split over fsdp
+  else:
+    assert results[case]["sharded"] == 0
+
+
+def test_per_device_batchnorm_differs_from_global(eight_devices):
+  _, results = eight_devices
+  assert abs(results["one_ddp_bn"]["losses"][-1] - results["one"]["losses"][-1]) > 1e-3
+
+
+@pytest.mark.parametrize("n", [1, 8])
+def test_checkpoint_of_four_devices_restores_on(eight_devices, n):
+  _, results = eight_devices
+  r = results[f"restore{n}"]
+  assert r["same"] and r["devices"] == [n]
