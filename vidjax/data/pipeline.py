@@ -18,8 +18,10 @@ the spatial crops of `data.test_crop`, crop-major.
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any, Iterator
+import weakref
 
 from absl import flags
 from absl import logging
@@ -263,6 +265,20 @@ def _mp(it: grain.IterDataset, data_config: ml_collections.ConfigDict) -> grain.
   return it
 
 
+def _close_if_alive(ref: weakref.ref) -> None:
+  it = ref()
+  if it is not None:
+    it.close()
+
+
+def _closed_at_exit(it: Any, data_config: ml_collections.ConfigDict) -> Any:
+  """Worker iterators are closed before multiprocessing's own exit handlers run, which
+  otherwise find their queues already closed (noisy tracebacks at interpreter exit)."""
+  if data_config.num_workers > 0:
+    atexit.register(_close_if_alive, weakref.ref(it))
+  return it
+
+
 def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: int,
                    seed: int) -> TrainIterator:
   """Infinite iterator of {"clip": uint8 [b, T, H, W, 3], "label": int32 [b]}.
@@ -279,7 +295,7 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
                                 transforms.from_config(data_config)))
   it = ds.to_iter_dataset(_read_options(data_config))
   it = _BatchReadable(it, _local_batch_size(global_batch_size), max_consecutive=len(source))
-  return TrainIterator(iter(_mp(it, data_config)))
+  return _closed_at_exit(TrainIterator(iter(_mp(it, data_config))), data_config)
 
 
 def steps_per_epoch(data_config: ml_collections.ConfigDict, global_batch_size: int) -> int:
@@ -354,7 +370,9 @@ def eval_iterator(data_config: ml_collections.ConfigDict, global_batch_size: int
                    transforms.from_config(data_config), clips, num_views)
   ds = _process_slice(grain.MapDataset.range(padded)).map(load)
   ds = ds.batch(_local_batch_size(global_batch_size))
-  return EvalIterator(iter(_mp(ds.to_iter_dataset(_read_options(data_config)), data_config)))
+  inner = iter(_mp(ds.to_iter_dataset(_read_options(data_config)), data_config))
+  _closed_at_exit(inner, data_config)
+  return EvalIterator(inner)
 
 
 def num_eval_examples(data_config: ml_collections.ConfigDict) -> int:
