@@ -128,6 +128,8 @@ def test_list_formats(tmp_path):
   (tmp_path / "bad.txt").write_text("a.mp4 x\n")
   with pytest.raises(sources.AnnotationError, match=r"bad.txt:1: labels must be integers"):
     sources.ListSource(list_file=str(tmp_path / "bad.txt"))
+  with pytest.raises(sources.AnnotationError, match="2 label names, but data.num_classes=3"):
+    sources.ListSource(list_file=str(tmp_path / "k.csv"), fmt="kinetics_csv", num_classes=3)
   with pytest.raises(sources.AnnotationError, match="out of range"):
     sources.ListSource(list_file=str(tmp_path / "frames.txt"), fmt="frames", num_classes=2)
 

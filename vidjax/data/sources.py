@@ -151,6 +151,9 @@ class ListSource:
                                                      csv_path_tmpl)
       self._paths = [p for p, _ in entries]
       labels = [l for _, l in entries]
+    if self.label_names and num_classes and len(self.label_names) != num_classes:
+      raise AnnotationError(f"{len(self.label_names)} label names, but data.num_classes="
+                            f"{num_classes}.")
     top = max((max(l) for l in labels), default=-1)
     if num_classes and top >= num_classes:
       raise AnnotationError(f"{list_file}: label {top} is out of range for "
