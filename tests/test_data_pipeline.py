@@ -107,6 +107,10 @@ def test_resume_with_worker_processes_sees_the_same_batches(dataset):
     np.testing.assert_array_equal(a["clip"], b["clip"])
     np.testing.assert_array_equal(a["label"], b["label"])
   resumed.close()
+  # Another worker count has another order: refused with the value to use.
+  other = pipeline.train_iterator(_data(dataset, "good.txt", num_workers=0), 2, seed=5)
+  with pytest.raises(pipeline.DataError, match="num_workers=2"):
+    other.set_state(state)
 
 
 def test_list_formats(tmp_path):

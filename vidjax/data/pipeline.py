@@ -215,9 +215,10 @@ class TrainIterator(grain.DatasetIterator):
   """Batches {"clip" uint8 [b, T, S, S, 3], "label" [b]}; `skipped_files` counts the
   unreadable files left out so far (this process), and is part of the saved state."""
 
-  def __init__(self, parent: grain.DatasetIterator):
+  def __init__(self, parent: grain.DatasetIterator, num_workers: int):
     super().__init__(parent)
     self.skipped_files = 0
+    self.num_workers = num_workers
     self._warned: set[str] = set()
 
   def __next__(self) -> dict:
@@ -226,9 +227,17 @@ class TrainIterator(grain.DatasetIterator):
     return batch
 
   def get_state(self) -> dict:
-    return {"pipeline": self._parent.get_state(), "skipped_files": self.skipped_files}
+    return {"pipeline": self._parent.get_state(), "skipped_files": self.skipped_files,
+            "num_workers": self.num_workers}
 
   def set_state(self, state: dict) -> None:
+    saved = state.get("num_workers", 0)
+    if saved != self.num_workers:
+      # Each worker reads its own slice of the examples, so the position (and the order
+      # after it) only exists for the same worker count.
+      raise DataError(f"The checkpoint's data position was saved with data.num_workers="
+                      f"{saved}; resume with --config.data.num_workers={saved} (the example "
+                      f"order depends on it), not {self.num_workers}.")
     self._parent.set_state(state["pipeline"])
     self.skipped_files = int(state["skipped_files"])
 
@@ -295,7 +304,8 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
                                 transforms.from_config(data_config)))
   it = ds.to_iter_dataset(_read_options(data_config))
   it = _BatchReadable(it, _local_batch_size(global_batch_size), max_consecutive=len(source))
-  return _closed_at_exit(TrainIterator(iter(_mp(it, data_config))), data_config)
+  return _closed_at_exit(TrainIterator(iter(_mp(it, data_config)), data_config.num_workers),
+                         data_config)
 
 
 def steps_per_epoch(data_config: ml_collections.ConfigDict, global_batch_size: int) -> int:
