@@ -7,15 +7,16 @@ from torch import nn
 
 
 def calibrate_batchnorm(model: nn.Module, example: torch.Tensor, generator: torch.Generator,
-                        var_range: tuple[float, float] = (0.5, 2.0)) -> nn.Module:
-  """Measures every BatchNorm2d's statistics on `example`, then perturbs them.
+                        var_range: tuple[float, float] = (0.5, 2.0),
+                        types: tuple = (nn.BatchNorm2d,)) -> nn.Module:
+  """Measures every BatchNorm2d's (every `types`') statistics on `example`, then perturbs them.
 
   Measured statistics keep activations O(1) through deep trunks; the perturbation (mean
   shifted by 0.2 std, variance scaled within `var_range`) makes eval mode differ from
   batch normalisation, so converted running statistics are really exercised.
   Returns the model in eval mode.
   """
-  bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+  bns = [m for m in model.modules() if isinstance(m, types)]
   with torch.no_grad():
     for m in bns:
       m.momentum = 1.0  # the running stats become this batch's
@@ -81,9 +82,15 @@ def _downsample(inplanes, outplanes, stride):
 RESNET_LAYOUT = {18: (RefBasicBlock, (2, 2, 2, 2)), 50: (RefBottleneck, (3, 4, 6, 3))}
 
 
-def add_resnet_trunk(module: nn.Module, depth: int, strides=(1, 2, 2, 2)) -> int:
-  """Registers conv1, bn1, maxpool and layer1..4 on `module`; returns the output width."""
-  block, sizes = RESNET_LAYOUT[depth]
+def add_resnet_trunk(module: nn.Module, depth: int, strides=(1, 2, 2, 2), block=None) -> int:
+  """Registers conv1, bn1, maxpool and layer1..4 on `module`; returns the output width.
+
+  `block`: optional block class taking (inplanes, planes, stride, stage=s, index=i)
+  with an `expansion` attribute (e.g. a bottleneck with temporal modules); default the
+  plain torchvision block of `depth`.
+  """
+  default_block, sizes = RESNET_LAYOUT[depth]
+  make = default_block if block is None else block
   module.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
   module.bn1 = nn.BatchNorm2d(64)
   module.maxpool = nn.MaxPool2d(3, 2, 1)
@@ -91,8 +98,10 @@ def add_resnet_trunk(module: nn.Module, depth: int, strides=(1, 2, 2, 2)) -> int
   for s, (n, planes, stride) in enumerate(zip(sizes, (64, 128, 256, 512), strides), start=1):
     blocks = []
     for i in range(n):
-      blocks.append(block(inplanes, planes, stride if i == 0 else 1))
-      inplanes = planes * block.expansion
+      stride_i = stride if i == 0 else 1
+      blocks.append(make(inplanes, planes, stride_i) if block is None
+                    else make(inplanes, planes, stride_i, stage=s, index=i))
+      inplanes = planes * make.expansion
     setattr(module, f"layer{s}", nn.Sequential(*blocks))
   return inplanes
 
