@@ -11,7 +11,8 @@ flip). The baseline is a plain single-process loop doing the same work the usual
 way: PyAV decodes from the first frame to the last one needed, converting every frame to
 RGB (PIL opens each needed JPEG for frame folders), then the same sampling and crops.
 "vidjax reader, loop" runs vidjax's reader and transforms in the same plain loop (the
-decoding gain alone). The pipeline runs with 0 (in the main process, `data.num_threads` reader threads) to N
+decoding gain alone). The pipeline runs with 0 (in the main process, `data.num_threads`
+reader threads) to N
 worker processes. The table gives clips per second after a warm-up that drains the
 prefetch buffers; the load average before and after is printed, since the machine may be
 shared.
@@ -34,7 +35,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vidjax import config_defaults  # pylint: disable=g-import-not-at-top,wrong-import-position
-from vidjax.data import pipeline, prepare, sampling, transforms  # pylint: disable=wrong-import-position
+from vidjax.data import pipeline, prepare  # pylint: disable=wrong-import-position
+from vidjax.data import sampling, transforms  # pylint: disable=wrong-import-position
 
 RECIPES = {
     "segments 8x224": dict(sampler="segments", num_frames=8, frame_interval=1),
@@ -154,7 +156,8 @@ def bench_direct(fmt: str, list_file: str, root: str, recipe: dict, clips: int) 
   """vidjax's reader and transforms in a plain loop: the decoding gain without grain."""
   data = _data_config(fmt, list_file, root, recipe, 0)
   source = pipeline._source(data, "train")  # pylint: disable=protected-access
-  reader, sampler = pipeline._reader(data), pipeline._sampler(data)  # pylint: disable=protected-access
+  # pylint: disable=protected-access
+  reader, sampler = pipeline._reader(data), pipeline._sampler(data)
   transform = transforms.from_config(data)
   rng = np.random.default_rng(0)
   t = time.perf_counter()

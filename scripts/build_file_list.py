@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     f.write("\n".join(lines) + "\n")
   with open(labels_path, "w") as f:
     f.write("\n".join(names) + "\n")
-  print(f"{len(lines)} {'frame folders' if args.frames else 'videos'} in {len(names)} classes -> {args.output}, {labels_path}")
+  kind = "frame folders" if args.frames else "videos"
+  print(f"{len(lines)} {kind} in {len(names)} classes -> {args.output}, {labels_path}")
   return 0
 
 

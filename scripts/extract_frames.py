@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
   else:
     videos = prepare.find_videos(src)
   out = os.path.expanduser(args.out)
-  jobs = [(rel, dict(src=os.path.join(src, rel), out_dir=os.path.join(out, os.path.splitext(rel)[0]),
+  jobs = [(rel, dict(src=os.path.join(src, rel),
+                     out_dir=os.path.join(out, os.path.splitext(rel)[0]),
                      short_side=args.short_side, tmpl=args.tmpl,
                      start_index=args.start_index, quality=args.quality))
           for rel in videos]

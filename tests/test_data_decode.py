@@ -36,7 +36,8 @@ def _samplers():
   return [
       ("segments/train", lambda n: seg.train(n, rng)),
       ("segments/test3", lambda n: seg.test(n, 3)),
-      ("segments/twice", lambda n: sampling.Sampler("segments", 8, test_sampling="twice").test(n, 2)),
+      ("segments/twice",
+       lambda n: sampling.Sampler("segments", 8, test_sampling="twice").test(n, 2)),
       ("segments/ten_clips", lambda n: sampling.Sampler("segments", 8,
                                                         test_sampling="ten_clips").test(n, 10)),
       ("dense/train", lambda n: dense.train(n, rng)),

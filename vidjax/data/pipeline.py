@@ -59,10 +59,10 @@ def _source(data_config: ml_collections.ConfigDict, split: str) -> Any:
                                 data_dir=data_config.tfds_data_dir,
                                 video_key=data_config.video_key, label_key=data_config.label_key)
     except Exception as e:  # TFDS raises several types for a missing data set
+      where = data_config.tfds_data_dir or "~/tensorflow_datasets"
       raise DataNotFoundError(missing_data_message(
           data_config, split, f"TFDS data set {data_config.tfds_name!r} split "
-          f"{_split_name(data_config, split)!r} in {data_config.tfds_data_dir or '~/tensorflow_datasets'}"
-          f" ({type(e).__name__}: {e})")) from e
+          f"{_split_name(data_config, split)!r} in {where} ({type(e).__name__}: {e})")) from e
   list_file = os.path.expanduser(data_config.get(f"{split}_list", "") or "")
   if not list_file or not os.path.exists(list_file):
     raise DataNotFoundError(missing_data_message(data_config, split, list_file))
