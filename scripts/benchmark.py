@@ -1,0 +1,355 @@
+"""Benchmark a config's model: train step and inference throughput against PyTorch.
+
+For the model of `--config` (at the config's frames and image size, or --frames/--size)
+this measures, on the default JAX device:
+
+  * train step: the trainer's own jitted step (optimiser of the config, donated state),
+    clips/s over timed steps after warm-up;
+  * inference: `model.apply(variables, clips, train=False)` under jax.jit, clips/s;
+  * compile time of each, FLOPs per clip from XLA's cost analysis, utilisation against
+    --peak-tflops, XLA's memory estimate (arguments + outputs + temporaries) and the
+    peak device memory (GPU) or the process's peak RSS (CPU).
+
+With --compare-torch the same architecture runs through its PyTorch reference (the
+parity references of tests/: TSN from test_converters.py, TCPNet from test_tcp.py) on
+the CPU in the same run: the reference's random weights are converted into the JAX
+model (the script prints the logit difference, proving it is the same network), and
+the two are timed in alternating rounds, so that the ratio (JAX / PyTorch throughput)
+sees the same machine load. The median over rounds is reported.
+
+  python scripts/benchmark.py --config configs/tsn_r50.py --compare-torch
+  python scripts/benchmark.py --config configs/tcp_tsn_r50.py --compare-torch --batch 1
+  python scripts/benchmark.py --config configs/tsn_r50.py:smoke --profile /tmp/trace
+
+Inference options (--fold-bn) and XLA flags (--xla-flags) are measured the same way;
+`--json FILE` writes every figure for tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog=__doc__.split("\n\n", 1)[1])
+  p.add_argument("--config", required=True, help="configs/NAME.py[:VARIANT]")
+  p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                 help="config overrides, e.g. model.dtype=bfloat16 (values parsed as JSON "
+                      "when they parse, else strings)")
+  p.add_argument("--batch", type=int, default=1, help="clips per step (default 1)")
+  p.add_argument("--frames", type=int, default=0, help="T (default: the config's)")
+  p.add_argument("--size", type=int, default=0, help="H = W (default: the config's)")
+  p.add_argument("--modes", default="infer,train", help="infer,train (default both)")
+  p.add_argument("--steps", type=int, default=3, help="timed calls per round (default 3)")
+  p.add_argument("--rounds", type=int, default=3,
+                 help="alternating JAX/PyTorch rounds; medians are reported (default 3)")
+  p.add_argument("--compare-torch", action="store_true",
+                 help="also time the PyTorch reference and report the ratio")
+  p.add_argument("--torch-threads", type=int, default=0,
+                 help="torch.set_num_threads (default: PyTorch's own choice)")
+  p.add_argument("--fold-bn", action="store_true",
+                 help="inference with BatchNorm folded into the preceding convolutions")
+  p.add_argument("--peak-tflops", type=float, default=0.0,
+                 help="the device's peak, for utilisation (e.g. 989 for H100 bf16 dense)")
+  p.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS before JAX starts")
+  p.add_argument("--profile", default="", help="write a JAX profiler trace to this dir")
+  p.add_argument("--json", default="", help="write the results to this file")
+  return p.parse_args(argv)
+
+
+def load_config(spec: str, overrides: list[str]):
+  path, _, variant = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("_bench_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(variant)
+  for item in overrides:
+    key, _, raw = item.partition("=")
+    try:
+      value = json.loads(raw)
+    except json.JSONDecodeError:
+      value = raw
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+      node = node[name]
+    node[leaf] = tuple(value) if isinstance(value, list) else value
+  return config
+
+
+# ---------------------------------------------------------------------------- torch
+def torch_reference(config, clips: np.ndarray):
+  """(reference module, converter source, torch input) for `config.model`.
+
+  The references are the parity tests' own (upstream state_dict layouts); they exist for
+  TSN with a ResNet-18/50 and for TCPNet with a ResNet-50.
+  """
+  for path in (ROOT, os.path.join(ROOT, "tests")):
+    if path not in sys.path:
+      sys.path.insert(0, path)
+  import torch  # pylint: disable=import-outside-toplevel
+  from vidjax.models import resolve_model_config  # pylint: disable=import-outside-toplevel
+  m = resolve_model_config(config.model)
+  b, t = clips.shape[:2]
+  if m.backbone.name != "resnet" or m.backbone.depth not in (18, 50):
+    raise SystemExit(f"--compare-torch: no PyTorch reference for backbone "
+                     f"{m.backbone.name}-{m.backbone.depth} (references: resnet 18, 50).")
+  if m.name == "tsn":
+    if any(m.get(k, {}).get("enabled", False) for k in m.keys()
+           if hasattr(m.get(k), "get")):
+      raise SystemExit("--compare-torch: the TSN reference has no temporal modules.")
+    from test_converters import RefTSN  # pylint: disable=import-outside-toplevel
+    ref, source = RefTSN(m.num_classes, t, m.backbone.depth, dropout=m.dropout_rate), "tsm"
+    mean, std = m.pixel_mean, m.pixel_std
+  elif m.name == "tcp" and m.backbone.depth == 50:
+    from test_tcp import RefTCPNet  # pylint: disable=import-outside-toplevel
+    ref, source = RefTCPNet(m.num_classes, t, m.dropout_rate), "tcpnet"
+    mean, std = m.pixel_mean, m.pixel_std
+  else:
+    raise SystemExit(f"--compare-torch: no PyTorch reference for model {m.name!r}.")
+  x = (clips.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+  x = torch.from_numpy(np.ascontiguousarray(
+      x.transpose(0, 1, 4, 2, 3).reshape(b, t * 3, *clips.shape[2:4])))
+  return ref, source, x
+
+
+def torch_fns(ref, x, labels: np.ndarray, config) -> tuple[Callable, Callable]:
+  """(inference call, train step) of the reference: SGD with the config's momentum and
+  weight decay, gradient clipping when the config clips."""
+  import torch  # pylint: disable=import-outside-toplevel
+  y = torch.from_numpy(labels.astype(np.int64))
+  opt = torch.optim.SGD(ref.parameters(), lr=1e-4, momentum=config.optim.get("momentum", 0.9),
+                        weight_decay=config.optim.get("weight_decay", 0.0))
+  clip = config.optim.get("clip_grad_norm", 0.0)
+
+  def infer():
+    ref.eval()
+    with torch.no_grad():
+      return ref(x)
+
+  def train():
+    ref.train()
+    loss = torch.nn.functional.cross_entropy(ref(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip:
+      torch.nn.utils.clip_grad_norm_(ref.parameters(), clip)
+    opt.step()
+    return loss
+
+  return infer, train
+
+
+# ---------------------------------------------------------------------------- jax
+def compile_timed(fn, *args):
+  """(compiled, seconds to lower and compile, cost analysis dict, memory analysis)."""
+  t0 = time.perf_counter()
+  compiled = fn.lower(*args).compile()
+  seconds = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  try:
+    memory = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except  # not every backend has one
+    memory = None
+  return compiled, seconds, cost or {}, memory
+
+
+def memory_bytes(memory) -> int:
+  if memory is None:
+    return 0
+  return int(sum(getattr(memory, f, 0) for f in (
+      "argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")) -
+             getattr(memory, "alias_size_in_bytes", 0))
+
+
+def timed(fn: Callable[[], Any], steps: int, block: Callable[[Any], Any]) -> float:
+  """Seconds per call, over `steps` calls (the last result waited for)."""
+  t0 = time.perf_counter()
+  out = None
+  for _ in range(steps):
+    out = fn()
+  block(out)
+  return (time.perf_counter() - t0) / steps
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
+  if args.xla_flags:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+  sys.path.insert(0, ROOT)
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from vidjax import models  # pylint: disable=import-outside-toplevel
+  from vidjax.train import sharding, trainer  # pylint: disable=import-outside-toplevel
+
+  config = load_config(args.config, args.set)
+  t = args.frames or config.data.num_frames
+  size = args.size or config.data.image_size
+  if config.model.name == "tcp":
+    config.model.num_segments = t
+  config.batch_size = args.batch
+  rs = np.random.RandomState(0)
+  clips = rs.randint(0, 256, (args.batch, t, size, size, 3)).astype(np.uint8)
+  labels = rs.randint(0, config.model.num_classes, (args.batch,)).astype(np.int32)
+  modes = args.modes.split(",")
+  device = jax.devices()[0]
+  results: dict[str, Any] = {
+      "config": args.config, "overrides": args.set, "clip": [args.batch, t, size, size, 3],
+      "device": f"{device.platform}: {device.device_kind} x{jax.device_count()}",
+      "host": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+      "load_before": os.getloadavg()[0], "jax": jax.__version__,
+      "xla_flags": os.environ.get("XLA_FLAGS", ""), "fold_bn": args.fold_bn}
+
+  model = models.build_model(config.model)
+  variables = model.init(jax.random.key(0), clips[:1])
+  torch_infer = torch_train = None
+  if args.compare_torch:
+    import converters  # pylint: disable=import-outside-toplevel
+    import torch  # pylint: disable=import-outside-toplevel
+    if args.torch_threads:
+      torch.set_num_threads(args.torch_threads)
+    torch.manual_seed(0)
+    ref, source, x = torch_reference(config, clips)
+    # Measured BatchNorm statistics keep eval activations O(1): with a fresh module's
+    # (0, 1) statistics they shrink layer by layer into denormals, which are slow on
+    # CPU for PyTorch (XLA flushes them to zero) and would flatter JAX.
+    from torch_references import calibrate_batchnorm  # pylint: disable=import-outside-toplevel
+    calibrate_batchnorm(ref, x, torch.Generator().manual_seed(0))
+    variables = converters.convert(source, ref.state_dict(), config)
+    variables = jax.tree.map(jnp.asarray, variables)
+    torch_infer, torch_train = torch_fns(ref, x, labels, config)
+    results["torch"] = f"{torch.__version__}, {torch.get_num_threads()} threads"
+
+  # Inference.
+  if args.fold_bn:
+    from vidjax.models import fold  # pylint: disable=import-outside-toplevel
+    infer_vars = fold.fold_batchnorm(variables)
+    infer_fn = jax.jit(lambda v, c: fold.apply_folded(model, v, c))
+  else:
+    infer_vars = variables
+    infer_fn = jax.jit(lambda v, c: model.apply(v, c, train=False))
+  clips_dev = jax.device_put(clips)
+  if "infer" in modes:
+    compiled, seconds, cost, memory = compile_timed(infer_fn, infer_vars, clips_dev)
+    logits = np.asarray(compiled(infer_vars, clips_dev))
+    results["infer"] = {"compile_s": seconds, "flops_per_clip": cost.get("flops", 0) / args.batch,
+                        "xla_memory_bytes": memory_bytes(memory)}
+    if torch_infer is not None:
+      ref_logits = torch_infer().numpy()
+      results["infer"]["max_logit_diff_vs_torch"] = float(np.abs(logits - ref_logits).max())
+      results["infer"]["logit_std"] = float(ref_logits.std())
+    infer_call = lambda: compiled(infer_vars, clips_dev)  # noqa: E731
+
+  # Train step: the trainer's state creation and jitted step on all devices.
+  if "train" in modes:
+    mesh = sharding.make_mesh(config.mesh)
+    abstract = jax.eval_shape(lambda r: model.init(r, clips[:1]), jax.random.key(0))
+    tx, schedule = trainer.build_tx(config, abstract["params"], steps_per_epoch=100)
+    state, shardings = trainer.create_train_state(config, model, tx, mesh, jax.random.key(0))
+    state = state.replace(params=sharding.put(jax.tree.map(np.asarray, variables["params"]),
+                                              shardings.params))
+    train_fn = trainer.make_train_fn(config, model, tx, schedule, mesh, shardings)
+    batch = sharding.global_batch({"clip": clips, "label": labels}, mesh)
+    rng = jax.random.key(1)
+    compiled_train, seconds, cost, memory = compile_timed(train_fn, state, batch, rng)
+    results["train"] = {"compile_s": seconds,
+                        "flops_per_clip": cost.get("flops", 0) / args.batch,
+                        "xla_memory_bytes": memory_bytes(memory)}
+    holder = {"state": compiled_train(state, batch, rng)[0]}
+
+    def train_call():
+      holder["state"], m, _ = compiled_train(holder["state"], batch, rng)
+      return m.loss.total
+
+    train_call()
+
+  block = lambda out: jax.block_until_ready(out)  # noqa: E731
+  for mode in modes:
+    jax_call = infer_call if mode == "infer" else train_call
+    torch_call = torch_infer if mode == "infer" else torch_train
+    block(jax_call())  # warm-up
+    if torch_call is not None:
+      torch_call()
+    jax_s, torch_s = [], []
+    for _ in range(args.rounds):
+      jax_s.append(timed(jax_call, args.steps, block))
+      if torch_call is not None:
+        torch_s.append(timed(torch_call, args.steps, lambda _: None))
+    r = results[mode]
+    r["jax_clips_per_s"] = args.batch / statistics.median(jax_s)
+    r["jax_s_per_step_rounds"] = jax_s
+    if r["flops_per_clip"]:
+      r["jax_tflops_per_s"] = r["flops_per_clip"] * r["jax_clips_per_s"] / 1e12
+      if args.peak_tflops:
+        r["utilisation"] = r["jax_tflops_per_s"] / args.peak_tflops
+    if torch_s:
+      r["torch_clips_per_s"] = args.batch / statistics.median(torch_s)
+      r["torch_s_per_step_rounds"] = torch_s
+      r["ratio_jax_over_torch"] = statistics.median(
+          [ts / js for js, ts in zip(jax_s, torch_s)])
+
+  if args.profile:
+    with jax.profiler.trace(args.profile):
+      for mode in modes:
+        block((infer_call if mode == "infer" else train_call)())
+    results["profile"] = args.profile
+
+  stats = device.memory_stats() or {}
+  results["peak_device_memory_bytes"] = stats.get("peak_bytes_in_use", 0)
+  results["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+  results["load_after"] = os.getloadavg()[0]
+  print(report(results))
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(results, f, indent=2)
+  return results
+
+
+def report(r: dict) -> str:
+  lines = [f"{r['config']} {' '.join(r['overrides'])} clips {r['clip']} on {r['device']} "
+           f"({r['host']}, {r['cpus']} CPUs), JAX {r['jax']}"
+           + (f", PyTorch {r['torch']}" if "torch" in r else "")
+           + f"; load {r['load_before']:.2f} -> {r['load_after']:.2f}"
+           + (f"; XLA_FLAGS={r['xla_flags']}" if r["xla_flags"] else "")
+           + ("; BN folded" if r["fold_bn"] else "")]
+  for mode in ("infer", "train"):
+    if mode not in r:
+      continue
+    m = r[mode]
+    line = (f"  {mode:5s}: JAX {m['jax_clips_per_s']:.3f} clips/s, compile "
+            f"{m['compile_s']:.1f} s, {m['flops_per_clip'] / 1e9:.1f} GFLOP/clip, "
+            f"{m.get('jax_tflops_per_s', 0) * 1e3:.1f} GFLOP/s")
+    if "utilisation" in m:
+      line += f" ({100 * m['utilisation']:.1f}% of peak)"
+    line += f", XLA memory {m['xla_memory_bytes'] / 2**20:.0f} MiB"
+    if "torch_clips_per_s" in m:
+      line += (f"; PyTorch {m['torch_clips_per_s']:.3f} clips/s; JAX/PyTorch "
+               f"{m['ratio_jax_over_torch']:.2f}x")
+    if "max_logit_diff_vs_torch" in m:
+      line += (f" (logits differ by {m['max_logit_diff_vs_torch']:.1e}, std "
+               f"{m['logit_std']:.1e})")
+    lines.append(line)
+  lines.append(f"  peak memory: device {r['peak_device_memory_bytes'] / 2**20:.0f} MiB, "
+               f"process RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB")
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  main()
