@@ -14,18 +14,20 @@ Hook slots (how temporal models plug in). Each is an optional factory
 `factory(info: BlockInfo) -> nn.Module | None` (a plain function or functools.partial,
 pure: flax may run a block's setup more than once). It is called in the setup of every
 residual block; a returned module becomes a child of that block under a fixed name
-(`temporal`, `mid`, `post`), None leaves the slot empty. The module is called as
+(`pre`, `temporal`, `mid`, `post`), None leaves the slot empty. The module is called as
 `module(x, num_segments=T, train=hook_train)`: x is [N*T, H, W, C], the result must have
 the same shape. `hook_train` is False when the stage's BNs are in eval mode (train=False,
 norm_eval, frozen stages), so hook modules with BatchNorm follow their stage; partial_bn
 does not affect hooks. Hook parameters are ordinary params of the block, so a converter
 only adds rename rules for them.
 
+* `pre_module` -> child `pre`: on the block input before the split, so the residual
+  branch and the identity/downsample path both see its output. TSM's 'block' shift
+  placement goes here (no released checkpoint uses it).
 * `temporal_module` -> child `temporal`: on the residual branch before conv1, the
   identity/downsample path sees the unshifted input. TSM's 'blockres' shift goes here
   (no params; `fold = C // 8` from `x.shape[-1]`; for R101/152 TSM shifts only blocks
-  with `info.index % 2 == 0`, i.e. when `info.stage_sizes[2] >= 23`). TSM's 'block'
-  placement (shift before the split) is not a slot: no released checkpoint uses it.
+  with `info.index % 2 == 0`, i.e. when `info.stage_sizes[2] >= 23`).
 * `mid_module` -> child `mid`: after the BN that follows the block's 3x3 spatial conv and
   before its ReLU (bn2 in a Bottleneck, bn1 in a BasicBlock). GC's four ECal calibrators
   go here (one module holding eft1..eft4; the converter renames `eft*` to `mid/eft*`).
@@ -93,6 +95,7 @@ class _Block(nn.Module):
   bn_momentum: float = 0.9
   freeze_bn_affine: bool = False
   dtype: Dtype = jnp.float32
+  pre_module: Optional[HookFactory] = None
   temporal_module: Optional[HookFactory] = None
   mid_module: Optional[HookFactory] = None
   post_module: Optional[HookFactory] = None
@@ -108,7 +111,8 @@ class _Block(nn.Module):
     else:
       self.downsample_conv = None
       self.downsample_bn = None
-    # Assigning in setup names the children after the attribute: temporal, mid, post.
+    # Assigning in setup names the children after the attribute: pre, temporal, mid, post.
+    self.pre = self.pre_module(info) if self.pre_module else None
     self.temporal = self.temporal_module(info) if self.temporal_module else None
     self.mid = self.mid_module(info) if self.mid_module else None
     self.post = self.post_module(info) if self.post_module else None
@@ -137,6 +141,7 @@ class BasicBlock(_Block):
   def __call__(self, x: jax.Array, num_segments: int, bn_train: bool,
                hook_train: bool) -> jax.Array:
     """x: [N*T, H, W, C_in] -> [N*T, H/stride, W/stride, C_out]."""
+    x = self._hook(self.pre, x, num_segments, hook_train)
     identity = self._shortcut(x, bn_train)
     y = self._hook(self.temporal, x, num_segments, hook_train)
     y = self.bn1(self.conv1(y), bn_train)
@@ -162,6 +167,7 @@ class Bottleneck(_Block):
   def __call__(self, x: jax.Array, num_segments: int, bn_train: bool,
                hook_train: bool) -> jax.Array:
     """x: [N*T, H, W, C_in] -> [N*T, H/stride, W/stride, 4 * width]."""
+    x = self._hook(self.pre, x, num_segments, hook_train)
     identity = self._shortcut(x, bn_train)
     y = self._hook(self.temporal, x, num_segments, hook_train)
     y = nn.relu(self.bn1(self.conv1(y), bn_train))
@@ -194,7 +200,8 @@ class ResNet(nn.Module):
     dtype: computation dtype; parameters and BN statistics stay float32.
     remat: recompute each block's activations in the backward pass (nn.remat): only
       block inputs are kept, for memory; parameters are the same.
-    temporal_module, mid_module, post_module: hook factories, see the module docstring.
+    pre_module, temporal_module, mid_module, post_module: hook factories, see the module
+      docstring.
   """
   depth: int = 50
   strides: Sequence[int] = (1, 2, 2, 2)
@@ -205,6 +212,7 @@ class ResNet(nn.Module):
   bn_momentum: float = 0.9
   dtype: Dtype = jnp.float32
   remat: bool = False
+  pre_module: Optional[HookFactory] = None
   temporal_module: Optional[HookFactory] = None
   mid_module: Optional[HookFactory] = None
   post_module: Optional[HookFactory] = None
@@ -256,7 +264,8 @@ class ResNet(nn.Module):
         x = block_cls(
             info=info, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
             freeze_bn_affine=self.partial_bn, dtype=self.dtype,
-            temporal_module=self.temporal_module, mid_module=self.mid_module,
+            pre_module=self.pre_module, temporal_module=self.temporal_module,
+            mid_module=self.mid_module,
             post_module=self.post_module, name=info.name)(
                 x, num_segments, bn_train, hook_train)
         in_channels = info.out_channels

@@ -3,7 +3,7 @@
 Each temporal module is configuration on the 2D models ('tsn'): a sub-config
 `model.<field>` (e.g. `model.shift`, `model.non_local`, `model.ecal`) with `enabled=False`
 by default, and a builder that turns an enabled sub-config into hook factories for the
-backbone's slots (`temporal_module`, `mid_module`, `post_module`; see
+backbone's slots (`pre_module`, `temporal_module`, `mid_module`, `post_module`; see
 backbones/resnet.py). Two enabled modules may not claim the same slot.
 
 A module file registers itself with `@register_temporal(field, defaults)` on
@@ -18,7 +18,7 @@ from typing import Callable
 
 import ml_collections
 
-HOOK_SLOTS = ("temporal_module", "mid_module", "post_module")
+HOOK_SLOTS = ("pre_module", "temporal_module", "mid_module", "post_module")
 
 
 @dataclasses.dataclass(frozen=True)
