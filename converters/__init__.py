@@ -25,6 +25,7 @@ from vidjax import models
 _SOURCES = {
     "tsm": "converters.tsm",
     "tcpnet": "converters.tcpnet",
+    "gc": "converters.gc",
 }
 
 __all__ = ["ConversionError", "convert", "known_sources"]

@@ -67,3 +67,4 @@ def build_hooks(model_config: ml_collections.ConfigDict) -> dict:
 
 
 # Registered temporal modules (each file registers itself on import):
+from vidjax.models.temporal import gc as _gc  # noqa: E402,F401  isort: skip

@@ -1,0 +1,253 @@
+"""Group contextualization (GC): parity of GC-TSN, GC-TSM, ECal-L-TSN and ECal-T-TSM with
+PyTorch references, the 'gc' converter's strictness, and the GC configs."""
+
+import os
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+from torch_references import (RefBottleneck, add_resnet_trunk,  # noqa: E402
+                              calibrate_batchnorm, resnet_trunk)
+from conftest import load_config  # noqa: E402
+
+import converters  # noqa: E402
+from vidjax.models import build_model, resolve_model_config  # noqa: E402
+
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+# --- PyTorch reference, written from reference/tsm_gc.md section 2 with the upstream module
+# names (nets/Calibrator2D.py: conv, bn1; nets/GC_TSN.py, GC_TSM.py, ECal_TSN.py: eft1..4 /
+# eft inside each Bottleneck; ops_tsntsmgst/models_*.py: base_model, new_fc). -------------
+
+class RefL(nn.Module):
+  """ECal-L (GC_L33D): Conv3d (3,1,1) over time -> BN3d -> sigmoid, element-wise."""
+
+  def __init__(self, c, t):
+    super().__init__()
+    self.t = t
+    self.conv = nn.Conv3d(c, c, (3, 1, 1), padding=(1, 0, 0), bias=False)
+    self.bn1 = nn.BatchNorm3d(c)
+
+  def forward(self, x):
+    nt, c, h, w = x.shape
+    v = x.view(-1, self.t, c, h, w).permute(0, 2, 1, 3, 4)
+    y = v * torch.sigmoid(self.bn1(self.conv(v)))
+    return y.permute(0, 2, 1, 3, 4).reshape(nt, c, h, w)
+
+
+class RefT(nn.Module):
+  """ECal-T (GC_T13D): spatial mean -> Conv1d k=3 over time -> BN1d -> sigmoid."""
+
+  def __init__(self, c, t):
+    super().__init__()
+    self.t = t
+    self.conv = nn.Conv1d(c, c, 3, padding=1, bias=False)
+    self.bn1 = nn.BatchNorm1d(c)
+
+  def forward(self, x):
+    nt, c, _, _ = x.shape
+    y = x.mean((2, 3)).view(-1, self.t, c).permute(0, 2, 1)
+    y = torch.sigmoid(self.bn1(self.conv(y))).permute(0, 2, 1).reshape(nt, c, 1, 1)
+    return x * y
+
+
+class RefS(nn.Module):
+  """ECal-S (GC_S23DD): temporal mean -> 3x3 conv, dilation 2 -> sigmoid. `bn1` is created
+  (and saved) but never applied, as upstream."""
+
+  def __init__(self, c, t):
+    super().__init__()
+    self.t = t
+    self.conv = nn.Conv2d(c, c, 3, padding=2, dilation=2, bias=False)
+    self.bn1 = nn.BatchNorm2d(c)
+
+  def forward(self, x):
+    nt, c, h, w = x.shape
+    v = x.view(-1, self.t, c, h, w)
+    return (v * torch.sigmoid(self.conv(v.mean(1))).unsqueeze(1)).view(nt, c, h, w)
+
+
+class RefG(nn.Module):
+  """ECal-G (GC_CLLD): mean over T, H, W -> Linear c->c (no bias) -> BN1d -> sigmoid."""
+
+  def __init__(self, c, t):
+    super().__init__()
+    self.t = t
+    self.conv = nn.Linear(c, c, bias=False)
+    self.bn1 = nn.BatchNorm1d(c)
+
+  def forward(self, x):
+    nt, c, h, w = x.shape
+    v = x.view(-1, self.t, c, h, w)
+    y = torch.sigmoid(self.bn1(self.conv(v.mean((1, 3, 4)))))
+    return (v * y[:, None, :, None, None]).view(nt, c, h, w)
+
+
+_REF = {"L": RefL, "T": RefT, "S": RefS, "G": RefG}
+
+
+def shift(x, t, fold_div=8):
+  """TSM's shift (reference/tsm_gc.md 1.1), inline in GC_TSM's blockres blocks."""
+  nt, c, h, w = x.shape
+  v = x.view(nt // t, t, c, h, w)
+  fold = c // fold_div
+  out = torch.zeros_like(v)
+  out[:, :-1, :fold] = v[:, 1:, :fold]
+  out[:, 1:, fold:2 * fold] = v[:, :-1, fold:2 * fold]
+  out[:, :, 2 * fold:] = v[:, :, 2 * fold:]
+  return out.view(nt, c, h, w)
+
+
+def gc_bottleneck(kinds, cdiv, t, shifted, loop=False):
+  """A Bottleneck class with calibrators after bn2 (+ TSM's inline blockres shift)."""
+  counter = [0]  # upstream's loop_id: calibrated blocks so far (every block of R50)
+
+  class Block(RefBottleneck):
+
+    def __init__(self, inplanes, planes, stride, stage, index):
+      super().__init__(inplanes, planes, stride)
+      del stage, index
+      self.t, self.shifted, self.c = t, shifted, planes // cdiv
+      self.loop_id = counter[0] % cdiv if loop else 0
+      counter[0] += 1
+      self.names = ["eft"] if len(kinds) == 1 else [f"eft{k + 1}" for k in range(len(kinds))]
+      for name, kind in zip(self.names, kinds):
+        setattr(self, name, _REF[kind](self.c, t))
+      self.bypass = False  # for the test's own check that the calibrators matter
+
+    def forward(self, x):
+      identity = x if self.downsample is None else self.downsample(x)
+      out = shift(x, self.t) if self.shifted else x
+      out = torch.relu(self.bn1(self.conv1(out)))
+      out = self.bn2(self.conv2(out))
+      if not self.bypass:
+        new = out.clone()
+        for k, name in enumerate(self.names):
+          s = ((self.loop_id + k) % cdiv) * self.c
+          new[:, s:s + self.c] = getattr(self, name)(out[:, s:s + self.c])
+        out = new
+      out = self.bn3(self.conv3(torch.relu(out)))
+      return torch.relu(out + identity)
+
+  Block.expansion = 4
+  return Block
+
+
+class RefBase(nn.Module):
+
+  def __init__(self, block):
+    super().__init__()
+    self.feature_dim = add_resnet_trunk(self, 50, block=block)
+    self.avgpool = nn.AdaptiveAvgPool2d(1)
+    self.fc = nn.Dropout(0.5)  # VideoNet replaces base_model.fc by Dropout
+
+  def forward(self, x):
+    return self.fc(torch.flatten(self.avgpool(resnet_trunk(self, x)), 1))
+
+
+class RefVideoNet(nn.Module):
+  """GC's VideoNet: (N, T*3, H, W) -> base_model per frame -> new_fc -> mean over T."""
+
+  def __init__(self, num_classes, t, kinds, cdiv, shifted, loop=False):
+    super().__init__()
+    self.t = t
+    self.base_model = RefBase(gc_bottleneck(kinds, cdiv, t, shifted, loop))
+    self.new_fc = nn.Linear(self.base_model.feature_dim, num_classes)
+
+  def forward(self, x):
+    x = self.new_fc(self.base_model(x.view(-1, 3, x.shape[-2], x.shape[-1])))
+    return x.view(-1, self.t, x.shape[-1]).mean(1)
+
+
+def _randomize(model, x, seed):
+  g = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for m in model.modules():
+      if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        fan = m.weight[0].numel()
+        m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan) ** 0.5)
+      elif isinstance(m, nn.Linear):
+        m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5)
+        if m.bias is not None:
+          m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+      elif isinstance(m, _BN_TYPES):
+        m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+        m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
+    # Logits of std ~1-2: float32 rounding through 50 random layers grows with their scale
+    # (the reference's own float32 vs float64 difference is ~2e-5 per unit of logit std).
+    model.new_fc.weight.mul_(0.4)
+  model = calibrate_batchnorm(model, x, g, (0.5, 2.0), types=_BN_TYPES)
+  with torch.no_grad():  # ECal-S's unused BN: far from identity, so using it would show
+    for m in model.modules():
+      if isinstance(m, RefS):
+        m.bn1.running_mean.copy_(torch.randn(m.bn1.running_mean.shape, generator=g))
+        m.bn1.running_var.copy_(torch.rand(m.bn1.running_var.shape, generator=g) * 3 + 0.2)
+  return model
+
+
+def _clip(b=2, t=4, size=32, seed=0):
+  return np.random.RandomState(seed).randint(0, 256, (b, t, size, size, 3)).astype(np.uint8)
+
+
+def _to_torch(clip):
+  x = (clip.astype(np.float32) / 255.0 - MEAN) / STD
+  b, t, h, w, _ = x.shape
+  return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 1, 4, 2, 3).reshape(b, t * 3, h, w)))
+
+
+def _reference(config, clip, seed=0):
+  m = resolve_model_config(config.model)
+  kinds = tuple(m.ecal.calibrators)
+  shifted = bool(m.get("shift") is not None and m.shift.enabled)
+  ref = RefVideoNet(m.num_classes, clip.shape[1], kinds, m.ecal.cdiv, shifted, m.ecal.loop)
+  # BN statistics measured on more clips than the test compares: ECal-G's BN1d sees one
+  # vector per clip, and 2 samples would give near-zero variances that amplify rounding.
+  calib = _clip(8, clip.shape[1], clip.shape[2], seed=seed + 100)
+  return _randomize(ref, _to_torch(calib), seed)
+
+
+def _parity(config, clip, seed=0, expect_keys=None):
+  """Max abs logit difference between the converted model and the reference."""
+  ref = _reference(config, clip, seed)
+  sd = {"module." + k: v for k, v in ref.state_dict().items()}  # as GC's main saves
+  if expect_keys is not None:
+    assert len(sd) == expect_keys
+  variables = converters.convert("gc", sd, config)
+  module = build_model(config.model)
+  with jax.default_matmul_precision("highest"):
+    ours = np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False))(variables, clip))
+  x = _to_torch(clip)
+  with torch.no_grad():
+    theirs = ref(x).numpy()
+    for m in ref.modules():
+      if hasattr(m, "bypass"):
+        m.bypass = True
+    plain = ref(x).numpy()
+  assert ours.shape == theirs.shape
+  assert theirs.std() > 0.1, "reference logits are degenerate; the test would prove nothing"
+  # The calibrators must change the logits far beyond the tolerance, or parity proves little.
+  assert np.abs(plain - theirs).max() > 1e-2
+  return float(np.abs(ours - theirs).max())
+
+
+def _config(name, num_classes=7, **overrides):
+  return load_config(name, "", **{"model.num_classes": num_classes, **overrides})
+
+
+def test_parity_gc_tsn_r50():
+  clip = _clip(2, 4, 32)
+  # 704 entries = 320 + 16 blocks x 4 calibrators x 6 (reference/tsm_gc.md 2.3).
+  diff = _parity(_config("gc_tsn_r50"), clip, seed=1, expect_keys=704)
+  print(f"GC-TSN-R50 max abs logit diff: {diff:.3g}")
+  assert diff <= 1e-4
