@@ -47,7 +47,8 @@ def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[st
 
 def _spatial_calibrator_name(model_config: ml_collections.ConfigDict) -> Optional[str]:
   """The child name of ECal-S in a calibrated block ('eft3' for GC), or None."""
-  ecal = model_config.get("ecal")
+  from vidjax.models import resolve_model_config  # pylint: disable=g-import-not-at-top
+  ecal = resolve_model_config(model_config).get("ecal")
   if ecal is None or not ecal.enabled:
     return None
   kinds = (ecal.calibrators,) if isinstance(ecal.calibrators, str) else tuple(ecal.calibrators)
