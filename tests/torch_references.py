@@ -79,15 +79,16 @@ def _downsample(inplanes, outplanes, stride):
                        nn.BatchNorm2d(outplanes))
 
 
-RESNET_LAYOUT = {18: (RefBasicBlock, (2, 2, 2, 2)), 50: (RefBottleneck, (3, 4, 6, 3))}
+RESNET_LAYOUT = {18: (RefBasicBlock, (2, 2, 2, 2)), 50: (RefBottleneck, (3, 4, 6, 3)),
+                 101: (RefBottleneck, (3, 4, 23, 3))}
 
 
 def add_resnet_trunk(module: nn.Module, depth: int, strides=(1, 2, 2, 2), block=None) -> int:
   """Registers conv1, bn1, maxpool and layer1..4 on `module`; returns the output width.
 
-  `block`: optional block class taking (inplanes, planes, stride, stage=s, index=i)
-  with an `expansion` attribute (e.g. a bottleneck with temporal modules); default the
-  plain torchvision block of `depth`.
+  `block`: optional block class (or any callable with an `expansion` attribute) taking
+  (inplanes, planes, stride, stage=s, index=i) (e.g. a bottleneck with temporal modules);
+  default the plain torchvision block of `depth`.
   """
   default_block, sizes = RESNET_LAYOUT[depth]
   make = default_block if block is None else block

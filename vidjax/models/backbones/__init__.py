@@ -4,6 +4,7 @@ Registered for configs (`model.backbone.name`):
   resnet: depth, strides, frozen_stages, norm_eval, partial_bn, bn_eps, bn_momentum
   preact_resnet: the same fields (depth 50/101/152; TCPNet's R152, raw 0..255 input)
   tea_res2net: the same fields (depth 50/101; TCPNet's TEA Res2Net-50 26w x 4s)
+  mobilenet_v2: width_mult, partial_bn, bn_eps, bn_momentum (TSM's MobileNetV2)
 """
 
 import ml_collections
@@ -12,13 +13,16 @@ from vidjax.models.backbones.resnet import (RESNET_SPECS, BasicBlock, BlockInfo,
                                             is_frozen_param)
 from vidjax.models.backbones import preact_resnet as _preact_resnet
 from vidjax.models.backbones import res2net_tea as _res2net_tea
+from vidjax.models.backbones import mobilenet_v2 as _mobilenet_v2
+from vidjax.models.backbones.mobilenet_v2 import MobileNetV2
 from vidjax.models.backbones.preact_resnet import PREACT_SPECS, PreActResNet
 from vidjax.models.backbones.res2net_tea import TEA_SPECS, TEARes2Net
 from vidjax.models.registry import register_backbone
 
 __all__ = ["RESNET_SPECS", "BasicBlock", "BlockInfo", "Bottleneck", "ResNet", "is_frozen_param",
            "resnet_defaults", "PreActResNet", "preact_resnet_defaults", "TEARes2Net",
-           "tea_res2net_defaults", "FROZEN_PARAM_RULES"]
+           "tea_res2net_defaults", "MobileNetV2", "mobilenet_v2_defaults",
+           "FROZEN_PARAM_RULES"]
 
 # backbone name -> is_frozen_param(path, frozen_stages, partial_bn): parameters that must
 # get no update at all, weight decay included (e.g. preact_resnet's bn_data gamma).
@@ -26,6 +30,7 @@ FROZEN_PARAM_RULES = {
     "resnet": is_frozen_param,
     "preact_resnet": _preact_resnet.is_frozen_param,
     "tea_res2net": _res2net_tea.is_frozen_param,
+    "mobilenet_v2": _mobilenet_v2.is_frozen_param,
 }
 
 
@@ -103,3 +108,30 @@ def build_tea_res2net(cfg: ml_collections.ConfigDict, dtype, **hooks) -> TEARes2
                     frozen_stages=int(cfg.frozen_stages), norm_eval=bool(cfg.norm_eval),
                     partial_bn=bool(cfg.partial_bn), bn_eps=float(cfg.bn_eps),
                     bn_momentum=float(cfg.bn_momentum), dtype=dtype)
+
+
+def mobilenet_v2_defaults() -> ml_collections.ConfigDict:
+  """TSM's MobileNetV2 (reference/tsm_gc.md 1.7); takes the `temporal_module` hook only."""
+  return ml_collections.ConfigDict(dict(
+      name="mobilenet_v2",
+      width_mult=1.0,           # channel multiplier (upstream make_divisible rule)
+      frozen_stages=-1,         # not supported: must stay -1
+      partial_bn=False,         # TSN partial BN: only features_0's BN trains
+      bn_eps=1e-5,
+      bn_momentum=0.9,          # flax convention (PyTorch momentum 0.1)
+  ))
+
+
+@register_backbone("mobilenet_v2", mobilenet_v2_defaults)
+def build_mobilenet_v2(cfg: ml_collections.ConfigDict, dtype, **hooks) -> MobileNetV2:
+  extra = sorted(k for k in hooks if k != "temporal_module")
+  if extra:
+    raise ValueError(f"mobilenet_v2 offers only the 'temporal_module' hook slot (TSM's "
+                     f"'blockres' shift), got {extra}; e.g. model.shift.place='block' or "
+                     f"model.non_local need a ResNet backbone")
+  if int(cfg.frozen_stages) != -1:
+    raise ValueError(f"model.backbone.frozen_stages={cfg.frozen_stages}: mobilenet_v2 "
+                     "supports only -1")
+  return MobileNetV2(width_mult=float(cfg.width_mult), partial_bn=bool(cfg.partial_bn),
+                     bn_eps=float(cfg.bn_eps), bn_momentum=float(cfg.bn_momentum),
+                     dtype=dtype, **hooks)

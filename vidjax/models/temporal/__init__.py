@@ -68,3 +68,5 @@ def build_hooks(model_config: ml_collections.ConfigDict) -> dict:
 
 # Registered temporal modules (each file registers itself on import):
 from vidjax.models.temporal import gc as _gc  # noqa: E402,F401  isort: skip
+from vidjax.models.temporal import shift as _shift  # noqa: E402,F401  isort: skip
+from vidjax.models.temporal import non_local as _non_local  # noqa: E402,F401  isort: skip
