@@ -1,0 +1,42 @@
+r"""ECal-T-TSM-ResNet-50 (GC paper's single temporal calibrator on TSM), 8 segments, Sth V1.
+
+Architecture (reference/tsm_gc.md 2.4): TSM-R50 (blockres shift, 1/8 + 1/8 of the
+channels) with one ECal-T (spatial mean -> Conv1d k=3 over time -> BN -> sigmoid, a gate
+per frame and channel) after bn2 of every bottleneck, on the first `width // cdiv`
+channels. ASSUMPTION: the upstream module (`nets/ECal_TSM_S.py`) was never published;
+this is the only reconstruction consistent with the published code: GC_TSM's block
+(inline shift, keys without `.net`) with ECal_TSN's single `eft`
+(`layerS.B.eft.conv.weight (c,c,3)`, `eft.bn1.*`). A real checkpoint may differ.
+
+  python -m converters --source gc --config configs/ecal_t_tsm_r50.py \
+      --checkpoint ECAL_T_TSM.pth --output ~/ckpt/ecal_t_tsm
+  python -m vidjax.main --config configs/ecal_t_tsm_r50.py --workdir /tmp/ecal_t_tsm \
+      --config.init_from=~/ckpt/imagenet_r50 --config.data.root=~/data/sthv1
+
+Recipe: GC's TSM Something recipe (configs/gc_tsm_r50.py) with a single ECal-T, cdiv 4.
+Expected: no published number or weights in the GC README (paper ablation only).
+`r16` reads a table's "r = 16" as cdiv 16 (see configs/ecal_l_tsn_r50.py).
+
+Variants: as configs/gc_tsn_r50.py (tokens sthv2 | k400 | diving48, 16f, test | test3,
+joined by '_'; demo; smoke), plus `r16`.
+"""
+
+import importlib.util
+import os
+
+
+def _gc_configs():
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gc_tsn_r50.py")
+  spec = importlib.util.spec_from_file_location("_gc_tsn_r50", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config(arg: str = ""):
+  tokens = arg.split("_") if arg else []
+  cdiv = 16 if "r16" in tokens else 4
+  rest = "_".join(t for t in tokens if t != "r16")
+  return _gc_configs().build(rest, file="configs/ecal_t_tsm_r50.py", calibrators=("T",),
+                             cdiv=cdiv, shift=True,
+                             shift_fields=dict(n_div=8, place="blockres"))
