@@ -385,3 +385,24 @@ def test_invalid_ecal_config():
   config = _config("gc_tsn_r50", **{"model.ecal.calibrators": ("L", "X")})
   with pytest.raises(ValueError, match="calibrators"):
     build_model(config.model)
+
+
+def test_calibrated_blocks_and_loop_ids_follow_upstream_counters():
+  """Which blocks carry calibrators and their --loop offsets, against upstream's
+  _make_layer counters (reference/tsm_gc.md 2.3), for R50 and R101 (n_round 2 in layer3)."""
+  from vidjax.models.backbones.resnet import BlockInfo
+  from vidjax.models.temporal.gc import calibrated_block, loop_id
+  for sizes in ((3, 4, 6, 3), (3, 4, 23, 3)):
+    for cdiv in (4, 8):
+      counter, block_id = 0, 0
+      for stage, n in enumerate(sizes, start=1):
+        n_round = 2 if n >= 23 else 1
+        for i in range(n):
+          info = BlockInfo(stage, i, block_id, sizes, 64, 64, 256, 1, 4)
+          block_id += 1
+          has = i == 0 or i % n_round == 0
+          assert calibrated_block(info) == has
+          if has:
+            assert loop_id(info, cdiv) == counter % cdiv, (sizes, stage, i)
+            counter += 1
+      assert counter == (16 if sizes[2] == 6 else 3 + 4 + 12 + 3)
