@@ -456,6 +456,34 @@ def test_recipe_param_groups():
   assert load_config("tcp_tsn_r50", "smoke", **{"data.num_frames": 6}).model.num_segments == 6
 
 
+@pytest.mark.parametrize("name,num_params,lr_x,clip", [
+    ("tcp_tsn_r50", None, 5, 20.0),
+    ("tcp_tea_r50", 28_223_930, 10, 20.0),       # reference/tcpnet.md 6 (T=8, 400 classes)
+    ("tcp_tsn_r152", 62_260_438, 50, 60.0),
+])
+def test_every_tcpnet_config_variant_builds(name, num_params, lr_x, clip):
+  """Each variant of the three TCPNet configs gives a model that initialises on clips of
+  its own T; the K400 recipes have the upstream parameter count, lr_x and clipping; an
+  unknown variant is an error that lists the known ones."""
+  from vidjax.recipes import tcpnet  # pylint: disable=g-import-not-at-top
+  arch = name[len("tcp_"):]
+  for variant in tcpnet.variants(arch):
+    config = load_config(name, variant)
+    t = config.data.num_frames
+    assert config.model.num_segments == t == (16 if variant.endswith("16f") else t)
+    params = jax.eval_shape(build_model(config.model).init, jax.random.key(0),
+                            jax.ShapeDtypeStruct((1, t, 32, 32, 3), jnp.uint8))["params"]
+    count = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params))
+    if variant == "" and num_params is not None:
+      assert count == num_params, (name, count)
+    if variant in ("", "16f", "hmdb"):
+      assert config.optim.clip_grad_norm == clip
+      assert config.optim.param_groups[0]["lr_mult"] == lr_x
+      assert (config.model.pixel_mean is None) == (arch == "tsn_r152")
+  with pytest.raises(ValueError, match="unknown variant 'x'.*'16f'"):
+    load_config(name, "x")
+
+
 def _host_variables(module, *args, **static):
   """Variables from eval_shape, filled on the host (jit(init) of a ResNet is slow on CPU)."""
   abstract = jax.eval_shape(lambda *a: module.init(jax.random.key(0), *a, **static), *args)

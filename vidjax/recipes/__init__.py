@@ -1,0 +1,1 @@
+"""Published training recipes as data, shared by the config files of one model family."""
