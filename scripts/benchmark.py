@@ -60,8 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="alternating JAX/PyTorch rounds; medians are reported (default 3)")
   p.add_argument("--compare-torch", action="store_true",
                  help="also time the PyTorch reference and report the ratio")
-  p.add_argument("--torch-threads", type=int, default=0,
-                 help="torch.set_num_threads (default: PyTorch's own choice)")
+  p.add_argument("--threads", type=int, default=0,
+                 help="1: both frameworks single-threaded, the comparison least disturbed "
+                      "by other processes on a shared host (default: all cores)")
   p.add_argument("--fold-bn", action="store_true",
                  help="inference with BatchNorm folded into the preceding convolutions")
   p.add_argument("--peak-tflops", type=float, default=0.0,
@@ -191,8 +192,13 @@ def timed(fn: Callable[[], Any], steps: int, block: Callable[[Any], Any]) -> flo
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  if args.xla_flags:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+  flags = args.xla_flags
+  if args.threads == 1:
+    flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+  elif args.threads > 1:
+    raise SystemExit("--threads: 1 or the default (all cores).")
+  if flags:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
   sys.path.insert(0, ROOT)
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
@@ -223,8 +229,8 @@ def main(argv=None) -> dict:
   if args.compare_torch:
     import converters  # pylint: disable=import-outside-toplevel
     import torch  # pylint: disable=import-outside-toplevel
-    if args.torch_threads:
-      torch.set_num_threads(args.torch_threads)
+    if args.threads:
+      torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     ref, source, x = torch_reference(config, clips)
     # Measured BatchNorm statistics keep eval activations O(1): with a fresh module's
@@ -240,8 +246,10 @@ def main(argv=None) -> dict:
   # Inference.
   if args.fold_bn:
     from vidjax.models import fold  # pylint: disable=import-outside-toplevel
-    infer_vars = fold.fold_batchnorm(variables)
-    infer_fn = jax.jit(lambda v, c: fold.apply_folded(model, v, c))
+    infer_vars, folded = fold.fold_batchnorm(
+        variables, float(config.model.get("backbone", {}).get("bn_eps", 1e-5)))
+    results["folded_batchnorms"] = len(folded)
+    infer_fn = jax.jit(lambda v, c: fold.apply_folded(model, v, folded, c))
   else:
     infer_vars = variables
     infer_fn = jax.jit(lambda v, c: model.apply(v, c, train=False))

@@ -1,0 +1,33 @@
+"""scripts/benchmark.py end to end on the smoke model, against its PyTorch reference."""
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, subprocess_env
+
+
+def test_benchmark_compares_the_same_model_with_torch(tmp_path):
+  out = tmp_path / "bench.json"
+  proc = subprocess.run(
+      [sys.executable, "scripts/benchmark.py", "--config", "configs/tsn_r50.py:smoke",
+       "--batch", "2", "--steps", "1", "--rounds", "2", "--compare-torch",
+       "--peak-tflops", "1.0", "--fold-bn", "--profile", str(tmp_path / "trace"),
+       "--json", str(out)],
+      cwd=ROOT, env=subprocess_env(JAX_PLATFORMS="cpu"), capture_output=True, text=True,
+      timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  r = json.loads(out.read_text())
+  for mode in ("infer", "train"):
+    m = r[mode]
+    assert m["jax_clips_per_s"] > 0 and m["torch_clips_per_s"] > 0
+    assert m["ratio_jax_over_torch"] > 0 and len(m["jax_s_per_step_rounds"]) == 2
+    assert m["flops_per_clip"] > 1e6 and 0 < m["utilisation"] < 1
+    assert m["compile_s"] > 0 and m["xla_memory_bytes"] > 0
+  # BatchNorm folded into the convolutions, the JAX logits still equal the reference's.
+  assert r["infer"]["max_logit_diff_vs_torch"] < 1e-4 * max(1.0, r["infer"]["logit_std"])
+  # Train FLOPs ~ 3x inference (forward + two backward products).
+  assert 2.0 < r["train"]["flops_per_clip"] / r["infer"]["flops_per_clip"] < 4.0
+  assert r["peak_rss_bytes"] > 0
+  assert list((tmp_path / "trace").rglob("*.xplane.pb"))
+  assert "JAX/PyTorch" in proc.stdout
