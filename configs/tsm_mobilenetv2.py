@@ -1,0 +1,55 @@
+r"""TSM-MobileNetV2, 8 dense frames, Kinetics-400 (the TSM code base).
+
+Model (reference/tsm_gc.md 1.7): TSM's MobileNetV2 (width 1.0; archs/mobilenet_v2.py
+layout) with the shift (shift_div 8) on the residual branch of the 10 inverted-residual
+blocks that have an expansion layer and a residual connection (features 3, 5, 6, 8, 9,
+10, 12, 13, 15, 16), mean pooling, dropout 0.5, new fc (1280 -> K), average consensus.
+Recipe: the Kinetics dense recipe of configs/tsm_r50.py:dense (dense clips 64 // T frames
+apart, 100 epochs, SGD lr 0.02 for batch 128, wd 1e-4, clip 20, fc x5/x10), from
+ImageNet MobileNetV2 weights (`--config.init_from`). Upstream publishes no separate
+MobileNetV2 training command; this is the R50 dense recipe, an assumption.
+
+  python -m converters --source tsm --config configs/tsm_mobilenetv2.py \
+      --checkpoint TSM_kinetics_RGB_mobilenetv2_shift8_blockres_avg_segment8_e100_dense.pth \
+      --output ~/ckpt/tsm_mbv2
+  python -m vidjax.main --config configs/tsm_mobilenetv2.py:test30 --mode eval \
+      --workdir /tmp/tsm_mbv2_eval --config.init_from=~/ckpt/tsm_mbv2
+
+Expected top-1 (TSM README): 69.5 with 10 dense clips x 3 full-res crops (test30);
+MMAction2's conversion of the same checkpoint measured 69.54. The converter accepts the
+final Linear as `new_fc.*` or `base_model.classifier.*`.
+
+Variants:
+  test1, test30  the test protocols of configs/tsm_r50.py.
+  demo   the same architecture on the embedded demo data set (4 frames of 32x32, AdamW).
+  smoke  the same MobileNetV2 (the family's smallest member), 2 frames of 32x32.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+_PARTS = ("test1", "test30", "demo", "smoke")
+
+
+def _tsm_r50():
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tsm_r50.py")
+  spec = importlib.util.spec_from_file_location("vidjax_configs_tsm_r50", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  tsm = _tsm_r50()
+  parts = tsm.parse_variant(arg, "tsm_mobilenetv2.py", _PARTS)
+  base = ",".join(sorted(parts)) if parts & {"demo", "smoke"} else ",".join(
+      ["dense"] + sorted(parts))
+  config = tsm.tsm_config(base, "tsm_mobilenetv2.py")
+  config.model.backbone = ml_collections.ConfigDict(dict(
+      name="mobilenet_v2", width_mult=1.0, frozen_stages=-1, partial_bn=False,
+      bn_eps=1e-5, bn_momentum=0.9))
+  if "smoke" in parts:
+    config.data.num_frames = 2
+  return config
