@@ -23,21 +23,14 @@ Variants: as configs/gc_tsn_r50.py (tokens sthv2 | k400 | diving48, 16f, test | 
 joined by '_'; demo; smoke), plus `r16` (cdiv 16), e.g. `r16`, `sthv2_r16_test`.
 """
 
-import importlib.util
-import os
+import ml_collections
+
+from vidjax.recipes import gc
 
 
-def _gc_configs():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gc_tsn_r50.py")
-  spec = importlib.util.spec_from_file_location("_gc_tsn_r50", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def get_config(arg: str = ""):
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
   tokens = arg.split("_") if arg else []
   cdiv = 16 if "r16" in tokens else 4
   rest = "_".join(t for t in tokens if t != "r16")
-  return _gc_configs().build(rest, file="configs/ecal_l_tsn_r50.py", calibrators=("L",),
-                             cdiv=cdiv, shift=False)
+  return gc.build(rest, file="configs/ecal_l_tsn_r50.py", calibrators=("L",),
+                  cdiv=cdiv, shift=False)

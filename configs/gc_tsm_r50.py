@@ -27,19 +27,12 @@ carry calibrators (layer3: even blocks), while TSM's rule shifts even blocks of 
 stage; for ResNet-50 both shift all 16 blocks.
 """
 
-import importlib.util
-import os
+import ml_collections
+
+from vidjax.recipes import gc
 
 
-def _gc_configs():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gc_tsn_r50.py")
-  spec = importlib.util.spec_from_file_location("_gc_tsn_r50", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def get_config(arg: str = ""):
-  return _gc_configs().build(arg, file="configs/gc_tsm_r50.py",
-                             calibrators=("L", "T", "S", "G"), cdiv=4, shift=True,
-                             shift_fields=dict(n_div=8, place="blockres"))
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  return gc.build(arg, file="configs/gc_tsm_r50.py",
+                  calibrators=("L", "T", "S", "G"), cdiv=4, shift=True,
+                  shift_fields=dict(n_div=8, place="blockres"))
