@@ -213,3 +213,27 @@ def test_checkpoint_of_four_devices_restores_on(eight_devices, n):
   _, results = eight_devices
   r = results[f"restore{n}"]
   assert r["same"] and r["devices"] == [n]
+
+
+def test_bf16_compute_keeps_float32_parameters_and_remat_keeps_the_tree():
+  """model.dtype=bfloat16 computes in bf16 while parameters, optimiser state and BN
+  statistics stay float32; remat changes nothing in the state (traced, not run)."""
+  from vidjax import models
+  from vidjax.train import trainer
+  config = smoke_config(remat=True, **{"model.dtype": "bfloat16"})
+  mesh = sharding.make_mesh(config.mesh)
+  model = trainer.with_remat(models.build_model(config.model))
+  clips = np.zeros((8, 2, 32, 32, 3), np.uint8)
+  abstract = jax.eval_shape(lambda r: model.init(r, clips[:1]), jax.random.key(0))
+  tx, schedule = trainer.build_tx(config, abstract["params"], steps_per_epoch=4)
+  state = jax.eval_shape(lambda r: trainer.create_train_state(config, model, tx, mesh, r)[0],
+                         jax.random.key(0))
+  train_fn = trainer.make_train_fn(config, model, tx, schedule, mesh,
+                                   trainer.state_shardings(config, state, mesh))
+  batch = {"clip": clips, "label": np.zeros((8,), np.int32)}
+  new_state, _, _ = jax.eval_shape(train_fn, state, batch, jax.random.key(1))
+  assert {x.dtype for x in jax.tree.leaves(new_state.params)} == {np.dtype("float32")}
+  assert {x.dtype for x in jax.tree.leaves(new_state.batch_stats)} == {np.dtype("float32")}
+  hlo = train_fn.lower(state, batch, jax.random.key(1)).as_text()
+  assert "bf16" in hlo  # convolutions and matmuls run in bfloat16
+  assert "optimization_barrier" in hlo  # remat's recomputation boundary
