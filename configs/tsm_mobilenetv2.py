@@ -21,7 +21,11 @@ final Linear as `new_fc.*` or `base_model.classifier.*`.
 
 Variants:
   test1, test30  the test protocols of configs/tsm_r50.py.
-  demo   the same architecture on the embedded demo data set (4 frames of 32x32, AdamW).
+  demo   the same architecture on the embedded demo data set (4 frames of 32x32, AdamW
+         from scratch, lr 3e-3, 2 epochs):
+           python -m vidjax.main --config configs/tsm_mobilenetv2.py:demo --workdir /tmp/mbv2
+         Measured 2026-11-21 (2-core CPU shared, load ~6): 3.4 min wall, eval/top1 66.4%
+         (chance 16.7%; the TSN-R50 demo: 40.6%); with lr 1e-3 and 1 epoch: 29.4%.
   smoke  the same MobileNetV2 (the family's smallest member), 2 frames of 32x32.
 """
 
@@ -52,4 +56,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       bn_eps=1e-5, bn_momentum=0.9))
   if "smoke" in parts:
     config.data.num_frames = 2
+  elif "demo" in parts:
+    config.optim.update(lr=3e-3, epochs=2.0)
   return config
