@@ -50,6 +50,8 @@ Variants: parts joined by commas or underscores, e.g. `configs/tsm_r50.py:sthv2_
               python -m vidjax.main --config configs/tsm_r50.py:demo --workdir /tmp/tsm_demo
             4 frames of 32x32, AdamW from scratch, one epoch. The shift lets frames
             exchange information, so the direction classes become learnable (TSN cannot).
+            Measured 2026-11-21 (2-core CPU shared, load ~6): 4.8 min wall, eval/top1
+            65.9% (chance 16.7%; configs/tsn_r50.py:demo, the same net without shift: 40.6%).
   smoke     the tiniest member for tests: ResNet-18 + shift, 4 frames of 32x32.
 """
 
