@@ -178,10 +178,12 @@ def _demo(config: ml_collections.ConfigDict) -> None:
   config.model.num_classes = len(demo.CLASS_NAMES)
   config.batch_size = 16
   config.eval.batch_size = 64
-  # From scratch (no ImageNet weights here): AdamW, as the TSN demo.
-  config.optim.update(name="adamw", lr=1e-3, weight_decay=0.05, epochs=1.0,
+  # From scratch (no ImageNet weights here): AdamW, as the TSN demo, with TCPNet's own
+  # parameter groups (attention and fc at lr x5) and no dropout for the short schedule;
+  # tests/test_learning.py trains the smoke model with this recipe.
+  config.model.dropout_rate = 0.0
+  config.optim.update(name="adamw", lr=2e-3, weight_decay=0.05, epochs=1.0,
                       schedule="cosine", warmup_epochs=0.15)
-  config.optim.param_groups = ()
-  config.optim.no_decay = (r"bias$", r"scale$")
+  config.optim.param_groups = param_groups(5.0)
   config.log_every_steps = 20
   config.checkpoint_every_steps = 60
