@@ -22,7 +22,10 @@ sees the same machine load. The median over rounds is reported.
   python scripts/benchmark.py --config configs/tsn_r50.py:smoke --profile /tmp/trace
 
 Inference options (--fold-bn) and XLA flags (--xla-flags) are measured the same way;
-`--json FILE` writes every figure for tables.
+`--json FILE` writes every figure for tables. On a shared CPU, `--threads 1` gives the
+steadiest ratios. On XLA:CPU, YNNPACK for dots and convolutions
+(`--xla-flags=--xla_cpu_experimental_ynn_fusion_type=dot,individual_convolution`) made
+the TSN-R50 train step 1.2x faster relative to PyTorch (0.69x -> 0.83x, one thread).
 """
 
 from __future__ import annotations
