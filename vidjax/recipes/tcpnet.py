@@ -182,7 +182,7 @@ def _demo(config: ml_collections.ConfigDict) -> None:
   # parameter groups (attention and fc at lr x5) and no dropout for the short schedule;
   # tests/test_learning.py trains the smoke model with this recipe.
   config.model.dropout_rate = 0.0
-  config.optim.update(name="adamw", lr=2e-3, weight_decay=0.05, epochs=1.0,
+  config.optim.update(name="adamw", lr=2e-3, weight_decay=0.05, epochs=2.0,
                       schedule="cosine", warmup_epochs=0.15)
   config.optim.param_groups = param_groups(5.0)
   config.log_every_steps = 20
