@@ -29,24 +29,16 @@ Variants:
   smoke  the same MobileNetV2 (the family's smallest member), 2 frames of 32x32.
 """
 
-import importlib.util
-import os
-
 import ml_collections
+
+from vidjax.recipes import tsm
 
 _PARTS = ("test1", "test30", "demo", "smoke")
 
 
-def _tsm_r50():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tsm_r50.py")
-  spec = importlib.util.spec_from_file_location("vidjax_configs_tsm_r50", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  tsm = _tsm_r50()
   parts = tsm.parse_variant(arg, "tsm_mobilenetv2.py", _PARTS)
   base = ",".join(sorted(parts)) if parts & {"demo", "smoke"} else ",".join(
       ["dense"] + sorted(parts))

@@ -20,19 +20,12 @@ protocol); without a data set the Kinetics-400 recipe (no released R101 K400 mod
   smoke  the tiniest member: ResNet-18 + shift, 4 frames of 32x32.
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
+from vidjax.recipes import tsm
 
-def _tsm_r50():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tsm_r50.py")
-  spec = importlib.util.spec_from_file_location("vidjax_configs_tsm_r50", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  return _tsm_r50().tsm_config(arg, "tsm_r101.py", depth=101)
+  return tsm.tsm_config(arg, "tsm_r101.py", depth=101)

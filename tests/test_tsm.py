@@ -451,7 +451,8 @@ def _load_config(name, variant=""):
 
 
 @pytest.mark.parametrize("name,variants", [
-    ("tsm_r50", ("", "16f", "dense", "sthv1", "sthv2_16f_test2x3", "ucf101", "dense,test30",
+    ("tsm_r50", ("", "16f", "dense", "sthv1", "sthv2_16f_test2x3", "ucf101", "hmdb51",
+                 "jester", "diving48_test2x3", "dense,test30",
                  "test1", "demo", "smoke")),
     ("tsm_r101", ("", "sthv1", "sthv2_test2x3", "demo", "smoke")),
     ("nl_tsm_r50", ("", "test30", "demo", "smoke")),
