@@ -35,12 +35,13 @@ Variants (`configs/tcp_tsn_r50.py:VARIANT`):
             the max over the 30 views ("max_softmax").
   test30_16f  the same for the 16f model.
   demo      the same architecture on the embedded demo data set (4 frames of 32x32, AdamW
-            lr 1e-3, one epoch, CPU):
+            lr 2e-3 with TCPNet's x5 groups, two epochs, no dropout, CPU):
             python -m vidjax.main --config configs/tcp_tsn_r50.py:demo --workdir /tmp/tcp_demo
-            Measured 2026-11-21 (2-core CPU shared with other jobs, load 4-7): 19.5 min
-            wall, 23.6 min CPU; eval/top1 33.3% (chance 16.7%; the TSN demo: 40.6%).
-            Not yet the few-minute demo design.md asks for: layer4 at stride 1 (2x2 maps)
-            makes a step ~3x a TSN demo step on XLA:CPU; recipe still to be tuned.
+            Measured 2026-11-21 (2-core CPU, load ~1-3): 3 min 16 s wall, eval/top1 62.2%,
+            72.3% on the four direction classes (configs/tsn_r50.py:demo: 40.6% and
+            26.2%; TSN cannot exceed 50% there). layer4 at stride 1 leaves 2x2 maps at 32
+            px, which layers.Conv2d computes as one patch matmul (XLA:CPU's convolution
+            is ~70x slower on such maps).
   smoke     the tiniest member of the family for tests: ResNet-18 (512-channel features),
             TCP head 64 -> 32 channels (528 features), 4 frames of 32x32.
 """
