@@ -10,9 +10,11 @@ accuracy with TSN trained by the same recipe.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
+import filelock
 import jax
 import numpy as np
 import pytest
@@ -69,15 +71,27 @@ def direction_accuracy(per_class: np.ndarray) -> float:
   return float(np.mean(per_class[list(demo.DIRECTION_CLASSES)]))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tsn_accuracy(tmp_path_factory):
-  return train_and_score(tmp_path_factory.mktemp("tsn"), "tsn_r50",
-                         **{"data.num_frames": 4, "data.source_frames": 8})
+  """TSN's per-class accuracy, trained once per test session even under pytest-xdist
+  (the first worker to get here trains; the others wait on the lock and read it)."""
+  shared = tmp_path_factory.getbasetemp().parent
+  result = shared / "tsn_learning.json"
+  with filelock.FileLock(str(result) + ".lock"):
+    if not result.exists():
+      accuracy = train_and_score(shared / "tsn_learning", "tsn_r50",
+                                 **{"data.num_frames": 4, "data.source_frames": 8})
+      result.write_text(json.dumps(accuracy.tolist()))
+  return np.asarray(json.loads(result.read_text()))
 
 
-def test_tcp_beats_tsn_on_direction_classes(tmp_path, tsn_accuracy):
-  tcp = train_and_score(tmp_path, "tcp_tsn_r50")
-  tsn_dir, tcp_dir = direction_accuracy(tsn_accuracy), direction_accuracy(tcp)
+# TSM learns the direction classes in one epoch (measured 100%), so it gets half of TSN's
+# budget; GC-TSN needs both epochs (one: 31.6%).
+@pytest.mark.parametrize("name,epochs", [("tcp_tsn_r50", 2.0), ("tsm_r50", 1.0),
+                                         ("gc_tsn_r50", 2.0)])
+def test_temporal_model_beats_tsn_on_direction_classes(tmp_path, tsn_accuracy, name, epochs):
+  ours = train_and_score(tmp_path, name, **{"optim.epochs": epochs})
+  tsn_dir, our_dir = direction_accuracy(tsn_accuracy), direction_accuracy(ours)
   # TSN cannot exceed 50% there (beyond sampling noise of 256 eval clips).
   assert tsn_dir <= 0.58
-  assert tcp_dir >= tsn_dir + 0.1, (tcp_dir, tsn_dir)
+  assert our_dir >= tsn_dir + 0.15, (name, our_dir, tsn_dir)
