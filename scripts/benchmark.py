@@ -22,10 +22,11 @@ sees the same machine load. The median over rounds is reported.
   python scripts/benchmark.py --config configs/tsn_r50.py:smoke --profile /tmp/trace
 
 Inference options (--fold-bn) and XLA flags (--xla-flags) are measured the same way;
-`--json FILE` writes every figure for tables. On a shared CPU, `--threads 1` gives the
-steadiest ratios. On XLA:CPU, YNNPACK for dots and convolutions
-(`--xla-flags=--xla_cpu_experimental_ynn_fusion_type=dot,individual_convolution`) made
-the TSN-R50 train step 1.2x faster relative to PyTorch (0.69x -> 0.83x, one thread).
+`--json FILE` writes every figure for tables. `--threads N` pins the whole process (both
+frameworks) to N CPUs; on a shared CPU, `--threads 1` gives the steadiest ratios. The
+steps compile with the config's `xla_options` for the running backend, as in training
+(on CPU: YNNPACK also fuses the elementwise ops); `--set xla_options.cpu={}` measures
+XLA's defaults.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--compare-torch", action="store_true",
                  help="also time the PyTorch reference and report the ratio")
   p.add_argument("--threads", type=int, default=0,
-                 help="1: both frameworks single-threaded, the comparison least disturbed "
-                      "by other processes on a shared host (default: all cores)")
+                 help="N: pin the process (both frameworks) to N CPUs; 1 gives the comparison "
+                      "least disturbed by other processes on a shared host (default: all)")
   p.add_argument("--fold-bn", action="store_true",
                  help="inference with BatchNorm folded into the preceding convolutions")
   p.add_argument("--peak-tflops", type=float, default=0.0,
@@ -196,17 +197,20 @@ def timed(fn: Callable[[], Any], steps: int, block: Callable[[Any], Any]) -> flo
 def main(argv=None) -> dict:
   args = parse_args(argv)
   flags = args.xla_flags
-  if args.threads == 1:
-    flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-  elif args.threads > 1:
-    raise SystemExit("--threads: 1 or the default (all cores).")
+  if args.threads:
+    # Pinning the process is what limits XLA:CPU: its thread pools size themselves by
+    # the CPUs the process may run on (XLA flags alone leave YNNPACK's pool at 2).
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.threads > len(cpus):
+      raise SystemExit(f"--threads {args.threads}: this process may use {len(cpus)} CPUs.")
+    os.sched_setaffinity(0, cpus[:args.threads])
   if flags:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
   sys.path.insert(0, ROOT)
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from vidjax import models  # pylint: disable=import-outside-toplevel
-  from vidjax.train import sharding, trainer  # pylint: disable=import-outside-toplevel
+  from vidjax.train import sharding, trainer, xla_options  # pylint: disable=import-outside-toplevel
 
   config = load_config(args.config, args.set)
   t = args.frames or config.data.num_frames
@@ -222,7 +226,7 @@ def main(argv=None) -> dict:
   results: dict[str, Any] = {
       "config": args.config, "overrides": args.set, "clip": [args.batch, t, size, size, 3],
       "device": f"{device.platform}: {device.device_kind} x{jax.device_count()}",
-      "host": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+      "host": platform.processor() or platform.machine(), "cpus": len(os.sched_getaffinity(0)),
       "load_before": os.getloadavg()[0], "jax": jax.__version__,
       "xla_flags": os.environ.get("XLA_FLAGS", ""), "fold_bn": args.fold_bn}
 
@@ -246,16 +250,19 @@ def main(argv=None) -> dict:
     torch_infer, torch_train = torch_fns(ref, x, labels, config)
     results["torch"] = f"{torch.__version__}, {torch.get_num_threads()} threads"
 
-  # Inference.
+  # Inference, compiled with the options the trainer's steps get.
+  options = xla_options.compiler_options(config.get("xla_options"))
+  results["compiler_options"] = options
   if args.fold_bn:
     from vidjax.models import fold  # pylint: disable=import-outside-toplevel
     infer_vars, folded = fold.fold_batchnorm(
         variables, float(config.model.get("backbone", {}).get("bn_eps", 1e-5)))
     results["folded_batchnorms"] = len(folded)
-    infer_fn = jax.jit(lambda v, c: fold.apply_folded(model, v, folded, c))
+    infer_fn = jax.jit(lambda v, c: fold.apply_folded(model, v, folded, c),
+                       compiler_options=options)
   else:
     infer_vars = variables
-    infer_fn = jax.jit(lambda v, c: model.apply(v, c, train=False))
+    infer_fn = jax.jit(lambda v, c: model.apply(v, c, train=False), compiler_options=options)
   clips_dev = jax.device_put(clips)
   if "infer" in modes:
     compiled, seconds, cost, memory = compile_timed(infer_fn, infer_vars, clips_dev)
@@ -339,7 +346,8 @@ def report(r: dict) -> str:
            + (f", PyTorch {r['torch']}" if "torch" in r else "")
            + f"; load {r['load_before']:.2f} -> {r['load_after']:.2f}"
            + (f"; XLA_FLAGS={r['xla_flags']}" if r["xla_flags"] else "")
-           + ("; BN folded" if r["fold_bn"] else "")]
+           + ("; BN folded" if r["fold_bn"] else "")
+           + (f"; compiler options {r['compiler_options']}" if r.get("compiler_options") else "")]
   for mode in ("infer", "train"):
     if mode not in r:
       continue

@@ -12,12 +12,14 @@ def test_benchmark_compares_the_same_model_with_torch(tmp_path):
   proc = subprocess.run(
       [sys.executable, "scripts/benchmark.py", "--config", "configs/tsn_r50.py:smoke",
        "--batch", "2", "--steps", "1", "--rounds", "2", "--compare-torch",
-       "--peak-tflops", "1.0", "--fold-bn", "--profile", str(tmp_path / "trace"),
+       "--peak-tflops", "1.0", "--fold-bn", "--threads", "1", "--profile", str(tmp_path / "trace"),
        "--json", str(out)],
       cwd=ROOT, env=subprocess_env(JAX_PLATFORMS="cpu"), capture_output=True, text=True,
       timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   r = json.loads(out.read_text())
+  # --threads 1 pins the process: XLA and PyTorch both see one CPU.
+  assert r["cpus"] == 1 and r["torch"].endswith(", 1 threads"), (r["cpus"], r["torch"])
   for mode in ("infer", "train"):
     m = r[mode]
     assert m["jax_clips_per_s"] > 0 and m["torch_clips_per_s"] > 0

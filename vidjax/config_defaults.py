@@ -37,6 +37,11 @@ def trainer_defaults() -> ml_collections.ConfigDict:
   # Memory and speed.
   c.grad_accum_steps = 1           # k > 1: k microbatches of batch_size / k per step
   c.remat = False                  # recompute backbone blocks in the backward pass
+  # XLA compiler options of the jitted steps, per backend (vidjax/train/xla_options.py).
+  # On CPU, YNNPACK also takes the elementwise ops: the TSN-R50 train step 1.15x faster.
+  c.xla_options = ml_collections.ConfigDict(dict(
+      cpu=dict(xla_cpu_experimental_ynn_fusion_type="dot,individual_convolution,reduce,eltwise"),
+  ))
   # Several hosts: jax.distributed.initialize; empty address = single process, unless
   # the environment (JAX_COORDINATOR_ADDRESS, SLURM, TPU pods, ...) defines the cluster.
   c.distributed = ml_collections.ConfigDict(dict(

@@ -27,7 +27,7 @@ from clu import parameter_overview, periodic_actions
 from vidjax import models
 from vidjax.data import pipeline
 from vidjax.train import checkpoint as ckpt_lib
-from vidjax.train import mix, optim, sharding, steps, writers
+from vidjax.train import mix, optim, sharding, steps, writers, xla_options
 
 CONFIG_FILE = "config.json"
 
@@ -51,7 +51,8 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 # (optim.*), run length, intervals, eval and loader-speed settings may change on resume.
 _IDENTITY_FIELDS = ("model.", "data.", "seed", "batch_size")
 _FREE_DATA_FIELDS = ("data.num_workers", "data.num_threads", "data.prefetch", "data.root",
-                     "data.train_list", "data.eval_list", "data.eval_examples")
+                     "data.train_list", "data.eval_list", "data.eval_examples",
+                     "data.decode_threads", "data.seek", "data.jpeg_backend")
 
 
 def check_workdir_config(config: ml_collections.ConfigDict, workdir: str,
@@ -228,7 +229,7 @@ def make_train_fn(config: ml_collections.ConfigDict, model: Any, tx: Any, schedu
                         batch_shards=sharding.num_batch_shards(mesh),
                         mix=mix.from_config(config.data, config.model.num_classes)),
       in_shardings=(shardings, data_sharding, repl), out_shardings=(shardings, repl, repl),
-      donate_argnums=(0,))
+      donate_argnums=(0,), compiler_options=xla_options.compiler_options(config.get("xla_options")))
 
 
 def _setup(config: ml_collections.ConfigDict):
@@ -238,7 +239,8 @@ def _setup(config: ml_collections.ConfigDict):
     model = with_remat(model)
   # The state arrives in its own shardings; the batch is split over the batch axes.
   eval_fn = jax.jit(functools.partial(steps.eval_step, model=model, fusion=config.eval.fusion),
-                    out_shardings=sharding.replicated(mesh))
+                    out_shardings=sharding.replicated(mesh),
+                    compiler_options=xla_options.compiler_options(config.get("xla_options")))
   return mesh, model, eval_fn
 
 
