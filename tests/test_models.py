@@ -299,6 +299,24 @@ def test_max_pool_pads_with_minus_inf():
   np.testing.assert_array_equal(np.asarray(y)[0, :, :, 0], [[-1, -2], [-5, -6]])
 
 
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 2, 1), (2, 2, 0), (3, 1, 1),
+                                                   ((3, 2), (2, 3), (1, 0))])
+def test_max_pool_gradient_goes_to_pytorchs_first_maximum(kernel, stride, padding):
+  """Values and gradients equal torch's max_pool2d, with many tied maxima (rounded
+  inputs), where the gradient must go to the first maximum of each window."""
+  torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(0)
+  x = np.round(rng.standard_normal((2, 9, 11, 3)) * 1.5).astype(np.float32)
+  xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+  yt = torch.nn.functional.max_pool2d(xt, kernel, stride, padding)
+  g = rng.standard_normal(yt.shape).astype(np.float32)
+  yt.backward(torch.tensor(g))
+  y, vjp = jax.vjp(lambda v: max_pool2d(v, kernel, stride, padding), jnp.asarray(x))
+  (dx,) = vjp(jnp.asarray(g.transpose(0, 2, 3, 1)))
+  np.testing.assert_array_equal(y, yt.detach().numpy().transpose(0, 2, 3, 1))
+  np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), atol=1e-6)
+
+
 def test_batchnorm_pytorch_running_update():
   x = jax.random.normal(jax.random.key(1), (4, 3, 2, 5)) * 3 + 1
   bn = BatchNorm(momentum=0.9, epsilon=1e-5)
