@@ -1,20 +1,20 @@
-"""Learning tests: on the demo data set, temporal models beat TSN where order matters.
+"""Learning tests: on the demo data set, temporal models pass where order matters.
 
 The demo's direction classes (moving left/right/up/down) are exact time reversals in
-pairs, so TSN's average consensus is at chance within each pair: at most 50% on them
-(vidjax/data/demo.py; tests/test_demo_data.py checks the reversal pixel for pixel).
-Each test trains the smoke-size member of a family (ResNet-18 trunk, 4 frames of 32x32,
-the full demo training set) with one fixed recipe and seed, then compares per-class eval
-accuracy with TSN trained by the same recipe.
+pairs, so any order-blind model (TSN's average consensus) is at chance within each pair:
+at most 50% on them (vidjax/data/demo.py; tests/test_demo_data.py checks the reversal
+pixel for pixel). Each test trains the smoke-size member of a family (ResNet-18 trunk,
+4 frames of 32x32, the full demo training set) with one fixed recipe and seed. TSN,
+trained the same way, must learn the appearance classes yet stay at that ceiling; each
+temporal model must pass it by a clear margin. The tests are independent, so pytest-xdist
+runs them side by side (no worker waits for a shared TSN baseline).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-import filelock
 import jax
 import numpy as np
 import pytest
@@ -71,27 +71,23 @@ def direction_accuracy(per_class: np.ndarray) -> float:
   return float(np.mean(per_class[list(demo.DIRECTION_CLASSES)]))
 
 
-@pytest.fixture(scope="session")
-def tsn_accuracy(tmp_path_factory):
-  """TSN's per-class accuracy, trained once per test session even under pytest-xdist
-  (the first worker to get here trains; the others wait on the lock and read it)."""
-  shared = tmp_path_factory.getbasetemp().parent
-  result = shared / "tsn_learning.json"
-  with filelock.FileLock(str(result) + ".lock"):
-    if not result.exists():
-      accuracy = train_and_score(shared / "tsn_learning", "tsn_r50",
-                                 **{"data.num_frames": 4, "data.source_frames": 8})
-      result.write_text(json.dumps(accuracy.tolist()))
-  return np.asarray(json.loads(result.read_text()))
+# The order-blind ceiling of 50% plus sampling noise over the 256 eval clips of the
+# direction classes; a temporal model must reach 10 points above it.
+ORDER_BLIND_MAX = 0.58
+TEMPORAL_MIN = 0.60
 
 
-# TSM learns the direction classes in one epoch (measured 100%), so it gets half of TSN's
-# budget; GC-TSN needs both epochs (one: 31.6%).
+def test_tsn_learns_appearance_but_stays_at_the_order_blind_ceiling(tmp_path):
+  tsn = train_and_score(tmp_path, "tsn_r50", **{"data.num_frames": 4,
+                                                "data.source_frames": 8})
+  assert direction_accuracy(tsn) <= ORDER_BLIND_MAX
+  assert float(np.mean(tsn)) >= 0.4  # it did learn (chance: 1/6), measured 54.2%
+
+
+# TSM learns the direction classes in one epoch (measured 100%), so it gets half of the
+# recipe's budget; GC-TSN and TCP-TSN need both epochs (one: 31.6% and 35.9%).
 @pytest.mark.parametrize("name,epochs", [("tcp_tsn_r50", 2.0), ("tsm_r50", 1.0),
                                          ("gc_tsn_r50", 2.0)])
-def test_temporal_model_beats_tsn_on_direction_classes(tmp_path, tsn_accuracy, name, epochs):
+def test_temporal_model_passes_the_order_blind_ceiling(tmp_path, name, epochs):
   ours = train_and_score(tmp_path, name, **{"optim.epochs": epochs})
-  tsn_dir, our_dir = direction_accuracy(tsn_accuracy), direction_accuracy(ours)
-  # TSN cannot exceed 50% there (beyond sampling noise of 256 eval clips).
-  assert tsn_dir <= 0.58
-  assert our_dir >= tsn_dir + 0.15, (name, our_dir, tsn_dir)
+  assert direction_accuracy(ours) >= TEMPORAL_MIN, (name, direction_accuracy(ours))
