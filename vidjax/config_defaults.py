@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from vidjax.data import demo
+
 
 def trainer_defaults() -> ml_collections.ConfigDict:
   """Fields of the loop that every config has."""
@@ -140,3 +142,37 @@ def demo_data(**overrides) -> ml_collections.ConfigDict:
                   flip=False, test_scale=0)
   d.update(overrides)
   return d
+
+
+def use_demo(config: ml_collections.ConfigDict, *, lr: float = 1e-3,
+             epochs: float = 1.0) -> None:
+  """Switches `config` to its 'demo' variant: the same architecture on the embedded demo
+  data set, trained from scratch (no ImageNet weights here) on a CPU.
+
+  AdamW with a cosine schedule, where the recipes' SGD needs ImageNet initialisation;
+  the recipe's parameter groups are dropped (a config may set its own after this).
+  """
+  config.data = demo_data()
+  config.model.num_classes = len(demo.CLASS_NAMES)
+  config.batch_size = 16
+  config.eval.batch_size = 64
+  config.optim.update(name="adamw", lr=lr, weight_decay=0.05, epochs=epochs,
+                      schedule="cosine", warmup_epochs=0.15)
+  config.optim.param_groups = ()
+  config.log_every_steps = 20
+  config.checkpoint_every_steps = 60
+
+
+def use_smoke(config: ml_collections.ConfigDict, *, num_frames: int = 4,
+              source_frames: int = 8, depth: int = 18, epochs: float = 3.0) -> None:
+  """Switches `config` to its 'smoke' variant, the tiniest model of the family for tests:
+  a ResNet of `depth`, 32 training clips of `num_frames` frames at 32x32."""
+  config.data = demo_data(num_frames=num_frames, image_size=32, source_frames=source_frames,
+                          train_examples=32, eval_examples=20)
+  config.model.num_classes = len(demo.CLASS_NAMES)
+  config.model.backbone.depth = depth
+  config.batch_size = 8
+  config.eval.batch_size = 8
+  config.optim.update(lr=0.01, epochs=epochs, schedule="cosine")
+  config.log_every_steps = 2
+  config.checkpoint_every_steps = 2

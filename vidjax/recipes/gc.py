@@ -8,10 +8,7 @@ from __future__ import annotations
 import ml_collections
 
 from vidjax import config_defaults
-from vidjax.data import demo
-
-# Something-Something V1/V2 left/right classes swapped by a flip (GC's data loader).
-STH_FLIP_LABEL_MAP = ((86, 87), (93, 94), (166, 167))
+from vidjax.recipes import tsm
 
 _DATASETS = {
     "sthv1": dict(name="something_v1", root="~/data/sthv1",
@@ -73,39 +70,17 @@ def build(arg: str, *, file: str, calibrators: tuple, cdiv: int, shift: bool,
     dataset, frames, test = "sthv1", 8, ""
   else:
     dataset, frames, test = parse_variant(arg, file)
-  config = config_defaults.trainer_defaults()
-  config.data = config_defaults.data_config(
-      num_frames=frames, image_size=224, sampler="segments", train_resize=256,
-      train_crop="multi_scale", flip=True, test_scale=256, test_crop="center",
-      test_clips=1, **_DATASETS[dataset])
+  config = tsm.tsn_config(depth=50, num_frames=frames)
+  config.data.update(**_DATASETS[dataset])
   if dataset in ("sthv1", "sthv2"):
-    config.data.flip_label_map = STH_FLIP_LABEL_MAP
-  model = dict(
-      name="tsn",
-      num_classes=config.data.num_classes,
-      dropout_rate=0.5,
-      pixel_mean=(123.675, 116.28, 103.53),
-      pixel_std=(58.395, 57.12, 57.375),
-      fc_init_std=0.001,
-      consensus="avg",
-      dtype="float32",
-      backbone=ml_collections.ConfigDict(dict(
-          name="resnet", depth=50, strides=(1, 2, 2, 2), frozen_stages=-1,
-          norm_eval=False, partial_bn=False, bn_eps=1e-5, bn_momentum=0.9)),
-      ecal=ml_collections.ConfigDict(dict(
-          enabled=True, calibrators=tuple(calibrators), cdiv=cdiv, loop=False)),
-  )
+    config.data.flip_label_map = tsm.STH_FLIP_PAIRS  # GC's data loader too
+  config.model.num_classes = config.data.num_classes
+  config.model.ecal = ml_collections.ConfigDict(dict(
+      enabled=True, calibrators=tuple(calibrators), cdiv=cdiv, loop=False))
   if shift:
-    model["shift"] = ml_collections.ConfigDict(dict(enabled=True, **(shift_fields or {})))
-  config.model = ml_collections.ConfigDict(model)
+    config.model.shift = ml_collections.ConfigDict(dict(enabled=True, **(shift_fields or {})))
   config.batch_size = 32
-  config.optim = ml_collections.ConfigDict(dict(
-      name="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=1e-4,
-      epochs=50.0, schedule="step", lr_steps=(20, 40), lr_decay=0.1,
-      warmup_epochs=0.0, warmup_start_factor=0.0, min_lr=0.0, clip_grad_norm=20.0,
-      param_groups=_param_groups(),
-      no_decay=(r"bias$", r"scale$"),
-  ))
+  config.optim.update(lr=0.01, param_groups=_param_groups())
   config.eval.batch_size = 32
   config.eval.fusion = "mean_logits"   # upstream averages logits over views
 
@@ -126,25 +101,8 @@ def build(arg: str, *, file: str, calibrators: tuple, cdiv: int, shift: bool,
   # diving48 "test": 1 clip x 1 centre crop 224, the per-epoch eval above.
 
   if arg == "demo":
-    config.data = config_defaults.demo_data()
-    config.model.num_classes = len(demo.CLASS_NAMES)
-    config.batch_size = 16
-    config.eval.batch_size = 64
+    config_defaults.use_demo(config)
     config.eval.fusion = "mean_softmax"
-    # From scratch (no ImageNet weights here): AdamW, as the TSN demo.
-    config.optim.update(name="adamw", lr=1e-3, weight_decay=0.05, epochs=1.0,
-                        schedule="cosine", warmup_epochs=0.15)
-    config.optim.param_groups = ()
-    config.log_every_steps = 20
-    config.checkpoint_every_steps = 60
   elif arg == "smoke":
-    config.data = config_defaults.demo_data(num_frames=4, image_size=32, source_frames=4,
-                                            train_examples=32, eval_examples=20)
-    config.model.num_classes = len(demo.CLASS_NAMES)
-    config.model.backbone.depth = 18
-    config.batch_size = 8
-    config.eval.batch_size = 8
-    config.optim.update(lr=0.01, epochs=3.0, schedule="cosine")
-    config.log_every_steps = 2
-    config.checkpoint_every_steps = 2
+    config_defaults.use_smoke(config, source_frames=4)
   return config

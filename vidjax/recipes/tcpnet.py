@@ -11,7 +11,6 @@ from __future__ import annotations
 import ml_collections
 
 from vidjax import config_defaults
-from vidjax.data import demo
 
 _IMAGENET_MEAN = (123.675, 116.28, 103.53)   # 0..255 units
 _IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -155,16 +154,9 @@ def tcpnet_config(arch: str, arg: str = "") -> ml_collections.ConfigDict:
   elif arg == "demo":
     _demo(config)
   elif arg == "smoke":
-    config.data = config_defaults.demo_data(num_frames=4, image_size=32, source_frames=8,
-                                            train_examples=32, eval_examples=20)
-    config.model.num_classes = len(demo.CLASS_NAMES)
-    config.model.backbone.depth = {"tsn_r50": 18, "tea_r50": 50, "tsn_r152": 50}[arch]
+    config_defaults.use_smoke(config, epochs=1.0,
+                              depth={"tsn_r50": 18, "tea_r50": 50, "tsn_r152": 50}[arch])
     config.model.tcp.update(dim_reduce=64, dim=32)
-    config.batch_size = 8
-    config.eval.batch_size = 8
-    config.optim.update(lr=0.01, epochs=1.0, schedule="cosine")
-    config.log_every_steps = 2
-    config.checkpoint_every_steps = 2
 
   # The model's T follows the data's (conv_1d's kernel is T//2+1), also under overrides
   # such as --config.data.num_frames=16.
@@ -174,16 +166,8 @@ def tcpnet_config(arch: str, arg: str = "") -> ml_collections.ConfigDict:
 
 def _demo(config: ml_collections.ConfigDict) -> None:
   """The same architecture on the embedded demo data set, trained from scratch on a CPU."""
-  config.data = config_defaults.demo_data()   # 4 frames of 32x32
-  config.model.num_classes = len(demo.CLASS_NAMES)
-  config.batch_size = 16
-  config.eval.batch_size = 64
-  # From scratch (no ImageNet weights here): AdamW, as the TSN demo, with TCPNet's own
-  # parameter groups (attention and fc at lr x5) and no dropout for the short schedule;
-  # tests/test_learning.py trains the smoke model with this recipe.
+  config_defaults.use_demo(config, lr=2e-3, epochs=2.0)
+  # TCPNet's own parameter groups (attention and fc at lr x5) and no dropout for the
+  # short schedule; tests/test_learning.py trains the smoke model with this recipe.
   config.model.dropout_rate = 0.0
-  config.optim.update(name="adamw", lr=2e-3, weight_decay=0.05, epochs=2.0,
-                      schedule="cosine", warmup_epochs=0.15)
   config.optim.param_groups = param_groups(5.0)
-  config.log_every_steps = 20
-  config.checkpoint_every_steps = 60

@@ -10,7 +10,6 @@ import re
 import ml_collections
 
 from vidjax import config_defaults
-from vidjax.data import demo
 
 DATASETS = ("sthv1", "sthv2", "jester", "ucf101", "hmdb51", "diving48")
 TESTS = ("test1", "test2x3", "test30")
@@ -40,12 +39,18 @@ def parse_variant(arg: str, name: str, parts: tuple = _PARTS) -> set[str]:
   return chosen
 
 
-def tsm_config(arg: str, name: str, depth: int = 50) -> ml_collections.ConfigDict:
-  """The TSM recipe on a ResNet of `depth`, with the variant parts of this docstring."""
-  parts = parse_variant(arg, name)
+def tsn_config(depth: int = 50, num_frames: int = 8) -> ml_collections.ConfigDict:
+  """The TSM code base's TSN recipe on a ResNet of `depth` (Kinetics-400): the base that
+  configs/tsn_r50.py, TSM and GC start from.
+
+  SGD momentum 0.9, lr 0.02 for batch 128, weight decay 1e-4 (none on BatchNorm and
+  biases), lr x0.1 at epochs 20 and 40 of 50, dropout 0.5, gradient clipping at global
+  norm 20, new fc at lr x5 (weight) and x10 (bias); segment sampling, multi-scale crop
+  and flip for training, 1 centre clip for eval.
+  """
   config = config_defaults.trainer_defaults()
   config.data = config_defaults.data_config(
-      num_frames=8, image_size=224, sampler="segments", train_resize=256,
+      num_frames=num_frames, image_size=224, sampler="segments", train_resize=256,
       train_crop="multi_scale", flip=True, test_scale=256, test_crop="center", test_clips=1)
   config.model = ml_collections.ConfigDict(dict(
       name="tsn",
@@ -59,8 +64,6 @@ def tsm_config(arg: str, name: str, depth: int = 50) -> ml_collections.ConfigDic
       backbone=ml_collections.ConfigDict(dict(
           name="resnet", depth=depth, strides=(1, 2, 2, 2), frozen_stages=-1,
           norm_eval=False, partial_bn=False, bn_eps=1e-5, bn_momentum=0.9)),
-      shift=ml_collections.ConfigDict(dict(enabled=True, n_div=8, place="blockres",
-                                           n_round=0)),
   ))
   config.batch_size = 128
   config.optim = ml_collections.ConfigDict(dict(
@@ -74,29 +77,21 @@ def tsm_config(arg: str, name: str, depth: int = 50) -> ml_collections.ConfigDic
       no_decay=(r"bias$", r"scale$"),
   ))
   config.eval.batch_size = 64
+  return config
+
+
+def tsm_config(arg: str, name: str, depth: int = 50) -> ml_collections.ConfigDict:
+  """The TSM recipe on a ResNet of `depth`, with the variant parts of this docstring."""
+  parts = parse_variant(arg, name)
+  config = tsn_config(depth)
+  config.model.shift = ml_collections.ConfigDict(dict(enabled=True, n_div=8,
+                                                      place="blockres", n_round=0))
 
   if "demo" in parts:
-    config.data = config_defaults.demo_data()
-    config.model.num_classes = len(demo.CLASS_NAMES)
-    config.batch_size = 16
-    config.eval.batch_size = 64
-    # From scratch (no ImageNet weights here), AdamW as in the TSN demo.
-    config.optim.update(name="adamw", lr=1e-3, weight_decay=0.05, epochs=1.0,
-                        schedule="cosine", warmup_epochs=0.15)
-    config.optim.param_groups = ()
-    config.log_every_steps = 20
-    config.checkpoint_every_steps = 60
+    config_defaults.use_demo(config)
     return config
   if "smoke" in parts:
-    config.data = config_defaults.demo_data(num_frames=4, image_size=32, source_frames=8,
-                                            train_examples=32, eval_examples=20)
-    config.model.num_classes = len(demo.CLASS_NAMES)
-    config.model.backbone.depth = 18
-    config.batch_size = 8
-    config.eval.batch_size = 8
-    config.optim.update(lr=0.01, epochs=3.0, schedule="cosine")
-    config.log_every_steps = 2
-    config.checkpoint_every_steps = 2
+    config_defaults.use_smoke(config)
     return config
 
   if "sthv1" in parts or "sthv2" in parts:
