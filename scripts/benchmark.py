@@ -24,9 +24,10 @@ sees the same machine load. The median over rounds is reported.
 Inference options (--fold-bn) and XLA flags (--xla-flags) are measured the same way;
 `--json FILE` writes every figure for tables. `--threads N` pins the whole process (both
 frameworks) to N CPUs; on a shared CPU, `--threads 1` gives the steadiest ratios. The
-steps compile with the config's `xla_options` for the running backend, as in training
-(on CPU: YNNPACK also fuses the elementwise ops); `--set xla_options.cpu={}` measures
-XLA's defaults.
+steps compile with the config's options for the running backend, as in training: the
+train step with `xla_options` (on CPU: YNNPACK also fuses the elementwise ops), inference
+with `eval.xla_options` (on CPU: XLA's own fusions). `--set xla_options.cpu={}` measures
+XLA's defaults for the train step.
 """
 
 from __future__ import annotations
@@ -250,9 +251,10 @@ def main(argv=None) -> dict:
     torch_infer, torch_train = torch_fns(ref, x, labels, config)
     results["torch"] = f"{torch.__version__}, {torch.get_num_threads()} threads"
 
-  # Inference, compiled with the options the trainer's steps get.
-  options = xla_options.compiler_options(config.get("xla_options"))
-  results["compiler_options"] = options
+  # Inference, compiled with the options the trainer's eval step gets.
+  options = xla_options.compiler_options(config.eval.get("xla_options"))
+  results["compiler_options"] = {
+      "train": xla_options.compiler_options(config.get("xla_options")), "infer": options}
   if args.fold_bn:
     from vidjax.models import fold  # pylint: disable=import-outside-toplevel
     infer_vars, folded = fold.fold_batchnorm(

@@ -1,4 +1,5 @@
-"""config.xla_options: per-backend XLA compiler options of the jitted steps."""
+"""config.xla_options (train step) and config.eval.xla_options (eval step): per-backend XLA
+compiler options of the jitted steps."""
 
 import re
 
@@ -6,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from conftest import load_config
 from vidjax import config_defaults
 from vidjax.train import xla_options
 
@@ -32,11 +34,39 @@ def _count_ynnpack_fusions(options) -> int:
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU options")
-def test_default_cpu_options_hand_elementwise_ops_to_ynnpack():
-  default = xla_options.compiler_options(config_defaults.trainer_defaults().xla_options, "cpu")
+def test_default_cpu_options_hand_elementwise_ops_to_ynnpack_in_training_only():
+  defaults = config_defaults.trainer_defaults()
+  train = xla_options.compiler_options(defaults.xla_options, "cpu")
+  evaluation = xla_options.compiler_options(defaults.eval.xla_options, "cpu")
   dot_only = xla_options.compiler_options({"cpu": {YNN: "dot"}}, "cpu")
-  assert _count_ynnpack_fusions(default) > 0
+  assert _count_ynnpack_fusions(train) > 0
+  assert _count_ynnpack_fusions(evaluation) == 0  # XLA's own fusions: faster inference
   assert _count_ynnpack_fusions(dot_only) == 0
+
+
+def test_eval_step_compiles_with_the_eval_options():
+  """A bad eval option fails the eval step's compile, naming it; a bad train option does
+  not touch the eval step."""
+  from vidjax.train import trainer  # pylint: disable=import-outside-toplevel
+  backend = jax.default_backend()
+
+  def compile_eval(config):
+    mesh, model, eval_fn = trainer._setup(config)
+    shape = (8, config.data.num_frames, 32, 32, 3)
+    batch = {"clip": jax.ShapeDtypeStruct(shape, jnp.uint8),
+             "label": jax.ShapeDtypeStruct((8,), jnp.int32),
+             "mask": jax.ShapeDtypeStruct((8,), jnp.bool_)}
+    abstract = jax.eval_shape(lambda r: model.init(r, jnp.zeros(shape[1:], jnp.uint8)[None]),
+                              jax.random.key(0))
+    tx, _ = trainer.build_tx(config, abstract["params"], steps_per_epoch=4)
+    state = jax.eval_shape(
+        lambda r: trainer.create_train_state(config, model, tx, mesh, r)[0], jax.random.key(0))
+    return eval_fn.lower(state, batch).compile()
+
+  bad = {backend: {"xla_cpu_enable_fast_math": "not-a-bool"}}
+  with pytest.raises(Exception, match="xla_cpu_enable_fast_math"):
+    compile_eval(load_config("tsn_r50", "smoke", **{"eval.xla_options": bad}))
+  compile_eval(load_config("tsn_r50", "smoke", xla_options=bad))
 
 
 def test_unknown_fusion_type_is_an_error_naming_the_option():

@@ -240,7 +240,8 @@ def _setup(config: ml_collections.ConfigDict):
   # The state arrives in its own shardings; the batch is split over the batch axes.
   eval_fn = jax.jit(functools.partial(steps.eval_step, model=model, fusion=config.eval.fusion),
                     out_shardings=sharding.replicated(mesh),
-                    compiler_options=xla_options.compiler_options(config.get("xla_options")))
+                    compiler_options=xla_options.compiler_options(
+                        config.eval.get("xla_options")))
   return mesh, model, eval_fn
 
 
