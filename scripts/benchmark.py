@@ -21,6 +21,8 @@ sees the same machine load. The median over rounds is reported.
   python scripts/benchmark.py --config configs/tcp_tsn_r50.py --compare-torch --batch 1
   python scripts/benchmark.py --config configs/tsn_r50.py:smoke --profile /tmp/trace
 
+`--matmul-peak N` times an N x N float32 matmul in each framework, the device's practical
+peak, and reports each mode's FLOP rate as a share of it.
 Inference options (--fold-bn) and XLA flags (--xla-flags) are measured the same way;
 `--json FILE` writes every figure for tables. `--threads N` pins the whole process (both
 frameworks) to N CPUs; on a shared CPU, `--threads 1` gives the steadiest ratios. The
@@ -72,6 +74,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="inference with BatchNorm folded into the preceding convolutions")
   p.add_argument("--peak-tflops", type=float, default=0.0,
                  help="the device's peak, for utilisation (e.g. 989 for H100 bf16 dense)")
+  p.add_argument("--matmul-peak", type=int, default=0, metavar="N",
+                 help="also time an N x N float32 matmul in JAX (and PyTorch with "
+                      "--compare-torch): the device's practical peak, against which each "
+                      "mode's FLOP rate is reported (e.g. 2048; default off)")
   p.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS before JAX starts")
   p.add_argument("--profile", default="", help="write a JAX profiler trace to this dir")
   p.add_argument("--json", default="", help="write the results to this file")
@@ -325,6 +331,16 @@ def main(argv=None) -> dict:
       r["ratio_jax_over_torch"] = statistics.median(
           [ts / js for js, ts in zip(jax_s, torch_s)])
 
+  if args.matmul_peak:
+    results["matmul_peak"] = matmul_peak(args.matmul_peak, args.rounds, args.compare_torch)
+    for mode in modes:
+      r = results[mode]
+      for who in ("jax", "torch"):
+        if f"{who}_clips_per_s" in r and r["flops_per_clip"]:
+          r[f"{who}_fraction_of_matmul_peak"] = (
+              r["flops_per_clip"] * r[f"{who}_clips_per_s"] / 1e12
+              / results["matmul_peak"][f"{who}_tflops_per_s"])
+
   if args.profile:
     with jax.profiler.trace(args.profile):
       for mode in modes:
@@ -340,6 +356,29 @@ def main(argv=None) -> dict:
     with open(args.json, "w") as f:
       json.dump(results, f, indent=2)
   return results
+
+
+def matmul_peak(n: int, rounds: int, with_torch: bool) -> dict:
+  """TFLOP/s of an [n, n] x [n, n] float32 matmul: the practical peak of each framework on
+  this device (median of `rounds` timings of 3 calls)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  rs = np.random.RandomState(0)
+  a, b = (rs.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+  flops = 2.0 * n ** 3
+  matmul = jax.jit(jnp.matmul)
+  ja, jb = jax.device_put(a), jax.device_put(b)
+  block = lambda out: jax.block_until_ready(out)  # noqa: E731
+  block(matmul(ja, jb))
+  out = {"n": n, "jax_tflops_per_s": flops / statistics.median(
+      [timed(lambda: matmul(ja, jb), 3, block) for _ in range(rounds)]) / 1e12}
+  if with_torch:
+    import torch  # pylint: disable=import-outside-toplevel
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    torch.mm(ta, tb)
+    out["torch_tflops_per_s"] = flops / statistics.median(
+        [timed(lambda: torch.mm(ta, tb), 3, lambda _: None) for _ in range(rounds)]) / 1e12
+  return out
 
 
 def report(r: dict) -> str:
@@ -363,10 +402,20 @@ def report(r: dict) -> str:
     if "torch_clips_per_s" in m:
       line += (f"; PyTorch {m['torch_clips_per_s']:.3f} clips/s; JAX/PyTorch "
                f"{m['ratio_jax_over_torch']:.2f}x")
+    if "jax_fraction_of_matmul_peak" in m:
+      line += f"; of the matmul peak: JAX {100 * m['jax_fraction_of_matmul_peak']:.0f}%"
+      if "torch_fraction_of_matmul_peak" in m:
+        line += f", PyTorch {100 * m['torch_fraction_of_matmul_peak']:.0f}%"
     if "max_logit_diff_vs_torch" in m:
       line += (f" (logits differ by {m['max_logit_diff_vs_torch']:.1e}, std "
                f"{m['logit_std']:.1e})")
     lines.append(line)
+  if "matmul_peak" in r:
+    p = r["matmul_peak"]
+    lines.append(f"  matmul peak ({p['n']}x{p['n']} float32): JAX "
+                 f"{p['jax_tflops_per_s'] * 1e3:.1f} GFLOP/s"
+                 + (f", PyTorch {p['torch_tflops_per_s'] * 1e3:.1f} GFLOP/s"
+                    if "torch_tflops_per_s" in p else ""))
   lines.append(f"  peak memory: device {r['peak_device_memory_bytes'] / 2**20:.0f} MiB, "
                f"process RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB")
   return "\n".join(lines)

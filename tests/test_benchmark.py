@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, subprocess_env
 
 
@@ -12,7 +14,7 @@ def test_benchmark_compares_the_same_model_with_torch(tmp_path):
   proc = subprocess.run(
       [sys.executable, "scripts/benchmark.py", "--config", "configs/tsn_r50.py:smoke",
        "--batch", "2", "--steps", "1", "--rounds", "2", "--compare-torch",
-       "--peak-tflops", "1.0", "--fold-bn", "--threads", "1", "--profile", str(tmp_path / "trace"),
+       "--peak-tflops", "1.0", "--matmul-peak", "256", "--fold-bn", "--threads", "1", "--profile", str(tmp_path / "trace"),
        "--json", str(out)],
       cwd=ROOT, env=subprocess_env(JAX_PLATFORMS="cpu"), capture_output=True, text=True,
       timeout=600)
@@ -26,6 +28,10 @@ def test_benchmark_compares_the_same_model_with_torch(tmp_path):
     assert m["ratio_jax_over_torch"] > 0 and len(m["jax_s_per_step_rounds"]) == 2
     assert m["flops_per_clip"] > 1e6 and 0 < m["utilisation"] < 1
     assert m["compile_s"] > 0 and m["xla_memory_bytes"] > 0
+    for who in ("jax", "torch"):  # each framework's rate against its own matmul peak
+      assert 0 < m[f"{who}_fraction_of_matmul_peak"] == pytest.approx(
+          m["flops_per_clip"] * m[f"{who}_clips_per_s"] / 1e12
+          / r["matmul_peak"][f"{who}_tflops_per_s"])
   # BatchNorm folded into the convolutions, the JAX logits still equal the reference's.
   assert r["infer"]["max_logit_diff_vs_torch"] < 1e-4 * max(1.0, r["infer"]["logit_std"])
   # Train FLOPs ~ 3x inference (forward + two backward products).

@@ -4,7 +4,7 @@ The demo's direction classes (moving left/right/up/down) are exact time reversal
 pairs, so any order-blind model (TSN's average consensus) is at chance within each pair:
 at most 50% on them (vidjax/data/demo.py; tests/test_demo_data.py checks the reversal
 pixel for pixel). Each test trains the smoke-size member of a family (ResNet-18 trunk,
-4 frames of 32x32, the full demo training set) with one fixed recipe and seed. TSN,
+4 frames of 32x32, the full demo training set) with one recipe and seed. TSN,
 trained the same way, must learn the appearance classes yet stay at that ceiling; each
 temporal model must pass it by a clear margin. The tests are independent, so pytest-xdist
 runs them side by side (no worker waits for a shared TSN baseline).
@@ -28,7 +28,8 @@ from vidjax.data import demo, pipeline  # noqa: E402
 from vidjax.models import build_model  # noqa: E402
 from vidjax.train import trainer  # noqa: E402
 
-# One recipe for every model: AdamW from scratch, two epochs of the demo's 1920 clips,
+# One recipe for every model (each test sets its number of epochs, GC its lr): AdamW from
+# scratch, up to two epochs of the demo's 1920 clips,
 # no dropout; each config keeps its own parameter groups (new layers at a higher lr: TSN's
 # fc x5, TCP's attention and fc x5) and weight-decay exclusions.
 _RECIPE = {
@@ -87,9 +88,11 @@ def test_tsn_learns_appearance_but_stays_at_the_order_blind_ceiling(tmp_path):
 
 
 # TSM learns the direction classes in one epoch (measured 100%), so it gets half of the
-# recipe's budget; GC-TSN and TCP-TSN need both epochs (one: 31.6% and 35.9%).
-@pytest.mark.parametrize("name,epochs", [("tcp_tsn_r50", 2.0), ("tsm_r50", 1.0),
-                                         ("gc_tsn_r50", 2.0)])
-def test_temporal_model_passes_the_order_blind_ceiling(tmp_path, name, epochs):
-  ours = train_and_score(tmp_path, name, **{"optim.epochs": epochs})
+# recipe's budget. GC-TSN does in one epoch at twice the lr (97.3%; seed 1: 69.9%; at the
+# recipe's lr 31.6%). TCP-TSN needs both epochs at the recipe's lr (one epoch: 35.9%; at
+# twice the lr 70.7%, but seed 1: 19.9%).
+@pytest.mark.parametrize("name,epochs,lr", [("tcp_tsn_r50", 2.0, 2e-3), ("tsm_r50", 1.0, 2e-3),
+                                            ("gc_tsn_r50", 1.0, 4e-3)])
+def test_temporal_model_passes_the_order_blind_ceiling(tmp_path, name, epochs, lr):
+  ours = train_and_score(tmp_path, name, **{"optim.epochs": epochs, "optim.lr": lr})
   assert direction_accuracy(ours) >= TEMPORAL_MIN, (name, direction_accuracy(ours))
