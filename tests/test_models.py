@@ -329,6 +329,44 @@ def test_batchnorm_pytorch_running_update():
                              rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("shape", [(3, 5, 6, 4), (2, 3, 4, 5, 6)])
+def test_batchnorm_training_gradients_match_pytorch(shape):
+  """BatchNorm + ReLU in training mode (its hand-written backward) against torch's
+  BatchNorm2d/3d: output, input/scale/bias gradients and the running update."""
+  torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(0)
+  c = shape[-1]
+  x = (rng.standard_normal(shape) * 3 + 2).astype(np.float32)
+  g = rng.standard_normal(shape).astype(np.float32)
+  scale = (rng.random(c) + 0.5).astype(np.float32)
+  bias = rng.standard_normal(c).astype(np.float32)
+  bn = BatchNorm(momentum=0.9, epsilon=1e-5)
+  stats = {"mean": jnp.zeros(c), "var": jnp.ones(c)}
+
+  def forward(x, params):
+    y, upd = bn.apply({"params": params, "batch_stats": stats}, x, train=True,
+                      mutable=["batch_stats"])
+    return jax.nn.relu(y), upd
+
+  (y, upd), vjp = jax.vjp(forward, jnp.asarray(x), {"scale": scale, "bias": bias})
+  dx, dparams = vjp((jnp.asarray(g), jax.tree.map(jnp.zeros_like, upd)))
+  tbn = (torch.nn.BatchNorm2d if len(shape) == 4 else torch.nn.BatchNorm3d)(c)
+  with torch.no_grad():
+    tbn.weight.copy_(torch.tensor(scale))
+    tbn.bias.copy_(torch.tensor(bias))
+  to_torch = lambda a: torch.tensor(np.moveaxis(a, -1, 1))
+  from_torch = lambda t: np.moveaxis(t.detach().numpy(), 1, -1)
+  xt = to_torch(x).requires_grad_()
+  yt = torch.relu(tbn(xt))
+  yt.backward(to_torch(g))
+  np.testing.assert_allclose(y, from_torch(yt), atol=1e-5)
+  np.testing.assert_allclose(dx, from_torch(xt.grad), atol=1e-5)
+  np.testing.assert_allclose(dparams["scale"], tbn.weight.grad.numpy(), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dparams["bias"], tbn.bias.grad.numpy(), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(upd["batch_stats"]["mean"], tbn.running_mean.numpy(), rtol=1e-5)
+  np.testing.assert_allclose(upd["batch_stats"]["var"], tbn.running_var.numpy(), rtol=1e-5)
+
+
 def test_bfloat16_compute_keeps_float32_params_and_logits():
   model = build_model(_tsn_config(18, dtype="bfloat16"))
   clips = jax.ShapeDtypeStruct((1, 2, 64, 64, 3), jnp.uint8)

@@ -32,6 +32,7 @@ from converters.tcpnet_backbones import (convert_backbone, rename_preact_key,  #
 from vidjax.models import build_backbone, default_backbone_config  # noqa: E402
 from vidjax.models.backbones import FROZEN_PARAM_RULES, preact_resnet, res2net_tea  # noqa: E402
 from vidjax.models.backbones.preact_resnet import PreActResNet  # noqa: E402
+from vidjax.models.layers import BatchNorm  # noqa: E402
 from vidjax.models.backbones.res2net_tea import TEARes2Net  # noqa: E402
 
 # Parameter counts from reference/tcpnet.md 5.2 and 6: whole-model totals minus the TCP
@@ -317,7 +318,7 @@ def test_preact_train_mode_updates_stats(preact50):
 
 
 def test_bn_data_gamma_gets_no_gradient():
-  bn = preact_resnet.FrozenScaleBatchNorm(epsilon=2e-5)
+  bn = BatchNorm(epsilon=2e-5, freeze_scale=True)  # preact's bn_data
   x = jnp.asarray(_frames(2, 8, seed=4, raw=True))
   variables = bn.init(jax.random.key(0), x)
 

@@ -19,7 +19,6 @@ from typing import Any, Optional, Sequence, Union
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 Dtype = Any
 IntOrPair = Union[int, Sequence[int]]
@@ -158,6 +157,7 @@ class BatchNorm(nn.Module):
     epsilon: added to the variance (PyTorch default 1e-5).
     freeze_affine: stop gradients into `scale`/`bias` (TSN partial BN, frozen stages).
     dtype: output dtype; statistics are computed in float32 (float64 for float64 inputs).
+    freeze_scale: stop gradients into `scale` only (MXNet's fix_gamma; `bias` trains).
   """
   momentum: float = 0.9
   epsilon: float = 1e-5
@@ -165,6 +165,7 @@ class BatchNorm(nn.Module):
   dtype: Dtype = jnp.float32
   scale_init: Any = nn.initializers.ones
   bias_init: Any = nn.initializers.zeros
+  freeze_scale: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -175,8 +176,10 @@ class BatchNorm(nn.Module):
     stat_dtype = jnp.promote_types(x.dtype, jnp.float32)  # float32, or float64 under x64
     ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
     ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+    if self.freeze_affine or self.freeze_scale:
+      scale = jax.lax.stop_gradient(scale)
     if self.freeze_affine:
-      scale, bias = jax.lax.stop_gradient(scale), jax.lax.stop_gradient(bias)
+      bias = jax.lax.stop_gradient(bias)
 
     xf = x.astype(stat_dtype)
     if train:
@@ -185,7 +188,7 @@ class BatchNorm(nn.Module):
       # Two-pass variance: E[x^2] - E[x]^2 loses precision for large activations.
       var = jnp.mean(jnp.square(xf - mean), axis=axes)
       if not self.is_initializing():
-        n = int(np.prod([xf.shape[a] for a in axes]))
+        n = xf.size // features
         # PyTorch updates running_var with the unbiased estimate.
         unbiased = var * (n / max(n - 1, 1))
         ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean

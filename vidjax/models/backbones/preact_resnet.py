@@ -32,7 +32,6 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from vidjax.models.layers import BatchNorm, Dtype, conv2d, max_pool2d
 
@@ -44,41 +43,6 @@ PREACT_SPECS: dict[int, tuple[int, ...]] = {
 }
 _STAGE_WIDTHS = (64, 128, 256, 512)
 _EXPANSION = 4
-
-
-class FrozenScaleBatchNorm(BatchNorm):
-  """`layers.BatchNorm` whose `scale` (gamma) gets no gradient; `bias` still trains.
-
-  Upstream freezes `bn_data.weight` only (MXNet's fix_gamma). Statistics behave as in
-  `layers.BatchNorm` (batch statistics and running updates in training).
-  """
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    """x: [..., C] -> [..., C]."""
-    features = x.shape[-1]
-    scale = jax.lax.stop_gradient(
-        self.param("scale", self.scale_init, (features,), jnp.float32))
-    bias = self.param("bias", self.bias_init, (features,), jnp.float32)
-    if self.freeze_affine:
-      bias = jax.lax.stop_gradient(bias)
-    stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
-    ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
-    ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
-    xf = x.astype(stat_dtype)
-    if train:
-      axes = tuple(range(xf.ndim - 1))
-      mean = jnp.mean(xf, axis=axes)
-      var = jnp.mean(jnp.square(xf - mean), axis=axes)
-      if not self.is_initializing():
-        n = int(np.prod([xf.shape[a] for a in axes]))
-        unbiased = var * (n / max(n - 1, 1))  # PyTorch's running_var update
-        ra_mean.value = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
-        ra_var.value = self.momentum * ra_var.value + (1.0 - self.momentum) * unbiased
-    else:
-      mean, var = ra_mean.value, ra_var.value
-    mul = scale * jax.lax.rsqrt(var + self.epsilon)
-    return ((xf - mean) * mul + bias).astype(self.dtype)
 
 
 class PreActBottleneck(nn.Module):
@@ -171,8 +135,9 @@ class PreActResNet(nn.Module):
 
     x = x.astype(self.dtype)
     stem_train = stage_train(0)
-    x = FrozenScaleBatchNorm(self.bn_momentum, self.bn_eps, False, self.dtype,
-                             name="bn_data")(x, stem_train)
+    # Upstream freezes `bn_data.weight` only (MXNet's fix_gamma).
+    x = BatchNorm(self.bn_momentum, self.bn_eps, False, self.dtype, freeze_scale=True,
+                  name="bn_data")(x, stem_train)
     x = conv2d(64, 7, 2, 3, dtype=self.dtype, name="conv1")(x)
     x = nn.relu(bn("bn1")(x, stem_train and not self.partial_bn))
     x = max_pool2d(x, 3, 2, 1)
