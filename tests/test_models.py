@@ -12,7 +12,7 @@ from flax import traverse_util
 
 from vidjax.models import build_model, default_model_config, known_models
 from vidjax.models.backbones.resnet import BlockInfo, ResNet, is_frozen_param
-from vidjax.models.layers import BatchNorm, max_pool2d, normalize_pixels
+from vidjax.models.layers import BatchNorm, conv2d, max_pool2d, normalize_pixels
 
 KEY = jax.random.key(0)
 
@@ -315,6 +315,28 @@ def test_max_pool_gradient_goes_to_pytorchs_first_maximum(kernel, stride, paddin
   (dx,) = vjp(jnp.asarray(g.transpose(0, 2, 3, 1)))
   np.testing.assert_array_equal(y, yt.detach().numpy().transpose(0, 2, 3, 1))
   np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("channels,kernel,stride,padding,dilation", [
+    (3, 7, 2, 3, 1),     # ResNet's stem: kernel gradient as a patch matrix product
+    (2, 3, (1, 2), (2, 1), 2),
+    (5, 3, 2, 1, 1)])    # XLA's own kernel gradient
+def test_conv_gradients_match_pytorch(channels, kernel, stride, padding, dilation):
+  torch = pytest.importorskip("torch")
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((2, 13, 11, channels)).astype(np.float32)
+  conv = conv2d(4, kernel, stride, padding, dilation)
+  params = conv.init(KEY, jnp.asarray(x))["params"]
+  y, vjp = jax.vjp(lambda v, p: conv.apply({"params": p}, v), jnp.asarray(x), params)
+  g = rng.standard_normal(y.shape).astype(np.float32)
+  dx, dparams = vjp(jnp.asarray(g))
+  xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+  wt = torch.tensor(np.asarray(params["kernel"]).transpose(3, 2, 0, 1), requires_grad=True)
+  yt = torch.nn.functional.conv2d(xt, wt, stride=stride, padding=padding, dilation=dilation)
+  yt.backward(torch.tensor(g.transpose(0, 3, 1, 2)))
+  np.testing.assert_allclose(y, yt.detach().numpy().transpose(0, 2, 3, 1), atol=1e-5)
+  np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), atol=1e-5)
+  np.testing.assert_allclose(dparams["kernel"], wt.grad.numpy().transpose(2, 3, 1, 0), atol=1e-4)
 
 
 def test_batchnorm_pytorch_running_update():
