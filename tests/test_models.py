@@ -318,9 +318,9 @@ def test_max_pool_gradient_goes_to_pytorchs_first_maximum(kernel, stride, paddin
 
 
 @pytest.mark.parametrize("channels,kernel,stride,padding,dilation", [
-    (3, 7, 2, 3, 1),     # ResNet's stem: kernel gradient as a patch matrix product
+    (3, 7, 2, 3, 1),     # ResNet's stem
     (2, 3, (1, 2), (2, 1), 2),
-    (5, 3, 2, 1, 1)])    # XLA's own kernel gradient
+    (5, 3, 2, 1, 1)])
 def test_conv_gradients_match_pytorch(channels, kernel, stride, padding, dilation):
   torch = pytest.importorskip("torch")
   rng = np.random.default_rng(0)
