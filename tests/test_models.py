@@ -353,7 +353,7 @@ def test_batchnorm_pytorch_running_update():
 
 @pytest.mark.parametrize("shape", [(3, 5, 6, 4), (2, 3, 4, 5, 6)])
 def test_batchnorm_training_gradients_match_pytorch(shape):
-  """BatchNorm + ReLU in training mode (its hand-written backward) against torch's
+  """BatchNorm + ReLU in training mode against torch's
   BatchNorm2d/3d: output, input/scale/bias gradients and the running update."""
   torch = pytest.importorskip("torch")
   rng = np.random.default_rng(0)

@@ -13,6 +13,7 @@ import copy
 import os
 import sys
 
+import flax.linen
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,8 +33,8 @@ from converters.tcpnet_backbones import (convert_backbone, rename_preact_key,  #
 from vidjax.models import build_backbone, default_backbone_config  # noqa: E402
 from vidjax.models.backbones import FROZEN_PARAM_RULES, preact_resnet, res2net_tea  # noqa: E402
 from vidjax.models.backbones.preact_resnet import PreActResNet  # noqa: E402
-from vidjax.models.layers import BatchNorm  # noqa: E402
 from vidjax.models.backbones.res2net_tea import TEARes2Net  # noqa: E402
+from vidjax.models.layers import BatchNorm  # noqa: E402
 
 # Parameter counts from reference/tcpnet.md 5.2 and 6: whole-model totals minus the TCP
 # head (821,376 at T=8) and new_fc (3,302,800 for 400 classes).
@@ -318,8 +319,21 @@ def test_preact_train_mode_updates_stats(preact50):
 
 
 def test_bn_data_gamma_gets_no_gradient():
-  bn = BatchNorm(epsilon=2e-5, freeze_scale=True)  # preact's bn_data
   x = jnp.asarray(_frames(2, 8, seed=4, raw=True))
+  # The network declares its bn_data with a frozen scale (traced, not run)...
+  declared = {}
+
+  def record(next_fun, args, kwargs, context):
+    module = context.module
+    if isinstance(module, BatchNorm) and module.name == "bn_data":
+      declared[module.name] = (module.freeze_scale, module.freeze_affine)
+    return next_fun(*args, **kwargs)
+
+  with flax.linen.intercept_methods(record):
+    jax.eval_shape(lambda: PreActResNet(depth=50).init(jax.random.key(0), x))
+  assert declared == {"bn_data": (True, False)}
+  # ...and such a BatchNorm gives its scale no gradient while its bias trains.
+  bn = BatchNorm(epsilon=2e-5, freeze_scale=True)
   variables = bn.init(jax.random.key(0), x)
 
   def loss(params):
