@@ -1,12 +1,14 @@
 """Benchmark a config's model: train step and inference throughput against PyTorch.
 
 For the model of `--config` (at the config's frames and image size, or --frames/--size)
-this measures, on the default JAX device:
+this measures, on the devices of the config's mesh (the batch split over them):
 
   * train step: the trainer's own jitted step (optimiser of the config, donated state),
     clips/s over timed steps after warm-up;
   * inference: `model.apply(variables, clips, train=False)` under jax.jit, clips/s;
-  * compile time of each, FLOPs per clip from XLA's cost analysis, utilisation against
+    the clips sharded over the mesh's batch axes, the variables replicated;
+  * compile time of each, FLOPs per clip from XLA's cost analysis (per device, times
+    the devices), utilisation against
     --peak-tflops, XLA's memory estimate (arguments + outputs + temporaries) and the
     peak device memory (GPU) or the process's peak RSS (CPU).
 
@@ -25,7 +27,9 @@ sees the same machine load. The median over rounds is reported.
 peak, and reports each mode's FLOP rate as a share of it.
 Inference options (--fold-bn) and XLA flags (--xla-flags) are measured the same way;
 `--json FILE` writes every figure for tables. `--threads N` pins the whole process (both
-frameworks) to N CPUs; on a shared CPU, `--threads 1` gives the steadiest ratios. The
+frameworks) to N CPUs; on a shared CPU, `--threads 1` gives the steadiest ratios.
+`--cpu-devices N` splits the CPU backend into N devices (`config.cpu_devices`), e.g. one
+per core, and the batch (default: one clip per device) over them. The
 steps compile with the config's options for the running backend, as in training: the
 train step with `xla_options` (on CPU: YNNPACK also fuses the elementwise ops), inference
 with `eval.xla_options` (on CPU: XLA's own fusions). `--set xla_options.cpu={}` measures
@@ -58,7 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                  help="config overrides, e.g. model.dtype=bfloat16 (values parsed as JSON "
                       "when they parse, else strings)")
-  p.add_argument("--batch", type=int, default=1, help="clips per step (default 1)")
+  p.add_argument("--batch", type=int, default=0,
+                 help="clips per step, for both frameworks (default: one per device)")
   p.add_argument("--frames", type=int, default=0, help="T (default: the config's)")
   p.add_argument("--size", type=int, default=0, help="H = W (default: the config's)")
   p.add_argument("--modes", default="infer,train", help="infer,train (default both)")
@@ -70,6 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--threads", type=int, default=0,
                  help="N: pin the process (both frameworks) to N CPUs; 1 gives the comparison "
                       "least disturbed by other processes on a shared host (default: all)")
+  p.add_argument("--cpu-devices", type=int, default=0, metavar="N",
+                 help="the CPU backend as N devices (config.cpu_devices; default: the "
+                      "config's, JAX's one device when 0)")
   p.add_argument("--fold-bn", action="store_true",
                  help="inference with BatchNorm folded into the preceding convolutions")
   p.add_argument("--peak-tflops", type=float, default=0.0,
@@ -220,6 +228,14 @@ def main(argv=None) -> dict:
   from vidjax.train import sharding, trainer, xla_options  # pylint: disable=import-outside-toplevel
 
   config = load_config(args.config, args.set)
+  if args.cpu_devices:
+    config.cpu_devices = args.cpu_devices
+  sharding.set_cpu_devices(config.get("cpu_devices", 0))
+  mesh = sharding.make_mesh(config.mesh)
+  num_devices = mesh.devices.size
+  if not args.batch:
+    args.batch = sharding.num_batch_shards(mesh)
+  sharding.check_batch_divides(args.batch, mesh)
   t = args.frames or config.data.num_frames
   size = args.size or config.data.image_size
   if config.model.name == "tcp":
@@ -271,11 +287,13 @@ def main(argv=None) -> dict:
   else:
     infer_vars = variables
     infer_fn = jax.jit(lambda v, c: model.apply(v, c, train=False), compiler_options=options)
-  clips_dev = jax.device_put(clips)
+  infer_vars = sharding.tree_replicate(infer_vars, mesh)
+  clips_dev = sharding.global_batch({"clip": clips}, mesh)["clip"]
   if "infer" in modes:
     compiled, seconds, cost, memory = compile_timed(infer_fn, infer_vars, clips_dev)
     logits = np.asarray(compiled(infer_vars, clips_dev))
-    results["infer"] = {"compile_s": seconds, "flops_per_clip": cost.get("flops", 0) / args.batch,
+    results["infer"] = {"compile_s": seconds,
+                        "flops_per_clip": cost.get("flops", 0) * num_devices / args.batch,
                         "xla_memory_bytes": memory_bytes(memory)}
     if torch_infer is not None:
       ref_logits = torch_infer().numpy()
@@ -285,7 +303,6 @@ def main(argv=None) -> dict:
 
   # Train step: the trainer's state creation and jitted step on all devices.
   if "train" in modes:
-    mesh = sharding.make_mesh(config.mesh)
     abstract = jax.eval_shape(lambda r: model.init(r, clips[:1]), jax.random.key(0))
     tx, schedule = trainer.build_tx(config, abstract["params"], steps_per_epoch=100)
     state, shardings = trainer.create_train_state(config, model, tx, mesh, jax.random.key(0))
@@ -296,7 +313,7 @@ def main(argv=None) -> dict:
     rng = jax.random.key(1)
     compiled_train, seconds, cost, memory = compile_timed(train_fn, state, batch, rng)
     results["train"] = {"compile_s": seconds,
-                        "flops_per_clip": cost.get("flops", 0) / args.batch,
+                        "flops_per_clip": cost.get("flops", 0) * num_devices / args.batch,
                         "xla_memory_bytes": memory_bytes(memory)}
     holder = {"state": compiled_train(state, batch, rng)[0]}
 
@@ -398,7 +415,7 @@ def report(r: dict) -> str:
             f"{m.get('jax_tflops_per_s', 0) * 1e3:.1f} GFLOP/s")
     if "utilisation" in m:
       line += f" ({100 * m['utilisation']:.1f}% of peak)"
-    line += f", XLA memory {m['xla_memory_bytes'] / 2**20:.0f} MiB"
+    line += f", XLA memory {m['xla_memory_bytes'] / 2**20:.0f} MiB per device"
     if "torch_clips_per_s" in m:
       line += (f"; PyTorch {m['torch_clips_per_s']:.3f} clips/s; JAX/PyTorch "
                f"{m['ratio_jax_over_torch']:.2f}x")

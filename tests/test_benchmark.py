@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, load_config, subprocess_env
+from vidjax import models
 
 
 def test_benchmark_compares_the_same_model_with_torch(tmp_path):
@@ -14,14 +17,16 @@ def test_benchmark_compares_the_same_model_with_torch(tmp_path):
   proc = subprocess.run(
       [sys.executable, "scripts/benchmark.py", "--config", "configs/tsn_r50.py:smoke",
        "--batch", "2", "--steps", "1", "--rounds", "2", "--compare-torch",
-       "--peak-tflops", "1.0", "--matmul-peak", "256", "--fold-bn", "--threads", "1", "--profile", str(tmp_path / "trace"),
-       "--json", str(out)],
+       "--peak-tflops", "1.0", "--matmul-peak", "256", "--fold-bn", "--threads", "1",
+       "--cpu-devices", "2", "--profile", str(tmp_path / "trace"), "--json", str(out)],
       cwd=ROOT, env=subprocess_env(JAX_PLATFORMS="cpu"), capture_output=True, text=True,
       timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   r = json.loads(out.read_text())
-  # --threads 1 pins the process: XLA and PyTorch both see one CPU.
+  # --threads 1 pins the process: XLA and PyTorch both see one CPU, which XLA splits into
+  # two devices, one clip each.
   assert r["cpus"] == 1 and r["torch"].endswith(", 1 threads"), (r["cpus"], r["torch"])
+  assert r["device"].endswith(" x2") and r["clip"][0] == 2, (r["device"], r["clip"])
   for mode in ("infer", "train"):
     m = r[mode]
     assert m["jax_clips_per_s"] > 0 and m["torch_clips_per_s"] > 0
@@ -34,6 +39,16 @@ def test_benchmark_compares_the_same_model_with_torch(tmp_path):
           / r["matmul_peak"][f"{who}_tflops_per_s"])
   # BatchNorm folded into the convolutions, the JAX logits still equal the reference's.
   assert r["infer"]["max_logit_diff_vs_torch"] < 1e-4 * max(1.0, r["infer"]["logit_std"])
+  # FLOPs per clip are the model's, not one device's share: those of this process's
+  # one-device forward (which keeps its BatchNorms: a few more elementwise FLOPs).
+  config = load_config("tsn_r50", "smoke")
+  model = models.build_model(config.model)
+  clips = np.zeros(r["clip"], np.uint8)
+  variables = model.init(jax.random.key(0), clips[:1])
+  cost = jax.jit(lambda v, c: model.apply(v, c, train=False)).lower(
+      variables, clips).compile().cost_analysis()
+  one_device = (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"] / len(clips)
+  assert r["infer"]["flops_per_clip"] == pytest.approx(one_device, rel=0.02)
   # Train FLOPs ~ 3x inference (forward + two backward products).
   assert 2.0 < r["train"]["flops_per_clip"] / r["infer"]["flops_per_clip"] < 4.0
   assert r["peak_rss_bytes"] > 0

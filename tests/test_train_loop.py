@@ -93,19 +93,15 @@ def test_init_from_drops_classifier_of_other_class_count(full_run, tmp_path):
 
 
 def test_four_devices_give_the_losses_of_one(full_run, tmp_path):
+  """`vidjax.main --config.cpu_devices=4`: the CPU backend as 4 devices, the batch split
+  over them, trains like the 1-device run."""
   config, full_dir, _ = full_run
-  code = (
-      "import sys; sys.path.insert(0, 'tests');"
-      "import jax; assert jax.device_count() == 4, jax.devices();"
-      "from conftest import load_config; from vidjax.train import trainer;"
-      "c = load_config('tsn_r50', 'smoke', total_steps=3, log_every_steps=1,"
-      f" checkpoint_every_steps=3, **{_SMALL_LR!r});"
-      f"trainer.run(c, {str(tmp_path)!r})")
-  env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=4",
-                       JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=600)
+  proc = _main("--config", "configs/tsn_r50.py:smoke", "--workdir", str(tmp_path),
+               "--config.cpu_devices=4", "--config.total_steps=3",
+               "--config.log_every_steps=1", "--config.checkpoint_every_steps=3",
+               f"--config.optim.lr={_SMALL_LR['optim.lr']}", timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "on 4 cpu device(s)" in proc.stderr
   one = [r["train/loss"] for r in writers.read_jsonl(f"{full_dir}/metrics.jsonl")
          if "train/loss" in r]
   four = [r["train/loss"] for r in writers.read_jsonl(f"{tmp_path}/metrics.jsonl")

@@ -47,6 +47,7 @@ def main(argv: list[str]) -> None:
   if _MODE.value == "train" and not workdir:
     raise app.UsageError("--workdir is required to train.")
   # Before the first device access below: several hosts join here.
+  sharding.set_cpu_devices(config.get("cpu_devices", 0))
   sharding.initialize_distributed(config.get("distributed"))
   logging.info("JAX %s on %d %s device(s), process %d of %d.", jax.__version__,
                jax.device_count(), jax.default_backend(), jax.process_index(),

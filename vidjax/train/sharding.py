@@ -233,6 +233,20 @@ def describe(shardings: Any, tree: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- hosts
+def set_cpu_devices(n: int) -> None:
+  """Splits the CPU backend into `n` devices (0: JAX's default, one for the host).
+
+  With one device per core, the batch is split over the cores as over any mesh, and
+  each core runs its own copy of the step: on a 2-core host, TSN-R50 inference at batch
+  2 runs ~1.13x faster than on one device whose operations use both cores (README,
+  performance). Must run before anything touches a device.
+  """
+  if n < 0:
+    raise ValueError(f"config.cpu_devices must be >= 0 (0: JAX's default), got {n}.")
+  if n:
+    jax.config.update("jax_num_cpu_devices", int(n))
+
+
 def initialize_distributed(cfg: Any) -> bool:
   """Starts JAX's distributed runtime from `config.distributed` or the environment.
 
