@@ -339,6 +339,21 @@ def test_conv_gradients_match_pytorch(channels, kernel, stride, padding, dilatio
   np.testing.assert_allclose(dparams["kernel"], wt.grad.numpy().transpose(2, 3, 1, 0), atol=1e-4)
 
 
+def test_stem_kernel_gradient_is_a_patch_product_on_cpu_only():
+  """The RGB stem's kernel gradient lowers to a matrix product of gathered patches for
+  CPU and to XLA's convolution for GPU and TPU, where the patches would cost memory."""
+  conv = conv2d(8, 7, 2, 3, 1)
+  x = jnp.ones((2, 16, 16, 3))
+  params = conv.init(KEY, x)["params"]
+  grad = jax.jit(jax.grad(lambda p, v: conv.apply({"params": p}, v).sum(), argnums=(0, 1)))
+  ops = {}
+  for platform in ("cpu", "cuda", "tpu"):
+    text = jax.export.export(grad, platforms=(platform,))(params, x).mlir_module()
+    ops[platform] = (text.count("stablehlo.convolution"), text.count("stablehlo.dot_general"))
+  # The input gradient is a convolution everywhere; the kernel's, on CPU only, a product.
+  assert ops["cpu"] == (1, 1) and ops["cuda"] == ops["tpu"] == (2, 0), ops
+
+
 def test_batchnorm_pytorch_running_update():
   x = jax.random.normal(jax.random.key(1), (4, 3, 2, 5)) * 3 + 1
   bn = BatchNorm(momentum=0.9, epsilon=1e-5)
