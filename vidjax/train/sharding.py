@@ -238,7 +238,7 @@ def set_cpu_devices(n: int) -> None:
 
   With one device per core, the batch is split over the cores as over any mesh, and
   each core runs its own copy of the step: on a 2-core host, TSN-R50 inference at batch
-  2 runs ~1.13x faster than on one device whose operations use both cores (README,
+  2 runs 1.13-1.20x faster than on one device whose operations use both cores (README,
   performance). Must run before anything touches a device.
   """
   if n < 0:
