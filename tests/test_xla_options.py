@@ -73,3 +73,40 @@ def test_unknown_fusion_type_is_an_error_naming_the_option():
   with pytest.raises(Exception, match=YNN):
     jax.jit(lambda x: x + 1, compiler_options=xla_options.compiler_options(
         {"cpu": {YNN: "dots"}}, "cpu")).lower(jnp.ones(3)).compile()
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU options")
+def test_state_init_compiled_at_a_low_level_has_the_default_bits():
+  """create_train_state compiles its one-off init at LLVM level 1 (a third of the
+  compile time); the initial state must be that of the default level, bit for bit."""
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import optax  # pylint: disable=import-outside-toplevel
+  from vidjax.models import layers  # pylint: disable=import-outside-toplevel
+  from vidjax.train import sharding, trainer  # pylint: disable=import-outside-toplevel
+
+  class Tiny(nn.Module):  # the initialisers of the ResNets: He-normal convs, BN, Dense
+    @nn.compact
+    def __call__(self, clips, train=False):
+      x = clips.astype(jnp.float32).reshape((-1,) + clips.shape[2:])
+      x = layers.conv2d(64, 3, padding=1)(x)
+      x = layers.conv2d(128, 1)(x)
+      x = nn.BatchNorm(use_running_average=not train)(x)
+      return nn.Dense(6)(x.mean((1, 2)))
+
+  config = load_config("tsn_r50", "smoke")
+  clip = jnp.zeros((1, config.data.num_frames, 32, 32, 3), jnp.uint8)
+  tx = optax.sgd(0.1, momentum=0.9)
+  mesh = sharding.make_mesh(config.mesh)
+  state, _ = trainer.create_train_state(config, Tiny(), tx, mesh, jax.random.key(0))
+
+  def init(rng, **jit_options):
+    return jax.jit(lambda r: Tiny().init({"params": r, "dropout": r}, clip, train=False),
+                   **jit_options)(rng)
+
+  leaves = lambda tree: [np.asarray(x) for x in jax.tree.leaves(tree)]  # noqa: E731
+  ours = leaves({"params": state.params, "batch_stats": state.batch_stats})
+  assert all(np.array_equal(a, b) for a, b in zip(ours, leaves(init(jax.random.key(0)))))
+  # The comparison can see a change of level: level 0 rounds some kernel values apart.
+  level0 = leaves(init(jax.random.key(0), compiler_options={"xla_backend_optimization_level": 0}))
+  assert not all(np.array_equal(a, b) for a, b in zip(ours, level0))
