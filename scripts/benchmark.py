@@ -254,9 +254,10 @@ def main(argv=None) -> dict:
       "xla_flags": os.environ.get("XLA_FLAGS", ""), "fold_bn": args.fold_bn}
 
   model = models.build_model(config.model)
-  variables = model.init(jax.random.key(0), clips[:1])
   torch_infer = torch_train = None
-  if args.compare_torch:
+  if not args.compare_torch:
+    variables = jax.jit(model.init)(jax.random.key(0), clips[:1])
+  else:
     import converters  # pylint: disable=import-outside-toplevel
     import torch  # pylint: disable=import-outside-toplevel
     if args.threads:

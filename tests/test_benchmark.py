@@ -44,7 +44,7 @@ def test_benchmark_compares_the_same_model_with_torch(tmp_path):
   config = load_config("tsn_r50", "smoke")
   model = models.build_model(config.model)
   clips = np.zeros(r["clip"], np.uint8)
-  variables = model.init(jax.random.key(0), clips[:1])
+  variables = jax.eval_shape(model.init, jax.random.key(0), clips[:1])
   cost = jax.jit(lambda v, c: model.apply(v, c, train=False)).lower(
       variables, clips).compile().cost_analysis()
   one_device = (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"] / len(clips)
