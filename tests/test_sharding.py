@@ -104,7 +104,7 @@ def test_grouped_batchnorm_normalises_each_group_on_its_own():
   config = smoke_config(**{"model.dropout_rate": 0.0})
   clips = fixed_batches(config, 1)[0]["clip"]
   model = models.build_model(config.model)
-  variables = jax.jit(model.init)(jax.random.key(0), clips[:1])
+  variables = model.init(jax.random.key(0), clips[:1])
   apply = jax.jit(lambda c: model.apply(variables, c, train=True, mutable=["batch_stats"])[0])
   separate = np.concatenate([apply(clips[i:i + 4]) for i in (0, 4)])
   grouped = jax.jit(jax.vmap(apply))(clips.reshape((2, 4) + clips.shape[1:]))
