@@ -12,12 +12,7 @@ import sys
 import logging as std_logging
 
 from absl import app, flags, logging
-import jax
 from ml_collections import config_flags
-
-from vidjax.data import pipeline
-from vidjax.train import checkpoint as ckpt_lib
-from vidjax.train import sharding, trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/tsn_r50.py:demo.", lock_config=True)
@@ -38,6 +33,14 @@ class _QuietLibraries(std_logging.Filter):
 
 
 def main(argv: list[str]) -> None:
+  # Imported once the flags parse: a typo in a config field is reported in a second,
+  # without waiting for JAX and TensorFlow (clu's summary writer) to load.
+  # pylint: disable=import-outside-toplevel
+  import jax
+  from vidjax.data import pipeline
+  from vidjax.train import checkpoint as ckpt_lib
+  from vidjax.train import sharding, trainer
+  # pylint: enable=import-outside-toplevel
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
