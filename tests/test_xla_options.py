@@ -106,7 +106,9 @@ def test_state_init_compiled_at_a_low_level_has_the_default_bits():
 
   leaves = lambda tree: [np.asarray(x) for x in jax.tree.leaves(tree)]  # noqa: E731
   ours = leaves({"params": state.params, "batch_stats": state.batch_stats})
-  assert all(np.array_equal(a, b) for a, b in zip(ours, leaves(init(jax.random.key(0)))))
+  default = leaves(init(jax.random.key(0)))
+  assert len(ours) == len(default) == 8  # 2 BN statistics, 6 parameters
+  assert all(np.array_equal(a, b) for a, b in zip(ours, default))
   # The comparison can see a change of level: level 0 rounds some kernel values apart.
   level0 = leaves(init(jax.random.key(0), compiler_options={"xla_backend_optimization_level": 0}))
   assert not all(np.array_equal(a, b) for a, b in zip(ours, level0))
