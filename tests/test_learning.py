@@ -100,7 +100,7 @@ def test_tsn_learns_appearance_but_stays_at_the_order_blind_ceiling(tmp_path):
 # 32-px models the train step takes 0.63-0.70x the time it takes with the elementwise ops
 # in YNNPACK (the default, for 224 px). TCP-TSN: 73.0%, 71.1%, 74.6%, 70.7% (seeds 0-3).
 # GC-TSN needs 2 epochs with them (1.5: seed 1 fell to 56.6%): 100%, 69.9%, 100%, 77.3%
-# (seeds 0-3; 170 s each, two at a time, against 184 s for 1.5 epochs with YNNPACK).
+# (seeds 0-3; 166 s in the suite, against 184-198 s for 1.5 epochs with YNNPACK).
 # Not TSN, whose top-1 fell to 44.0% (floor 40%); TSM's test took no less time.
 @pytest.mark.parametrize("name,epochs,lr,batch,xla_cpu",
                          [("tcp_tsn_r50", 1.5, 2e-3, 8, {}), ("tsm_r50", 0.5, 2e-3, 16, None),

@@ -100,7 +100,7 @@ def state_shardings(config: ml_collections.ConfigDict, state: Any, mesh: Any) ->
 
 # The init program runs once, and LLVM's top optimisation level only lengthens its compile.
 # Level 1 gives the same bits at the same speed (every leaf of the smoke models and of
-# TCP-TSN-R50 compared) and compiles in a third of the time: the ResNet-18 smoke GC-TSN's
+# TCP-TSN-R50 compared) and compiles in 0.3-0.6x the time: the ResNet-18 smoke GC-TSN's
 # init 32 s -> 9 s on one CPU core, TCP-TSN-R50's 9.4 s -> 5.7 s on two. Level 0 would
 # change the bits (1 ulp in ~5% of the kernel values) and run 7x slower.
 _INIT_XLA_OPTIONS = {"cpu": {"xla_backend_optimization_level": 1}}
