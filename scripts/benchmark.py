@@ -29,7 +29,9 @@ Inference options (--fold-bn) and XLA flags (--xla-flags) are measured the same 
 `--json FILE` writes every figure for tables. `--threads N` pins the whole process (both
 frameworks) to N CPUs; on a shared CPU, `--threads 1` gives the steadiest ratios.
 `--cpu-devices N` splits the CPU backend into N devices (`config.cpu_devices`), e.g. one
-per core, and the batch (default: one clip per device) over them. The
+per core, and the batch (default: one clip per device) over them; a batch the devices do
+not divide (`--batch 1`) has its frames split over them, for inference (`--modes infer`),
+as the eval loop does. The
 steps compile with the config's options for the running backend, as in training: the
 train step with `xla_options` (on CPU: YNNPACK also fuses the elementwise ops), inference
 with `eval.xla_options` (on CPU: XLA's own fusions). `--set xla_options.cpu={}` measures
@@ -235,23 +237,29 @@ def main(argv=None) -> dict:
   num_devices = mesh.devices.size
   if not args.batch:
     args.batch = sharding.num_batch_shards(mesh)
-  sharding.check_batch_divides(args.batch, mesh)
   t = args.frames or config.data.num_frames
   size = args.size or config.data.image_size
+  modes = args.modes.split(",")
+  by_frame = sharding.splits_frames(args.batch, t, mesh)
+  if by_frame and "train" in modes:
+    raise SystemExit(f"--batch {args.batch} does not split over the "
+                     f"{sharding.num_batch_shards(mesh)} devices: the train step splits "
+                     f"clips; inference alone (--modes infer) splits the {t} frames.")
+  sharding.check_batch_divides(args.batch, mesh, num_frames=t)
   if config.model.name == "tcp":
     config.model.num_segments = t
   config.batch_size = args.batch
   rs = np.random.RandomState(0)
   clips = rs.randint(0, 256, (args.batch, t, size, size, 3)).astype(np.uint8)
   labels = rs.randint(0, config.model.num_classes, (args.batch,)).astype(np.int32)
-  modes = args.modes.split(",")
   device = jax.devices()[0]
   results: dict[str, Any] = {
       "config": args.config, "overrides": args.set, "clip": [args.batch, t, size, size, 3],
       "device": f"{device.platform}: {device.device_kind} x{jax.device_count()}",
       "host": platform.processor() or platform.machine(), "cpus": len(os.sched_getaffinity(0)),
       "load_before": os.getloadavg()[0], "jax": jax.__version__,
-      "xla_flags": os.environ.get("XLA_FLAGS", ""), "fold_bn": args.fold_bn}
+      "xla_flags": os.environ.get("XLA_FLAGS", ""), "fold_bn": args.fold_bn,
+      "split": "frames" if by_frame else "clips"}
 
   model = models.build_model(config.model)
   torch_infer = torch_train = None
@@ -289,7 +297,7 @@ def main(argv=None) -> dict:
     infer_vars = variables
     infer_fn = jax.jit(lambda v, c: model.apply(v, c, train=False), compiler_options=options)
   infer_vars = sharding.tree_replicate(infer_vars, mesh)
-  clips_dev = sharding.global_batch({"clip": clips}, mesh)["clip"]
+  clips_dev = sharding.global_batch({"clip": clips}, mesh, by_frame)["clip"]
   if "infer" in modes:
     compiled, seconds, cost, memory = compile_timed(infer_fn, infer_vars, clips_dev)
     logits = np.asarray(compiled(infer_vars, clips_dev))
@@ -406,6 +414,7 @@ def report(r: dict) -> str:
            + f"; load {r['load_before']:.2f} -> {r['load_after']:.2f}"
            + (f"; XLA_FLAGS={r['xla_flags']}" if r["xla_flags"] else "")
            + ("; BN folded" if r["fold_bn"] else "")
+           + ("; frames split over the devices" if r.get("split") == "frames" else "")
            + (f"; compiler options {r['compiler_options']}" if r.get("compiler_options") else "")]
   for mode in ("infer", "train"):
     if mode not in r:

@@ -116,6 +116,22 @@ def test_partition_rules_place_leaves():
     sharding.make_mesh((("data", 3),))
 
 
+def test_inference_batches_split_by_clip_else_by_frame():
+  """A batch the devices do not divide is split by frame when its frames divide (one
+  process), and refused otherwise, naming the batch size and the frames."""
+  import types
+  mesh = types.SimpleNamespace(shape={"data": 2, "fsdp": 2})  # 4 batch shards
+  assert not sharding.splits_frames(8, 2, mesh)  # clips divide
+  assert sharding.splits_frames(1, 8, mesh) and sharding.splits_frames(2, 4, mesh)
+  assert not sharding.splits_frames(1, 2, mesh) and not sharding.splits_frames(1, 0, mesh)
+  sharding.check_batch_divides(1, mesh, num_frames=8)
+  with pytest.raises(ValueError, match=r"batch size 1 \(or, on one process, its clips' 2 "
+                                       r"frames\) must be divisible by the 4 devices"):
+    sharding.check_batch_divides(1, mesh, num_frames=2)
+  with pytest.raises(ValueError, match=r"batch size 1 must be divisible by the 4 devices"):
+    sharding.check_batch_divides(1, mesh)  # training: clips only
+
+
 def test_grouped_batchnorm_normalises_each_group_on_its_own():
   """The grouped forward of the train step (bn_group_size=N) equals separate forwards of
   the groups: what DDP computes on each GPU."""

@@ -114,6 +114,22 @@ def test_four_devices_give_the_losses_of_one(full_run, tmp_path):
   assert jax.tree.structure(restored) == jax.tree.structure(load_variables(full_dir))
 
 
+def test_one_clip_eval_splits_its_frames_over_two_devices(full_run):
+  """`--mode eval` with one clip per batch on 2 CPU devices: the devices share each
+  clip's 2 frames, and the metrics are those of the 1-device, 8-clip evaluation."""
+  _, full_dir, results = full_run
+  proc = _main("--mode", "eval", "--config", "configs/tsn_r50.py:smoke",
+               "--checkpoint", full_dir, "--config.cpu_devices=2",
+               "--config.eval.batch_size=1")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "each clip's 2 frames are split over the devices" in proc.stderr
+  final = proc.stdout.split("final: ")[1].strip()
+  split = {k: float(v) for k, v in (item.split("=") for item in final.split(", "))}
+  assert split.keys() == results.keys()
+  for k, v in results.items():  # printed to 4 decimals
+    assert abs(split[k] - v) <= 6e-5, (k, split[k], v)
+
+
 def test_nan_loss_stops_naming_step_and_keeps_last_checkpoint(tmp_path):
   # Warm-up from lr 0: step 1 is harmless and saved, later steps blow up.
   config = _smoke(total_steps=6, checkpoint_every_steps=1,
