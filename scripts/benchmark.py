@@ -242,10 +242,15 @@ def main(argv=None) -> dict:
   modes = args.modes.split(",")
   by_frame = sharding.splits_frames(args.batch, t, mesh)
   if by_frame and "train" in modes:
-    raise SystemExit(f"--batch {args.batch} does not split over the "
-                     f"{sharding.num_batch_shards(mesh)} devices: the train step splits "
-                     f"clips; inference alone (--modes infer) splits the {t} frames.")
-  sharding.check_batch_divides(args.batch, mesh, num_frames=t)
+    n = sharding.num_batch_shards(mesh)
+    raise SystemExit(f"--batch {args.batch} is not a multiple of the {n} devices, which the "
+                     f"train step needs (it splits clips). Use --modes infer (the {t} frames "
+                     f"are split) or --batch {n}.")
+  try:
+    sharding.check_batch_divides(args.batch, mesh, num_frames=0 if "train" in modes else t,
+                                 field="--batch")
+  except ValueError as e:
+    raise SystemExit(str(e)) from None
   if config.model.name == "tcp":
     config.model.num_segments = t
   config.batch_size = args.batch

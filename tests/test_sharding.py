@@ -116,20 +116,32 @@ def test_partition_rules_place_leaves():
     sharding.make_mesh((("data", 3),))
 
 
-def test_inference_batches_split_by_clip_else_by_frame():
+def test_inference_batches_split_by_clip_else_by_frame(monkeypatch):
   """A batch the devices do not divide is split by frame when its frames divide (one
-  process), and refused otherwise, naming the batch size and the frames."""
-  import types
-  mesh = types.SimpleNamespace(shape={"data": 2, "fsdp": 2})  # 4 batch shards
+  process), and refused otherwise, naming the field and the frames."""
+  mesh = jax.sharding.AbstractMesh((2, 2), ("data", "fsdp"))  # 4 batch shards
   assert not sharding.splits_frames(8, 2, mesh)  # clips divide
   assert sharding.splits_frames(1, 8, mesh) and sharding.splits_frames(2, 4, mesh)
   assert not sharding.splits_frames(1, 2, mesh) and not sharding.splits_frames(1, 0, mesh)
+  # T is split, in both clip layouts; by clip, B is.
+  both = ("data", "fsdp")
+  assert tuple(sharding.clip_sharding(mesh, 5, True).spec) == (None, both, None, None, None)
+  assert tuple(sharding.clip_sharding(mesh, 6, True).spec) == (None, None, both, None, None,
+                                                               None)
+  assert tuple(sharding.clip_sharding(mesh, 5).spec) == (both,)
   sharding.check_batch_divides(1, mesh, num_frames=8)
-  with pytest.raises(ValueError, match=r"batch size 1 \(or, on one process, its clips' 2 "
-                                       r"frames\) must be divisible by the 4 devices"):
-    sharding.check_batch_divides(1, mesh, num_frames=2)
-  with pytest.raises(ValueError, match=r"batch size 1 must be divisible by the 4 devices"):
+  with pytest.raises(ValueError, match=r"config.eval.batch_size=1 must be a multiple of the "
+                                       r"4 devices .*, or \(on one process\) its clips' 2 "
+                                       r"frames a multiple of the 4 devices"):
+    sharding.check_batch_divides(1, mesh, num_frames=2, field="config.eval.batch_size")
+  with pytest.raises(ValueError, match=r"^batch size=1 must be a multiple of the 4 devices of "
+                                       r"the data x fsdp mesh axes and of the 1 processes\.$"):
     sharding.check_batch_divides(1, mesh)  # training: clips only
+  # Several processes feed rows of clips, never frames.
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  assert not sharding.splits_frames(1, 8, mesh)
+  with pytest.raises(ValueError, match="of the 2 processes"):
+    sharding.check_batch_divides(1, mesh, num_frames=8)
 
 
 def test_grouped_batchnorm_normalises_each_group_on_its_own():

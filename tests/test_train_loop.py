@@ -114,15 +114,16 @@ def test_four_devices_give_the_losses_of_one(full_run, tmp_path):
   assert jax.tree.structure(restored) == jax.tree.structure(load_variables(full_dir))
 
 
-def test_one_clip_eval_splits_its_frames_over_two_devices(full_run):
-  """`--mode eval` with one clip per batch on 2 CPU devices: the devices share each
-  clip's 2 frames, and the metrics are those of the 1-device, 8-clip evaluation."""
+def test_eval_batch_the_devices_do_not_divide_splits_frames(full_run):
+  """`--mode eval` with 3 clips per batch on 2 CPU devices (the 20 eval clips padded to
+  21): the devices share each clip's 2 frames, and the metrics are those of the
+  1-device, 8-clip evaluation."""
   _, full_dir, results = full_run
   proc = _main("--mode", "eval", "--config", "configs/tsn_r50.py:smoke",
                "--checkpoint", full_dir, "--config.cpu_devices=2",
-               "--config.eval.batch_size=1")
+               "--config.eval.batch_size=3")
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "each clip's 2 frames are split over the devices" in proc.stderr
+  assert "each clip's 2 frames are split over them" in proc.stderr
   final = proc.stdout.split("final: ")[1].strip()
   split = {k: float(v) for k, v in (item.split("=") for item in final.split(", "))}
   assert split.keys() == results.keys()

@@ -56,8 +56,8 @@ def trainer_defaults() -> ml_collections.ConfigDict:
       cpu_collectives="gloo",      # cross-process collectives of the CPU backend
   ))
   c.eval = ml_collections.ConfigDict(dict(
-      batch_size=64,               # fewer clips than devices (one process): each clip's
-                                   # frames are split over the devices instead
+      batch_size=64,               # not a multiple of the devices (one process): each
+                                   # clip's frames are split over them instead
       num_views=1,                 # temporal views per clip, folded into the batch
       fusion="mean_softmax",       # mean_softmax | mean_logits | max_softmax
       # XLA compiler options of the jitted eval step (and the benchmark's inference), per

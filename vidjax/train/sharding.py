@@ -101,12 +101,12 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 def splits_frames(global_batch_size: int, num_frames: int, mesh: Mesh) -> bool:
   """Whether an inference batch is split over the devices by frame instead of by clip.
 
-  So it is when the clips do not divide over the batch axes (fewer clips than devices,
-  e.g. one clip on a 2-core CPU run as 2 devices) but the frames do, on one process.
-  Each device then runs its share of every clip's frames and XLA exchanges what crosses
-  frames (temporal modules, the consensus): TSN-R50 inference of one clip on 2 CPU
-  devices runs faster than on one device whose operations use both cores (README,
-  performance). Training always splits clips: its BatchNorm recipes are per clip.
+  It is when the devices of the batch axes do not divide the clips but do divide each
+  clip's frames, on one process: e.g. one clip on a 2-core CPU run as 2 devices. Each
+  device then runs its share of every clip's frames and XLA exchanges what crosses frames
+  (temporal modules, the consensus): TSN-R50 inference of one clip on 2 CPU devices runs
+  faster than on one device whose operations use both cores (README, performance).
+  Training always splits clips: its BatchNorm recipes are per clip.
   """
   n = num_batch_shards(mesh)
   return (global_batch_size % n != 0 and num_frames > 0 and num_frames % n == 0
@@ -119,38 +119,46 @@ def clip_sharding(mesh: Mesh, ndim: int, by_frame: bool = False) -> NamedShardin
   if not by_frame:
     return batch_sharding(mesh)
   spec = [None] * ndim
-  spec[ndim - 4] = batch_axes(mesh)
+  spec[ndim - 4] = batch_axes(mesh)  # T is 4th from the end in both layouts
   return NamedSharding(mesh, P(*spec))
 
 
 def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh,
                  by_frame: bool = False) -> dict[str, jax.Array]:
-  """Per-process numpy rows -> global arrays sharded over the batch axes.
+  """Per-process numpy rows -> global arrays, split over the batch axes.
 
   Each process passes its own rows (`batch_size / process_count` of them); process p's
   rows become rows `p * b .. (p + 1) * b - 1` of the global batch. With `by_frame`
-  (one process, see `splits_frames`), "clip" is split by frame and the rest replicated.
+  (one process, see `splits_frames`), "clip" ([B, T, H, W, C] or [B, V, T, H, W, C]) is
+  split by frame and the rest ("label", "mask": [B]) is replicated.
   """
-  def sharding(key: str, value: np.ndarray) -> NamedSharding:
+  def placement(key: str, value: np.ndarray) -> NamedSharding:
     if not by_frame:
       return batch_sharding(mesh)
     return clip_sharding(mesh, value.ndim, True) if key == "clip" else replicated(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding(k, np.asarray(v)), np.asarray(v))
-          for k, v in local_batch.items()}
+  arrays = {k: np.asarray(v) for k, v in local_batch.items()}
+  return {k: jax.make_array_from_process_local_data(placement(k, v), v)
+          for k, v in arrays.items()}
 
 
-def check_batch_divides(global_batch_size: int, mesh: Mesh, num_frames: int = 0) -> None:
+def check_batch_divides(global_batch_size: int, mesh: Mesh, num_frames: int = 0,
+                        field: str = "batch size") -> None:
   """Raises unless the batch splits over the devices and processes; with `num_frames`
-  (inference), a batch whose frames split instead (`splits_frames`) passes too."""
+  (inference), a batch whose frames split instead (`splits_frames`) passes too.
+
+  Args:
+    field: what the error calls the batch size, e.g. "config.eval.batch_size".
+  """
   n = num_batch_shards(mesh)
   if num_frames and splits_frames(global_batch_size, num_frames, mesh):
     return
   if global_batch_size % n or global_batch_size % jax.process_count():
-    frames = (f" (or, on one process, its clips' {num_frames} frames)" if num_frames else "")
+    frames = (f", or (on one process) its clips' {num_frames} frames a multiple of the "
+              f"{n} devices" if num_frames else "")
     raise ValueError(
-        f"batch size {global_batch_size}{frames} must be divisible by the {n} devices of "
-        f"the {'x'.join(batch_axes(mesh))} mesh axes and by the {jax.process_count()} "
-        "processes.")
+        f"{field}={global_batch_size} must be a multiple of the {n} devices of the "
+        f"{' x '.join(batch_axes(mesh))} mesh axes and of the {jax.process_count()} "
+        f"processes{frames}.")
 
 
 # ---------------------------------------------------------------------------- rules

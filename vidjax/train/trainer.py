@@ -191,13 +191,9 @@ def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn
   totals = None
   batches = pipeline.eval_iterator(config.data, config.eval.batch_size,
                                    num_views=config.eval.num_views)
-  # Fewer clips than devices (e.g. one clip on a CPU split into per-core devices): the
-  # devices share each clip's frames instead.
+  # Clips the devices do not divide (e.g. one clip on a CPU split into per-core devices):
+  # the devices share each clip's frames instead.
   by_frame = sharding.splits_frames(config.eval.batch_size, config.data.num_frames, mesh)
-  if by_frame:
-    logging.info("Eval batches of %d clip(s) on %d devices: each clip's %d frames are split "
-                 "over the devices.", config.eval.batch_size, sharding.num_batch_shards(mesh),
-                 config.data.num_frames)
   for batch in batches:
     m = eval_fn(state, sharding.global_batch(batch, mesh, by_frame))
     totals = m if totals is None else totals.merge(m)
@@ -206,6 +202,16 @@ def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn
   results = {f"eval/{k}": float(v) for k, v in totals.compute().items()}
   results["eval/skipped_files"] = float(batches.skipped_files)   # unreadable (masked out)
   return results
+
+
+def _check_eval_batch(config: ml_collections.ConfigDict, mesh: Any) -> None:
+  """Refuses an eval batch that splits over the devices neither by clip nor by frame."""
+  sharding.check_batch_divides(config.eval.batch_size, mesh, num_frames=config.data.num_frames,
+                               field="config.eval.batch_size")
+  if sharding.splits_frames(config.eval.batch_size, config.data.num_frames, mesh):
+    logging.info("config.eval.batch_size=%d is not a multiple of the %d devices: each "
+                 "clip's %d frames are split over them.", config.eval.batch_size,
+                 sharding.num_batch_shards(mesh), config.data.num_frames)
 
 
 def with_remat(model: Any) -> Any:
@@ -278,8 +284,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   workdir = os.path.abspath(os.path.expanduser(workdir))
   _check_num_classes(config)
   mesh, model, eval_fn = _setup(config)
-  sharding.check_batch_divides(config.batch_size, mesh)
-  sharding.check_batch_divides(config.eval.batch_size, mesh, num_frames=config.data.num_frames)
+  sharding.check_batch_divides(config.batch_size, mesh, field="config.batch_size")
+  _check_eval_batch(config, mesh)
 
   steps_per_epoch = pipeline.steps_per_epoch(config.data, config.batch_size)
   total_steps = config.total_steps if config.total_steps > 0 else int(
@@ -377,7 +383,7 @@ def evaluate_only(config: ml_collections.ConfigDict, workdir: str,
   """Evaluates the latest checkpoint of `workdir`, or `checkpoint` / `config.init_from`."""
   _check_num_classes(config)
   mesh, model, eval_fn = _setup(config)
-  sharding.check_batch_divides(config.eval.batch_size, mesh, num_frames=config.data.num_frames)
+  _check_eval_batch(config, mesh)
   source = checkpoint or (workdir if workdir and os.path.isdir(
       os.path.join(workdir, "checkpoints")) else config.init_from)
   if not source:
