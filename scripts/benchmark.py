@@ -78,8 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="N: pin the process (both frameworks) to N CPUs; 1 gives the comparison "
                       "least disturbed by other processes on a shared host (default: all)")
   p.add_argument("--cpu-devices", type=int, default=0, metavar="N",
-                 help="the CPU backend as N devices (config.cpu_devices; default: the "
-                      "config's, JAX's one device when 0)")
+                 help="the CPU backend as N devices, -1 one per core (config.cpu_devices; "
+                      "default: the config's, JAX's one device when 0)")
   p.add_argument("--fold-bn", action="store_true",
                  help="inference with BatchNorm folded into the preceding convolutions")
   p.add_argument("--peak-tflops", type=float, default=0.0,

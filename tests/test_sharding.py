@@ -144,6 +144,16 @@ def test_inference_batches_split_by_clip_else_by_frame(monkeypatch):
     sharding.check_batch_divides(1, mesh, num_frames=8)
 
 
+def test_cpu_devices_minus_one_means_one_per_core(monkeypatch):
+  calls = []
+  monkeypatch.setattr(jax.config, "update", lambda name, value: calls.append((name, value)))
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)
+  assert sharding.set_cpu_devices(-1) == 3 and calls == [("jax_num_cpu_devices", 3)]
+  assert sharding.set_cpu_devices(0) == 0 and len(calls) == 1  # JAX's default kept
+  with pytest.raises(ValueError, match=r"config.cpu_devices must be -1 \(one per core\)"):
+    sharding.set_cpu_devices(-2)
+
+
 def test_grouped_batchnorm_normalises_each_group_on_its_own():
   """The grouped forward of the train step (bn_group_size=N) equals separate forwards of
   the groups: what DDP computes on each GPU."""

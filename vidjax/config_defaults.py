@@ -27,8 +27,8 @@ def trainer_defaults() -> ml_collections.ConfigDict:
   c.init_from = ""                 # variables dir or workdir (converter output, ImageNet init)
   c.init_from_drop = r"(^|/)(fc|fc_cls|new_fc)/"   # reinitialised when their shape differs
   # Devices and sharding (vidjax/train/sharding.py).
-  c.cpu_devices = 0                # > 0: the CPU backend as this many devices (one per
-                                   # core suits a CPU host; 0: JAX's default, one)
+  c.cpu_devices = 0                # > 0: the CPU backend as this many devices; -1: one
+                                   # per core, fastest on a CPU host; 0: JAX's default, one
   c.mesh = (("data", -1),)         # (axis, size) over data, fsdp, model; -1 = the rest
   c.partition_rules = (            # (regex on the state leaf path, spec), first match wins;
       (r"(^|/)batch_stats/", "replicate"),  # spec: "replicate", "fsdp" or a tuple of

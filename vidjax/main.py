@@ -7,7 +7,6 @@ workdir's latest checkpoint (or `config.init_from`) without training.
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 
 import logging as std_logging
@@ -56,11 +55,11 @@ def main(argv: list[str]) -> None:
   logging.info("JAX %s on %d %s device(s), process %d of %d.", jax.__version__,
                jax.device_count(), jax.default_backend(), jax.process_index(),
                jax.process_count())
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  if jax.default_backend() == "cpu" and jax.device_count() == 1 and (cores or 1) > 1:
-    logging.info("This CPU has %d cores: --config.cpu_devices=%d runs one device per core "
+  cores = sharding.host_cores()
+  if jax.default_backend() == "cpu" and jax.device_count() == 1 and cores > 1:
+    logging.info("This CPU has %d cores: --config.cpu_devices=-1 runs one device per core "
                  "(on a 2-core host: TSN-R50 train step 1.1x and inference 1.2x faster; "
-                 "README, performance).", cores, cores)
+                 "README, performance).", cores)
   try:
     if _MODE.value == "train":
       results = trainer.run(config, workdir)

@@ -277,18 +277,33 @@ def describe(shardings: Any, tree: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- hosts
-def set_cpu_devices(n: int) -> None:
-  """Splits the CPU backend into `n` devices (0: JAX's default, one for the host).
+def host_cores() -> int:
+  """The CPU cores this process may run on."""
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
+def set_cpu_devices(n: int) -> int:
+  """Splits the CPU backend into `n` devices (0: JAX's default, one for the host; -1: one
+  per core this process may run on).
 
   With one device per core, the batch is split over the cores as over any mesh, and
   each core runs its own copy of the step: on a 2-core host, TSN-R50 inference at batch
   2 runs 1.13-1.20x faster than on one device whose operations use both cores (README,
   performance). Must run before anything touches a device.
+
+  Returns:
+    The number of CPU devices set, 0 when JAX's default is kept.
   """
-  if n < 0:
-    raise ValueError(f"config.cpu_devices must be >= 0 (0: JAX's default), got {n}.")
+  if n < -1:
+    raise ValueError(f"config.cpu_devices must be -1 (one per core), 0 (JAX's default) or "
+                     f"a number of devices, got {n}.")
+  if n == -1:
+    n = host_cores()
   if n:
     jax.config.update("jax_num_cpu_devices", int(n))
+  return int(n)
 
 
 def initialize_distributed(cfg: Any) -> bool:
