@@ -26,6 +26,8 @@ sees the same machine load. The median over rounds is reported.
 `--matmul-peak N` times an N x N float32 matmul in each framework, the device's practical
 peak, and reports each mode's FLOP rate as a share of it.
 Inference options (--fold-bn) and XLA flags (--xla-flags) are measured the same way;
+`--no-batchnorm` makes every BatchNorm the identity in both frameworks, a diagnostic that
+shows what the rest of the step (convolutions, ReLUs, sums, optimiser) costs each;
 `--json FILE` writes every figure for tables. `--threads N` pins the whole process (both
 frameworks) to N CPUs; on a shared CPU, `--threads 1` gives the steadiest ratios.
 `--cpu-devices N` splits the CPU backend into N devices (`config.cpu_devices`), e.g. one
@@ -41,6 +43,7 @@ XLA's defaults for the train step.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -82,6 +85,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                       "default: the config's, JAX's one device when 0)")
   p.add_argument("--fold-bn", action="store_true",
                  help="inference with BatchNorm folded into the preceding convolutions")
+  p.add_argument("--no-batchnorm", action="store_true",
+                 help="diagnostic: every BatchNorm returns its input, in the JAX model and "
+                      "in the PyTorch reference (their variables stay), to time the rest "
+                      "of each step")
   p.add_argument("--peak-tflops", type=float, default=0.0,
                  help="the device's peak, for utilisation (e.g. 989 for H100 bf16 dense)")
   p.add_argument("--matmul-peak", type=int, default=0, metavar="N",
@@ -177,7 +184,32 @@ def torch_fns(ref, x, labels: np.ndarray, config) -> tuple[Callable, Callable]:
   return infer, train
 
 
+def torch_without_batchnorm(module) -> None:
+  """Replaces every BatchNorm of `module` (recursively) by `torch.nn.Identity`."""
+  import torch  # pylint: disable=import-outside-toplevel
+  for name, child in module.named_children():
+    if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):  # pylint: disable=protected-access
+      setattr(module, name, torch.nn.Identity())
+    else:
+      torch_without_batchnorm(child)
+
+
 # ---------------------------------------------------------------------------- jax
+def batchnorm_as_identity():
+  """A context in which every vidjax `BatchNorm` applied (not initialised) returns its
+  input: the traced programs keep the BatchNorm variables but not their work."""
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  from vidjax.models import layers  # pylint: disable=import-outside-toplevel
+
+  def identity(next_fun, args, kwargs, context):
+    if (isinstance(context.module, layers.BatchNorm) and context.method_name == "__call__"
+        and not context.module.is_initializing()):
+      return args[0]
+    return next_fun(*args, **kwargs)
+
+  return nn.intercept_methods(identity)
+
+
 def compile_timed(fn, *args):
   """(compiled, seconds to lower and compile, cost analysis dict, memory analysis)."""
   t0 = time.perf_counter()
@@ -213,6 +245,8 @@ def timed(fn: Callable[[], Any], steps: int, block: Callable[[Any], Any]) -> flo
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
+  if args.fold_bn and args.no_batchnorm:
+    raise SystemExit("--fold-bn and --no-batchnorm: there is no BatchNorm left to fold.")
   flags = args.xla_flags
   if args.threads:
     # Pinning the process is what limits XLA:CPU: its thread pools size themselves by
@@ -264,6 +298,7 @@ def main(argv=None) -> dict:
       "host": platform.processor() or platform.machine(), "cpus": len(os.sched_getaffinity(0)),
       "load_before": os.getloadavg()[0], "jax": jax.__version__,
       "xla_flags": os.environ.get("XLA_FLAGS", ""), "fold_bn": args.fold_bn,
+      "no_batchnorm": args.no_batchnorm,
       "split": "frames" if by_frame else "clips"}
 
   model = models.build_model(config.model)
@@ -284,6 +319,8 @@ def main(argv=None) -> dict:
     calibrate_batchnorm(ref, x, torch.Generator().manual_seed(0))
     variables = converters.convert(source, ref.state_dict(), config)
     variables = jax.tree.map(jnp.asarray, variables)
+    if args.no_batchnorm:
+      torch_without_batchnorm(ref)
     torch_infer, torch_train = torch_fns(ref, x, labels, config)
     results["torch"] = f"{torch.__version__}, {torch.get_num_threads()} threads"
 
@@ -303,8 +340,11 @@ def main(argv=None) -> dict:
     infer_fn = jax.jit(lambda v, c: model.apply(v, c, train=False), compiler_options=options)
   infer_vars = sharding.tree_replicate(infer_vars, mesh)
   clips_dev = sharding.global_batch({"clip": clips}, mesh, by_frame)["clip"]
+  # Both steps trace, so meet the interceptor, inside compile_timed.
+  tracing = batchnorm_as_identity if args.no_batchnorm else contextlib.nullcontext
   if "infer" in modes:
-    compiled, seconds, cost, memory = compile_timed(infer_fn, infer_vars, clips_dev)
+    with tracing():
+      compiled, seconds, cost, memory = compile_timed(infer_fn, infer_vars, clips_dev)
     logits = np.asarray(compiled(infer_vars, clips_dev))
     results["infer"] = {"compile_s": seconds,
                         "flops_per_clip": cost.get("flops", 0) * num_devices / args.batch,
@@ -325,7 +365,8 @@ def main(argv=None) -> dict:
     train_fn = trainer.make_train_fn(config, model, tx, schedule, mesh, shardings)
     batch = sharding.global_batch({"clip": clips, "label": labels}, mesh)
     rng = jax.random.key(1)
-    compiled_train, seconds, cost, memory = compile_timed(train_fn, state, batch, rng)
+    with tracing():
+      compiled_train, seconds, cost, memory = compile_timed(train_fn, state, batch, rng)
     results["train"] = {"compile_s": seconds,
                         "flops_per_clip": cost.get("flops", 0) * num_devices / args.batch,
                         "xla_memory_bytes": memory_bytes(memory)}
@@ -419,6 +460,7 @@ def report(r: dict) -> str:
            + f"; load {r['load_before']:.2f} -> {r['load_after']:.2f}"
            + (f"; XLA_FLAGS={r['xla_flags']}" if r["xla_flags"] else "")
            + ("; BN folded" if r["fold_bn"] else "")
+           + ("; every BatchNorm the identity" if r.get("no_batchnorm") else "")
            + ("; frames split over the devices" if r.get("split") == "frames" else "")
            + (f"; compiler options {r['compiler_options']}" if r.get("compiler_options") else "")]
   for mode in ("infer", "train"):

@@ -72,3 +72,28 @@ def test_benchmark_splits_one_clips_frames_over_two_devices(tmp_path):
   assert "train" not in r and r["infer"]["jax_clips_per_s"] > 0
   assert r["infer"]["max_logit_diff_vs_torch"] < 1e-4 * max(1.0, r["infer"]["logit_std"])
   assert "frames split over the devices" in proc.stdout
+
+
+def test_benchmark_without_batchnorm_removes_it_from_both_frameworks(tmp_path):
+  """--no-batchnorm: the JAX program loses the BatchNorms' FLOPs, and its logits still
+  equal the reference's, so the reference lost its BatchNorms too."""
+  out = tmp_path / "bench.json"
+  proc = subprocess.run(
+      [sys.executable, "scripts/benchmark.py", "--config", "configs/tsn_r50.py:smoke",
+       "--batch", "1", "--modes", "infer", "--steps", "1", "--rounds", "1",
+       "--compare-torch", "--threads", "1", "--no-batchnorm", "--json", str(out)],
+      cwd=ROOT, env=subprocess_env(JAX_PLATFORMS="cpu"), capture_output=True, text=True,
+      timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  r = json.loads(out.read_text())
+  assert r["no_batchnorm"] and "every BatchNorm the identity" in proc.stdout
+  assert r["infer"]["max_logit_diff_vs_torch"] < 1e-4 * max(1.0, r["infer"]["logit_std"])
+  config = load_config("tsn_r50", "smoke")
+  model = models.build_model(config.model)
+  clips = np.zeros(r["clip"], np.uint8)
+  variables = jax.eval_shape(model.init, jax.random.key(0), clips)
+  cost = jax.jit(lambda v, c: model.apply(v, c, train=False)).lower(
+      variables, clips).compile().cost_analysis()
+  with_bn = (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
+  # ResNet-18 at 32 px: the BatchNorms are a few percent of the FLOPs.
+  assert r["infer"]["flops_per_clip"] < 0.995 * with_bn, (r["infer"]["flops_per_clip"], with_bn)
