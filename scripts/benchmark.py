@@ -340,7 +340,7 @@ def main(argv=None) -> dict:
     infer_fn = jax.jit(lambda v, c: model.apply(v, c, train=False), compiler_options=options)
   infer_vars = sharding.tree_replicate(infer_vars, mesh)
   clips_dev = sharding.global_batch({"clip": clips}, mesh, by_frame)["clip"]
-  # Both steps trace, so meet the interceptor, inside compile_timed.
+  # The interceptor acts while a step is traced, which compile_timed does.
   tracing = batchnorm_as_identity if args.no_batchnorm else contextlib.nullcontext
   if "infer" in modes:
     with tracing():
