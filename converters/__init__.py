@@ -67,9 +67,11 @@ def convert(source: str, state_dict: Mapping[str, Any],
   """
   module = _source_module(source)
   model_config = config.model if "model" in config else config
-  if model_config.name not in module.MODELS:
-    raise ValueError(f"source {source!r} provides models {module.MODELS}, "
-                     f"not model.name={model_config.name!r}")
+  resolved = models.resolve_model_config(model_config)
+  if f"{resolved.name}/{resolved.head.name}" not in module.MODELS:
+    raise ValueError(f"source {source!r} provides models (recognizer/head) {module.MODELS}, "
+                     f"not model.name={resolved.name!r} with model.head.name="
+                     f"{resolved.head.name!r}")
   abstract = expected_variables(model_config)
   if hasattr(module, "convert_variables"):  # more than a key rename (tcpnet's GCP init)
     return module.convert_variables(state_dict, model_config, abstract)

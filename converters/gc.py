@@ -29,7 +29,7 @@ from flax import traverse_util
 from converters.common import (ConversionError, assign, clean_state_dict,
                                rename_torchvision_resnet)
 
-MODELS = ("tsn",)
+MODELS = ("recognizer2d/tsn",)
 
 _BN_LEAVES = ("weight", "bias", "running_mean", "running_var")
 

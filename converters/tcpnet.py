@@ -7,12 +7,12 @@ Three layouts are read, told apart by their keys (after common's `module.` strip
        base_model.<backbone key>              -> backbone.<vidjax path>  (torchvision
                                                  ResNet, or converters/tcpnet_backbones.py
                                                  for preact_resnet and tea_res2net)
-       base_model.TCP.layer_reduce{1,2}.*     -> tcp.layer_reduce{1,2}.*
-       base_model.TCP.layer_reduce_bn{1,2}.*  -> tcp.layer_reduce_bn{1,2}.*
-       base_model.TCP.TCP_att.TSA.*           -> tcp.att.tsa.*  (conv_phi_1, conv_phi_2,
+       base_model.TCP.layer_reduce{1,2}.*     -> head.layer_reduce{1,2}.*
+       base_model.TCP.layer_reduce_bn{1,2}.*  -> head.layer_reduce_bn{1,2}.*
+       base_model.TCP.TCP_att.TSA.*           -> head.att.tsa.*  (conv_phi_1, conv_phi_2,
                                                  conv_phi0, norm)
-       base_model.TCP.TCP_att.TCA.g{1,2}.*    -> tcp.att.tca.g{1,2}.*
-       base_model.TCP.TCP_att.conv_1d.*       -> tcp.att.conv_1d.*
+       base_model.TCP.TCP_att.TCA.g{1,2}.*    -> head.att.tca.g{1,2}.*
+       base_model.TCP.TCP_att.conv_1d.*       -> head.att.conv_1d.*
        new_fc.*                               -> head.fc.*
 
 2. TCP checkpoints, old "iSQRT" names (section 5.3; the released K400 models most likely
@@ -54,7 +54,7 @@ from converters.common import (ConversionError, assign, clean_state_dict,
                                rename_torchvision_resnet)
 from converters.tcpnet_backbones import BACKBONE_RENAMES as _TCPNET_BACKBONE_RENAMES
 
-MODELS = ("tcp",)
+MODELS = ("recognizer2d/tcp",)
 
 # model.backbone.name -> rename of a key relative to the upstream backbone module:
 # resnet (R50, torchvision names), preact_resnet (R152), tea_res2net (TEA-R50).
@@ -124,7 +124,7 @@ def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[st
   if key.startswith("new_fc."):
     return "head.fc." + key[len("new_fc."):]
   if key.startswith("base_model.TCP."):
-    return "tcp." + _rename_head(key[len("base_model.TCP."):])
+    return "head." + _rename_head(key[len("base_model.TCP."):])
   if key.startswith("base_model."):
     return _rename_backbone(key[len("base_model."):], model_config)
   return None
@@ -135,9 +135,9 @@ def rename_gcp_key(key: str, model_config: ml_collections.ConfigDict) -> Optiona
   m = re.match(r"^iSQRT\.layer_reduce(\d)\.([01])\.(.*)$", key)
   if m:
     name = "layer_reduce" if m.group(2) == "0" else "layer_reduce_bn"
-    return f"tcp.{name}{m.group(1)}.{m.group(3)}"
+    return f"head.{name}{m.group(1)}.{m.group(3)}"
   if key.startswith("layer_reduce"):
-    return "tcp." + key
+    return "head." + key
   return _rename_backbone(key, model_config)
 
 
@@ -147,18 +147,16 @@ def is_gcp_layout(keys) -> bool:
 
 
 def _fresh_head_variables(module, abstract: Mapping[str, Any]) -> dict:
-  """The model's initialisation of the TCP head and classifier (seed 0), computed on the
-  head alone: no backbone is run."""
-  from vidjax.models.heads.linear import LinearHead  # pylint: disable=g-import-not-at-top
-  t = module.num_segments
-  c_in = abstract["params"]["tcp"]["layer_reduce1"]["kernel"].shape[2]
-  head = module.tcp.clone(parent=None)
-  tcp_vars = jax.jit(lambda k: head.init(k, jnp.zeros((t, 2, 2, c_in), jnp.float32),
-                                         num_segments=t))(jax.random.key(0))
-  fc = LinearHead(module.num_classes, module.dropout_rate, module.fc_init_std)
-  fc_vars = fc.init(jax.random.key(1), jnp.zeros((1, head.out_features), jnp.float32))
-  out = {"params": {"tcp": tcp_vars["params"], "head": fc_vars["params"]},
-         "batch_stats": {"tcp": tcp_vars.get("batch_stats", {})}}
+  """The model's initialisation of the TCP head: its pooling with seed 0, its classifier
+  `fc` with seed 1, computed on the head alone: no backbone is run."""
+  head = module.head.clone(parent=None)
+  t = head.num_segments
+  c_in = abstract["params"]["head"]["layer_reduce1"]["kernel"].shape[2]
+  init = jax.jit(lambda k: head.init(k, jnp.zeros((t, 2, 2, c_in), jnp.float32),
+                                     num_segments=t))
+  pooling, classifier = init(jax.random.key(0)), init(jax.random.key(1))
+  params = dict(pooling["params"], fc=classifier["params"]["fc"])
+  out = {"params": {"head": params}, "batch_stats": {"head": pooling.get("batch_stats", {})}}
   return traverse_util.flatten_dict(out)
 
 
@@ -176,7 +174,7 @@ def convert_variables(state_dict: Mapping[str, Any], model_config: ml_collection
   flat = traverse_util.flatten_dict(dict(abstract))
   # Variables a GCP checkpoint does not hold: the attention module and the classifier.
   from_init = {k for k in flat
-               if k[1] == "head" or (k[1] == "tcp" and len(k) > 2 and k[2] == "att")}
+               if k[1] == "head" and len(k) > 2 and k[2] in ("att", "fc")}
   wanted = traverse_util.unflatten_dict({k: v for k, v in flat.items() if k not in from_init})
   kept = {k: v for k, v in cleaned.items() if not _GCP_DROPPED.match(k)}
   loaded = traverse_util.flatten_dict(assign(kept, wanted,

@@ -38,7 +38,7 @@ import ml_collections
 
 from converters.common import rename_torchvision_resnet, strip_infix
 
-MODELS = ("tsn",)
+MODELS = ("recognizer2d/tsn",)
 
 _NL_RULES = (
     (r"\.nl\.g\.0\.", ".post.g."),

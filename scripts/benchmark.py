@@ -138,19 +138,19 @@ def torch_reference(config, clips: np.ndarray):
   if m.backbone.name != "resnet" or m.backbone.depth not in (18, 50):
     raise SystemExit(f"--compare-torch: no PyTorch reference for backbone "
                      f"{m.backbone.name}-{m.backbone.depth} (references: resnet 18, 50).")
-  if m.name == "tsn":
+  if m.head.name == "tsn":
     if any(m.get(k, {}).get("enabled", False) for k in m.keys()
            if hasattr(m.get(k), "get")):
       raise SystemExit("--compare-torch: the TSN reference has no temporal modules.")
     from test_converters import RefTSN  # pylint: disable=import-outside-toplevel
-    ref, source = RefTSN(m.num_classes, t, m.backbone.depth, dropout=m.dropout_rate), "tsm"
+    ref, source = RefTSN(m.num_classes, t, m.backbone.depth, dropout=m.head.dropout_rate), "tsm"
     mean, std = m.pixel_mean, m.pixel_std
-  elif m.name == "tcp" and m.backbone.depth == 50:
+  elif m.head.name == "tcp" and m.backbone.depth == 50:
     from test_tcp import RefTCPNet  # pylint: disable=import-outside-toplevel
-    ref, source = RefTCPNet(m.num_classes, t, m.dropout_rate), "tcpnet"
+    ref, source = RefTCPNet(m.num_classes, t, m.head.dropout_rate), "tcpnet"
     mean, std = m.pixel_mean, m.pixel_std
   else:
-    raise SystemExit(f"--compare-torch: no PyTorch reference for model {m.name!r}.")
+    raise SystemExit(f"--compare-torch: no PyTorch reference for head {m.head.name!r}.")
   x = (clips.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
   x = torch.from_numpy(np.ascontiguousarray(
       x.transpose(0, 1, 4, 2, 3).reshape(b, t * 3, *clips.shape[2:4])))
@@ -285,8 +285,8 @@ def main(argv=None) -> dict:
                                  field="--batch")
   except ValueError as e:
     raise SystemExit(str(e)) from None
-  if config.model.name == "tcp":
-    config.model.num_segments = t
+  if config.model.head.name == "tcp":
+    config.model.head.num_segments = t
   config.batch_size = args.batch
   rs = np.random.RandomState(0)
   clips = rs.randint(0, 256, (args.batch, t, size, size, 3)).astype(np.uint8)

@@ -23,7 +23,7 @@ from torch_references import (add_resnet_trunk, calibrate_batchnorm,  # noqa: E4
 
 import converters  # noqa: E402
 from vidjax.checkpoint import load_variables  # noqa: E402
-from vidjax.models import build_model, default_model_config  # noqa: E402
+from vidjax.models import build_model, default_config  # noqa: E402
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # TSM's data pipeline, 0..1 units
 STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -101,9 +101,9 @@ def _to_torch_input(clip):
 
 def _config(depth, num_classes, dropout=0.5):
   config = ml_collections.ConfigDict()
-  config.model = default_model_config("tsn")
+  config.model = default_config("recognizer", "recognizer2d")
   config.model.num_classes = num_classes
-  config.model.dropout_rate = dropout
+  config.model.head.dropout_rate = dropout
   config.model.backbone.depth = depth
   return config
 
@@ -223,7 +223,7 @@ def test_cli_end_to_end(tmp_path, r18):
       def get_config(arg=None):
         config = ml_collections.ConfigDict()
         config.model = ml_collections.ConfigDict(dict(
-            name="tsn", num_classes=400,
+            name="recognizer2d", num_classes=400,
             backbone=ml_collections.ConfigDict(dict(name="resnet", depth=18))))
         return config
   """))
@@ -234,7 +234,7 @@ def test_cli_end_to_end(tmp_path, r18):
   assert result.returncode == 0, result.stderr[-3000:]
   loaded = load_variables(str(out))
   config = ml_collections.ConfigDict(dict(model=ml_collections.ConfigDict(dict(
-      name="tsn", num_classes=7, backbone=ml_collections.ConfigDict(dict(name="resnet",
+      name="recognizer2d", num_classes=7, backbone=ml_collections.ConfigDict(dict(name="resnet",
                                                                           depth=18))))))
   expected = converters.convert("tsm", ref.state_dict(), config)
   assert jax.tree.structure(loaded) == jax.tree.structure(expected)

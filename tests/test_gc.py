@@ -390,7 +390,7 @@ def test_invalid_ecal_config():
 def test_calibrated_blocks_and_loop_ids_follow_upstream_counters():
   """Which blocks carry calibrators and their --loop offsets, against upstream's
   _make_layer counters (reference/tsm_gc.md 2.3), for R50 and R101 (n_round 2 in layer3)."""
-  from vidjax.models.backbones.resnet import BlockInfo
+  from vidjax.models.hooks import BlockInfo
   from vidjax.models.temporal.gc import calibrated_block, loop_id
   for sizes in ((3, 4, 6, 3), (3, 4, 23, 3)):
     for cdiv in (4, 8):

@@ -36,7 +36,7 @@ _RECIPE = {
     "data": config_defaults.demo_data(),
     "batch_size": 16,
     "eval.batch_size": 64,
-    "model.dropout_rate": 0.0,
+    "model.head.dropout_rate": 0.0,
     "optim.name": "adamw",
     "optim.lr": 2e-3,
     "optim.weight_decay": 0.05,

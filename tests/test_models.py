@@ -10,20 +10,27 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from vidjax.models import build_model, default_model_config, known_models
-from vidjax.models.backbones.resnet import BlockInfo, ResNet, is_frozen_param
+from vidjax.models import build_model, default_config, known
+from vidjax.models.backbones.resnet import ResNet, resnet_defaults, resnet_frozen_rule
+from vidjax.models.hooks import BlockInfo
 from vidjax.models.layers import BatchNorm, conv2d, max_pool2d, normalize_pixels
 
 KEY = jax.random.key(0)
 
 
 def _tsn_config(depth=18, num_classes=5, **fields):
-  cfg = default_model_config("tsn")
+  cfg = default_config("recognizer", "recognizer2d")
   cfg.num_classes = num_classes
   cfg.backbone.depth = depth
   for k, v in fields.items():
-    cfg[k] = v
+    (cfg.head if k in cfg.head else cfg)[k] = v
   return cfg
+
+
+def is_frozen_param(path, frozen_stages=-1, partial_bn=False):
+  cfg = resnet_defaults()
+  cfg.update(frozen_stages=frozen_stages, partial_bn=partial_bn)
+  return resnet_frozen_rule(tuple(path), cfg)
 
 
 def _clips(b=2, t=3, size=64, seed=0):
@@ -102,13 +109,21 @@ def test_strides_change_output_size(strides, size, expected):
 
 
 def test_registry_errors():
-  with pytest.raises(ValueError, match=r"unknown model.*'nope'.*tsn"):
+  with pytest.raises(ValueError, match=r"unknown recognizer.*'nope'.*recognizer2d"):
     build_model(ml_collections.ConfigDict(dict(name="nope")))
   cfg = _tsn_config()
-  cfg.dropout_rat = 0.3
+  cfg.head.dropout_rat = 0.3
   with pytest.raises(ValueError) as info:
     build_model(cfg)
-  assert "model.dropout_rat" in str(info.value) and "dropout_rate" in str(info.value)
+  assert "model.head.dropout_rat" in str(info.value) and "dropout_rate" in str(info.value)
+  cfg = _tsn_config()
+  cfg.head.name = "nohead"
+  with pytest.raises(ValueError, match="unknown head.*nohead.*tcp, tsn"):
+    build_model(cfg)
+  cfg = _tsn_config()
+  cfg.neck.name = "noneck"
+  with pytest.raises(ValueError, match="unknown neck.*noneck"):
+    build_model(cfg)
   cfg = _tsn_config()
   cfg.backbone.dept = 50
   cfg.backbone.bn_epss = 1e-3
@@ -123,14 +138,15 @@ def test_registry_errors():
   cfg = _tsn_config(depth=20)
   with pytest.raises(ValueError, match="depth=20"):
     build_model(cfg)
-  assert "tsn" in known_models()
+  assert "recognizer2d" in known("recognizer") and "tsn" in known("head")
 
 
 def test_missing_fields_take_defaults():
-  cfg = ml_collections.ConfigDict(dict(name="tsn", num_classes=3,
+  cfg = ml_collections.ConfigDict(dict(name="recognizer2d", num_classes=3,
                                        backbone=ml_collections.ConfigDict(dict(depth=18))))
   model = build_model(cfg)
-  assert model.num_classes == 3 and model.backbone.depth == 18 and model.dropout_rate == 0.5
+  assert (model.head.num_classes == 3 and model.backbone.depth == 18
+          and model.head.dropout_rate == 0.5 and model.neck is None)
 
 
 @pytest.fixture(scope="module")

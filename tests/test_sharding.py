@@ -15,7 +15,7 @@ from vidjax.train import sharding
 # As in test_train_loop: a small lr keeps the from-scratch smoke model's rounding
 # differences (order of the cross-device sums) far below 1e-5 over three steps.
 SMALL_LR = {"optim.lr": 3e-4}
-NO_DROPOUT = {"model.dropout_rate": 0.0}
+NO_DROPOUT = {"model.head.dropout_rate": 0.0}
 NUM_STEPS = 3
 
 
@@ -158,7 +158,7 @@ def test_grouped_batchnorm_normalises_each_group_on_its_own():
   """The grouped forward of the train step (bn_group_size=N) equals separate forwards of
   the groups: what DDP computes on each GPU."""
   from vidjax import models
-  config = smoke_config(**{"model.dropout_rate": 0.0})
+  config = smoke_config(**{"model.head.dropout_rate": 0.0})
   clips = fixed_batches(config, 1)[0]["clip"]
   model = models.build_model(config.model)
   variables = model.init(jax.random.key(0), clips[:1])

@@ -16,12 +16,21 @@ if REPO not in sys.path:
 
 from flax import traverse_util  # noqa: E402
 
-from vidjax.models import build_model, default_model_config  # noqa: E402
-from vidjax.models.heads.tcp import TCPAttention, TCPHead  # noqa: E402
+from vidjax.models import build_model, default_config  # noqa: E402
+from vidjax.models.heads.tcp import TCPAttention, TCPPooling  # noqa: E402
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # TCPNet's pipeline, 0..1 units
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 SIZE = 64
+
+
+def tcp_model_config(t: int = 8) -> ml_collections.ConfigDict:
+  """TCP TSN-R50 (layer4 stride 1) with T = t, from the registry's defaults."""
+  cfg = default_config("recognizer", "recognizer2d")
+  cfg.backbone.strides = (1, 2, 2, 1)
+  cfg.head = default_config("head", "tcp")
+  cfg.head.num_segments = t
+  return cfg
 
 
 def _flat(tree):
@@ -49,7 +58,7 @@ def test_attention_is_identity_at_init():
 
 
 def test_head_output_size_and_input_channels_follow_backbone():
-  head = TCPHead(dim_reduce=24, dim=12)
+  head = TCPPooling(dim_reduce=24, dim=12)
   feats = jax.ShapeDtypeStruct((2 * 4, 3, 3, 512), jnp.float32)   # an R18 trunk
   out = jax.eval_shape(lambda x: head.init_with_output(jax.random.key(0), x, 4)[0], feats)
   assert out.shape == (2, 12 * 13 // 2) == (2, head.out_features)
@@ -59,21 +68,20 @@ def test_param_counts_match_upstream():
   """reference/tcpnet.md 5.2: 27,632,208 parameters; head 821,376 (attention 263,552);
   T=16 adds 65,536 (conv_1d kernel 9)."""
   def counts(t):
-    cfg = default_model_config("tcp")
-    cfg.num_segments = t
+    cfg = tcp_model_config(t)
     m = build_model(cfg)
     v = jax.eval_shape(m.init, jax.random.key(0),
                        jax.ShapeDtypeStruct((1, t, 64, 64, 3), jnp.uint8))
     size = lambda tree: sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
     p = v["params"]
-    return size(p), size(p["tcp"]), size(p["tcp"]["att"]), size(p["head"])
+    return (size(p), size(p["head"]) - size(p["head"]["fc"]), size(p["head"]["att"]),
+            size(p["head"]["fc"]))
   assert counts(8) == (27_632_208, 821_376, 263_552, 3_302_800)
   assert counts(16)[0] == 27_632_208 + 65_536
 
 
 def test_wrong_frame_count_is_an_error():
-  cfg = default_model_config("tcp")
-  m = build_model(cfg)
+  m = build_model(tcp_model_config(8))
   with pytest.raises(ValueError, match="num_segments=8"):
     jax.eval_shape(m.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 4, 64, 64, 3), jnp.uint8))
 
@@ -249,9 +257,8 @@ def _to_torch_input(clip):
 
 def _config(t, num_classes):
   config = ml_collections.ConfigDict()
-  config.model = default_model_config("tcp")
+  config.model = tcp_model_config(t)
   config.model.num_classes = num_classes
-  config.model.num_segments = t
   return config
 
 
@@ -350,11 +357,11 @@ def test_layout_of_head_variables():
   _, _, sd = _reference(8)
   v = converters.convert("tcpnet", sd, _config(8, 11))
   w = sd["module.base_model.TCP.TCP_att.conv_1d.weight"].numpy()       # (O, I, k, 1, 1)
-  np.testing.assert_array_equal(v["params"]["tcp"]["att"]["conv_1d"]["kernel"],
+  np.testing.assert_array_equal(v["params"]["head"]["att"]["conv_1d"]["kernel"],
                                 w.transpose(2, 3, 4, 1, 0))
-  np.testing.assert_array_equal(v["params"]["tcp"]["att"]["tsa"]["conv_phi_2"]["bias"],
+  np.testing.assert_array_equal(v["params"]["head"]["att"]["tsa"]["conv_phi_2"]["bias"],
                                 sd["module.base_model.TCP.TCP_att.TSA.conv_phi_2.bias"].numpy())
-  np.testing.assert_array_equal(v["batch_stats"]["tcp"]["att"]["tsa"]["norm"]["mean"],
+  np.testing.assert_array_equal(v["batch_stats"]["head"]["att"]["tsa"]["norm"]["mean"],
                                 sd["module.base_model.TCP.TCP_att.TSA.norm.running_mean"].numpy())
 
 
@@ -367,7 +374,7 @@ def test_strict_lists_every_offending_key():
   with pytest.raises(converters.ConversionError) as info:
     converters.convert("tcpnet", sd, _config(8, 11))
   msg = str(info.value)
-  for fragment in ("TCP_att.extra.weight", "tcp/att/tsa/norm/var", "layer2_0/bn1/scale"):
+  for fragment in ("TCP_att.extra.weight", "head/att/tsa/norm/var", "layer2_0/bn1/scale"):
     assert fragment in msg, (fragment, msg)
   assert "1 unused" in msg and "2 missing" in msg
   # A 16-frame checkpoint does not fit an 8-frame model (conv_1d kernel 9 vs 5).
@@ -402,11 +409,11 @@ def test_gcp_imagenet_init():
   full = _flat(converters.convert("tcpnet", sd, _config(8, 11)))
   for k, value in v.items():
     if k.startswith(("params/backbone/", "batch_stats/backbone/")) or (
-        "/tcp/layer_reduce" in "/" + k):
+        "/head/layer_reduce" in "/" + k):
       np.testing.assert_array_equal(value, full[k], err_msg=k)
   # Attention and classifier start as the model initialises them: the identity module.
-  np.testing.assert_array_equal(v["params/tcp/att/tsa/norm/scale"], 0.0)
-  np.testing.assert_array_equal(v["params/tcp/att/conv_1d/kernel"], 0.0)
+  np.testing.assert_array_equal(v["params/head/att/tsa/norm/scale"], 0.0)
+  np.testing.assert_array_equal(v["params/head/att/conv_1d/kernel"], 0.0)
   assert v["params/head/fc/kernel"].shape == (8256, 7)
   assert 0 < float(np.std(v["params/head/fc/kernel"])) < 0.002
   np.testing.assert_array_equal(v["params/head/fc/bias"], 0.0)
@@ -441,7 +448,7 @@ def test_recipe_param_groups():
   attention biases x5 (not decayed), TSA's BN x5 (decayed), fc bias x10, the rest x1."""
   from vidjax.train import optim  # pylint: disable=g-import-not-at-top
   config = load_config("tcp_tsn_r50")
-  assert config.model.num_segments == config.data.num_frames == 8
+  assert config.model.head.num_segments == config.data.num_frames == 8
   module = build_model(config.model)
   params = jax.eval_shape(module.init, jax.random.key(0),
                           jax.ShapeDtypeStruct((1, 8, 64, 64, 3), jnp.uint8))["params"]
@@ -452,8 +459,8 @@ def test_recipe_param_groups():
   assert rows["att"] == ["5", "0.0001", "6", "262,144"]
   assert rows["fc_weight"] == ["5", "0.0001", "1", "3,302,400"]
   assert rows["fc_bias/no_decay"] == ["10", "0", "1", "400"]
-  assert load_config("tcp_tsn_r50", "16f").model.num_segments == 16
-  assert load_config("tcp_tsn_r50", "smoke", **{"data.num_frames": 6}).model.num_segments == 6
+  assert load_config("tcp_tsn_r50", "16f").model.head.num_segments == 16
+  assert load_config("tcp_tsn_r50", "smoke", **{"data.num_frames": 6}).model.head.num_segments == 6
 
 
 @pytest.mark.parametrize("name,num_params,lr_x,clip", [
@@ -471,7 +478,7 @@ def test_every_tcpnet_config_variant_builds(name, num_params, lr_x, clip):
     config = load_config(name, variant)
     t = config.data.num_frames
     expected = 16 if variant.endswith("16f") else 4 if variant in ("demo", "smoke") else 8
-    assert config.model.num_segments == t == expected, (name, variant, t)
+    assert config.model.head.num_segments == t == expected, (name, variant, t)
     params = jax.eval_shape(build_model(config.model).init, jax.random.key(0),
                             jax.ShapeDtypeStruct((1, t, 32, 32, 3), jnp.uint8))["params"]
     count = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params))
@@ -519,11 +526,11 @@ def test_train_step_smoke():
   grads, updates = jax.jit(jax.grad(loss_fn, has_aux=True))(variables["params"])
   grads = _flat(grads)
   assert all(np.isfinite(g).all() for g in grads.values())
-  for k in ("head/fc/kernel", "tcp/att/conv_1d/kernel", "tcp/att/tsa/conv_phi0/kernel",
-            "tcp/att/tca/g1/kernel", "tcp/layer_reduce1/kernel", "backbone/conv1/kernel"):
+  for k in ("head/fc/kernel", "head/att/conv_1d/kernel", "head/att/tsa/conv_phi0/kernel",
+            "head/att/tca/g1/kernel", "head/layer_reduce1/kernel", "backbone/conv1/kernel"):
     assert float(np.abs(grads[k]).max()) > 0, k
   old, new = _flat(variables["batch_stats"]), _flat(updates["batch_stats"])
-  for k in ("backbone/bn1/mean", "tcp/layer_reduce_bn2/var", "tcp/att/tsa/norm/mean"):
+  for k in ("backbone/bn1/mean", "head/layer_reduce_bn2/var", "head/att/tsa/norm/mean"):
     assert not np.allclose(old[k], new[k]), k
 
 
@@ -531,8 +538,8 @@ def test_partial_bn_freezes_the_head_batchnorms():
   """Upstream's partial BN freezes every BatchNorm2d of base_model after the first, and
   the TCP head lives in base_model (the hmdb recipe)."""
   config = load_config("tcp_tsn_r50", "smoke", **{"model.backbone.partial_bn": True})
-  assert build_model(config.model).tcp.freeze_bn
-  head = TCPHead(dim_reduce=16, dim=8, freeze_bn=True)
+  assert build_model(config.model).head.freeze_bn
+  head = TCPPooling(dim_reduce=16, dim=8, freeze_bn=True)
   x = jax.random.normal(jax.random.key(0), (2 * 4, 2, 2, 32))
   variables = _host_variables(head, x, num_segments=4)
   variables = {"params": variables["params"], "batch_stats": variables["batch_stats"]}

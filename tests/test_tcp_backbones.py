@@ -30,8 +30,9 @@ from torch_references import calibrate_batchnorm  # noqa: E402
 from converters.common import ConversionError  # noqa: E402
 from converters.tcpnet_backbones import (convert_backbone, rename_preact_key,  # noqa: E402
                                          rename_tea_key)
-from vidjax.models import build_backbone, default_backbone_config  # noqa: E402
-from vidjax.models.backbones import FROZEN_PARAM_RULES, preact_resnet, res2net_tea  # noqa: E402
+from vidjax.models import default_config  # noqa: E402
+from vidjax.models.backbones import preact_resnet, res2net_tea  # noqa: E402
+from vidjax.models.registry import build_backbone, lookup  # noqa: E402
 from vidjax.models.backbones.preact_resnet import PreActResNet  # noqa: E402
 from vidjax.models.backbones.res2net_tea import TEARes2Net  # noqa: E402
 from vidjax.models.layers import BatchNorm  # noqa: E402
@@ -190,6 +191,17 @@ class RefTEARes2Net50(nn.Module):
     return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
+def _frozen_rule(name):
+  """The registered frozen-parameter rule of backbone `name`, called with field values."""
+  rule = lookup("backbone", name, "model.backbone").frozen_rule
+
+  def frozen(path, frozen_stages=-1, partial_bn=False):
+    cfg = default_config("backbone", name)
+    cfg.update(frozen_stages=frozen_stages, partial_bn=partial_bn)
+    return rule(tuple(path), cfg)
+  return frozen
+
+
 def _randomize(model, x, seed):
   """Random weights, non-trivial BN statistics (measured, then perturbed), random
   affines and random temporal shift kernels around identity."""
@@ -343,13 +355,15 @@ def test_bn_data_gamma_gets_no_gradient():
 
   grads = jax.grad(loss)(variables["params"])
   assert np.all(grads["scale"] == 0) and np.all(grads["bias"] != 0)
-  assert preact_resnet.is_frozen_param(("bn_data", "scale"))
-  assert FROZEN_PARAM_RULES["preact_resnet"](("bn_data", "scale"), -1, False)
-  assert not preact_resnet.is_frozen_param(("bn_data", "bias"))
-  assert preact_resnet.is_frozen_param(("layer1_0", "bn2", "scale"), partial_bn=True)
-  assert not preact_resnet.is_frozen_param(("layer1_0", "conv2", "kernel"), partial_bn=True)
-  assert preact_resnet.is_frozen_param(("bn2", "bias"), frozen_stages=4)
-  assert not preact_resnet.is_frozen_param(("bn2", "bias"), frozen_stages=3)
+  frozen = _frozen_rule("preact_resnet")
+  assert frozen(("bn_data", "scale"))
+  assert lookup("backbone", "preact_resnet", "").frozen_rule(
+      ("bn_data", "scale"), default_config("backbone", "preact_resnet"))
+  assert not frozen(("bn_data", "bias"))
+  assert frozen(("layer1_0", "bn2", "scale"), partial_bn=True)
+  assert not frozen(("layer1_0", "conv2", "kernel"), partial_bn=True)
+  assert frozen(("bn2", "bias"), frozen_stages=4)
+  assert not frozen(("bn2", "bias"), frozen_stages=3)
 
 
 # --- TEA Res2Net-50 -----------------------------------------------------------------------
@@ -359,7 +373,7 @@ def tea8():
   """T = 8 with two clips in the batch: ME and the shifts must not mix clips."""
   x = _frames(16, 64, seed=8, raw=False)
   ref = _randomize(RefTEARes2Net50(8), _nchw(x), seed=9)
-  ours = build_backbone(default_backbone_config("tea_res2net"), jnp.float32)
+  ours = build_backbone(default_config("backbone", "tea_res2net"), jnp.float32)
   diff, variables = _compare(ref, ours, "tea_res2net", x, 8)
   return ref, x, variables, diff
 
@@ -396,10 +410,11 @@ def test_tea_train_mode_updates_stats(tea8):
   _assert_stats_moved(variables["batch_stats"], updates["batch_stats"],
                       (("bn1",), ("layer1_0", "me", "bn3"), ("layer3_2", "bns_1"),
                        ("layer4_0", "downsample_bn")))
-  assert res2net_tea.is_frozen_param(("layer1_0", "me", "bn1", "scale"), partial_bn=True)
-  assert not res2net_tea.is_frozen_param(("bn1", "scale"), partial_bn=True)
-  assert not res2net_tea.is_frozen_param(("layer1_0", "shifts_0", "kernel"), partial_bn=True)
-  assert res2net_tea.is_frozen_param(("conv1", "kernel"), frozen_stages=0)
+  frozen = _frozen_rule("tea_res2net")
+  assert frozen(("layer1_0", "me", "bn1", "scale"), partial_bn=True)
+  assert not frozen(("bn1", "scale"), partial_bn=True)
+  assert not frozen(("layer1_0", "shifts_0", "kernel"), partial_bn=True)
+  assert frozen(("conv1", "kernel"), frozen_stages=0)
 
 
 def test_strict_conversion_lists_bad_keys(tea8):

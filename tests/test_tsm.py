@@ -20,7 +20,7 @@ from torch_references import (RefBottleneck, RefBasicBlock, add_resnet_trunk,  #
                               calibrate_batchnorm, resnet_trunk)
 
 import converters  # noqa: E402
-from vidjax.models import build_model, default_model_config  # noqa: E402
+from vidjax.models import build_model, default_config  # noqa: E402
 from vidjax.models.temporal.shift import temporal_shift  # noqa: E402
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -239,13 +239,12 @@ def _to_torch(clip):
 
 def _config(num_classes, backbone="resnet", depth=50, **temporal):
   config = ml_collections.ConfigDict()
-  config.model = default_model_config("tsn")
+  config.model = default_config("recognizer", "recognizer2d")
   config.model.num_classes = num_classes
   if backbone == "resnet":
     config.model.backbone.depth = depth
   else:
-    from vidjax.models import default_backbone_config
-    config.model.backbone = default_backbone_config(backbone)
+    config.model.backbone = default_config("backbone", backbone)
   for field, values in temporal.items():
     config.model[field].update(dict(enabled=True, **values))
   return config
@@ -310,20 +309,21 @@ def test_shift_rejects_partial_clip():
 
 
 def test_slot_conflict_and_bad_fields():
-  from vidjax.models.temporal import register_temporal, build_hooks
-  from vidjax.models.temporal import _TEMPORAL
+  from vidjax.models.hooks import build_hooks
+  from vidjax.models import registry
   # A module that also wants the `temporal_module` slot conflicts with the shift.
-  register_temporal("_test_conflict", lambda: ml_collections.ConfigDict({"enabled": False}))(
+  registry.register("temporal", "_test_conflict",
+                    lambda: ml_collections.ConfigDict({"enabled": False}))(
       lambda cfg, model_cfg: {"temporal_module": lambda info: None})
   try:
-    model_cfg = default_model_config("tsn")
+    model_cfg = default_config("recognizer", "recognizer2d")
     model_cfg.shift.enabled = True
     model_cfg["_test_conflict"] = ml_collections.ConfigDict({"enabled": True})
     with pytest.raises(ValueError, match="both need the backbone's 'temporal_module' slot"):
       build_hooks(model_cfg)
   finally:
-    del _TEMPORAL["_test_conflict"]
-  bad = default_model_config("tsn")
+    del registry._REGISTRY["temporal"]["_test_conflict"]
+  bad = default_config("recognizer", "recognizer2d")
   bad.shift.update(enabled=True, place="blocks")
   with pytest.raises(ValueError, match="model.shift.place='blocks'"):
     build_model(bad)
@@ -331,14 +331,13 @@ def test_slot_conflict_and_bad_fields():
 
 def test_shift_placement_and_n_round():
   """R101: blocks with even index in every stage; R50: all; 'block': the pre slot."""
-  from vidjax.models.temporal import build_hooks
-  from vidjax.models.backbones import BlockInfo
+  from vidjax.models.hooks import BlockInfo, build_hooks
 
   def info(index, sizes):
     return BlockInfo(stage=1, index=index, block_id=index, stage_sizes=sizes, in_channels=64,
                      width=64, out_channels=256, stride=1, expansion=4)
 
-  cfg = default_model_config("tsn")
+  cfg = default_config("recognizer", "recognizer2d")
   cfg.shift.enabled = True
   slot = build_hooks(cfg)["temporal_module"]
   assert all(slot(info(i, (3, 4, 6, 3))) is not None for i in range(3))
@@ -513,10 +512,11 @@ def test_mobilenet_v2_smoke_train_mode():
   assert variables["params"]["backbone"]["features_3"]["conv_3"]["kernel"].shape == (3, 3, 1, 144)
   after = upd["batch_stats"]["backbone"]["features_3"]["conv_1"]["mean"]
   assert float(jnp.abs(after).max()) > 0
-  from vidjax.models.backbones import FROZEN_PARAM_RULES
-  rule = FROZEN_PARAM_RULES["mobilenet_v2"]
-  assert rule(("features_3", "conv_4", "scale"), -1, True)
-  assert rule(("features_18", "layer_1", "bias"), -1, True)
-  assert not rule(("features_0", "layer_1", "scale"), -1, True)
-  assert not rule(("features_3", "conv_3", "kernel"), -1, True)
-  assert not rule(("features_3", "conv_4", "scale"), -1, False)
+  from vidjax.models.backbones.mobilenet_v2 import mobilenet_frozen_rule
+  partial = ml_collections.ConfigDict(dict(partial_bn=True))
+  assert mobilenet_frozen_rule(("features_3", "conv_4", "scale"), partial)
+  assert mobilenet_frozen_rule(("features_18", "layer_1", "bias"), partial)
+  assert not mobilenet_frozen_rule(("features_0", "layer_1", "scale"), partial)
+  assert not mobilenet_frozen_rule(("features_3", "conv_3", "kernel"), partial)
+  assert not mobilenet_frozen_rule(("features_3", "conv_4", "scale"),
+                                   ml_collections.ConfigDict(dict(partial_bn=False)))

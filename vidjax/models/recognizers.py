@@ -1,55 +1,133 @@
-"""Recognizers: clips in, logits out. Pixel normalisation happens here, on device."""
+"""Recognizers, one per input kind: clips in, logits out; pixel normalisation on device.
+
+`config.model` names the recognizer (`name`), the class count, the pixel normalisation
+and the computation dtype; its parts are named sub-configs resolved in their registries:
+`model.backbone.name`, `model.neck.name` (empty: no neck) and `model.head.name`.
+
+  recognizer2d: time folded into the batch (TSN, TSM, GC, TCPNet). The temporal modules
+    (`model.shift`, `model.non_local`, `model.ecal`; models/temporal/) enter the
+    backbone's blocks through the hook slots of models/hooks.py.
+  recognizer3d: clips to the backbone as they are, [B, T, H, W, 3].
+"""
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
-from vidjax.models.heads.linear import LinearHead
-from vidjax.models.heads.linear import consensus as segment_consensus
-from vidjax.models.layers import Dtype, global_avg_pool, normalize_pixels
+from vidjax.models import registry
+from vidjax.models.hooks import build_hooks, temporal_defaults
+from vidjax.models.layers import Dtype, normalize_pixels, resolve_dtype
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
-class Recognizer2D(nn.Module):
-  """TSN-style recognizer: a 2D backbone on every frame, then segment consensus.
-
-  clips [B, T, H, W, 3] (uint8 or float 0..255) -> normalise -> fold T into the batch
-  (video-major, row b*T + t) -> backbone [B*T, h, w, C] -> global average pool ->
-  dropout -> fc -> [B, T, K] -> consensus over T -> logits [B, K] float32.
+class Recognizer(nn.Module):
+  """Shared fields: parts (built modules) and the input normalisation.
 
   Attributes:
-    backbone: a module called as `backbone(x, train=..., num_segments=T)`.
-    num_classes: K.
-    dropout_rate, fc_init_std: the head (TSM: dropout 0.5 to 0.8, fc std 0.001).
+    backbone: called as `backbone(x, train=..., num_segments=T)` (2D) or
+      `backbone(x, train=...)` (3D); may return one array or a tuple of stages.
+    head: called as `head(features, num_segments=T, train=...)` -> logits [B, K].
+    neck: None, or called as `neck(features, num_segments=T, train=...)`.
     pixel_mean, pixel_std: per-channel values in 0..255 units; None for raw pixels.
-    consensus: 'avg'.
-    dtype: computation dtype of the normalised input and the head.
+    dtype: computation dtype of the normalised input.
+  A head or neck may add an auxiliary loss with `self.sow("losses", name, scalar)`; the
+  train step adds every sown value to the loss.
   """
   backbone: nn.Module
-  num_classes: int
-  dropout_rate: float = 0.5
-  fc_init_std: float = 0.001
+  head: nn.Module
+  neck: Optional[nn.Module] = None
   pixel_mean: Optional[Sequence[float]] = IMAGENET_MEAN
   pixel_std: Optional[Sequence[float]] = IMAGENET_STD
-  consensus: str = "avg"
   dtype: Dtype = jnp.float32
+
+  def _check(self, clips: jax.Array) -> None:
+    if clips.ndim != 5:
+      raise ValueError(f"{type(self).__name__} expects clips [B, T, H, W, C], got shape "
+                       f"{clips.shape}; fold multiple views into B first.")
+
+  def _neck_and_head(self, features: Any, t: int, train: bool) -> jax.Array:
+    if self.neck is not None:
+      features = self.neck(features, num_segments=t, train=train)
+    return self.head(features, num_segments=t, train=train)
+
+
+class Recognizer2D(Recognizer):
+  """clips [B, T, H, W, 3] (uint8 or float 0..255) -> normalise -> fold T into the batch
+  (video-major, row b*T + t) -> backbone -> [neck] -> head -> logits [B, K] float32."""
 
   @nn.compact
   def __call__(self, clips: jax.Array, train: bool = False) -> jax.Array:
-    """clips: [B, T, H, W, 3] -> logits [B, num_classes] (float32)."""
-    if clips.ndim != 5:
-      raise ValueError(f"Recognizer2D expects clips [B, T, H, W, C], got shape {clips.shape}; "
-                       "fold multiple views into B first.")
+    self._check(clips)
     b, t = clips.shape[:2]
     x = normalize_pixels(clips, self.pixel_mean, self.pixel_std, self.dtype)
     x = x.reshape((b * t,) + clips.shape[2:])
-    features = global_avg_pool(self.backbone(x, train=train, num_segments=t))
-    logits = LinearHead(self.num_classes, self.dropout_rate, self.fc_init_std, self.dtype,
-                        name="head")(features.astype(self.dtype), train)
-    return segment_consensus(logits.reshape(b, t, self.num_classes), self.consensus)
+    return self._neck_and_head(self.backbone(x, train=train, num_segments=t), t, train)
+
+
+class Recognizer3D(Recognizer):
+  """clips [B, T, H, W, 3] (uint8 or float 0..255) -> normalise -> backbone (as they
+  are) -> [neck] -> head -> logits [B, K] float32."""
+
+  @nn.compact
+  def __call__(self, clips: jax.Array, train: bool = False) -> jax.Array:
+    self._check(clips)
+    t = clips.shape[1]
+    x = normalize_pixels(clips, self.pixel_mean, self.pixel_std, self.dtype)
+    return self._neck_and_head(self.backbone(x, train=train), t, train)
+
+
+def _recognizer_defaults(name: str, backbone: str, head: str,
+                         **extra: Any) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      name=name,
+      num_classes=400,
+      pixel_mean=IMAGENET_MEAN,   # 0..255 units; None (with pixel_std None) => raw pixels
+      pixel_std=IMAGENET_STD,
+      dtype="float32",            # computation dtype; params stay float32
+      backbone=registry.default_config("backbone", backbone),
+      neck=ml_collections.ConfigDict(dict(name="")),   # "" => no neck
+      head=registry.default_config("head", head),
+      **extra,
+  ))
+
+
+def recognizer2d_defaults() -> ml_collections.ConfigDict:
+  """Every field of `config.model` for 'recognizer2d' (TSN-R50 by default); the temporal
+  modules are sub-configs, all disabled."""
+  return _recognizer_defaults("recognizer2d", "resnet", "tsn", **temporal_defaults())
+
+
+def recognizer3d_defaults() -> ml_collections.ConfigDict:
+  return _recognizer_defaults("recognizer3d", "resnet", "tsn")
+
+
+def _build(cls: type, cfg: ml_collections.ConfigDict, **hooks: Any) -> Recognizer:
+  dtype = resolve_dtype(cfg.dtype)
+  return cls(backbone=registry.build_backbone(cfg.backbone, dtype, **hooks),
+             head=registry.build_part("head", cfg, dtype),
+             neck=registry.build_part("neck", cfg, dtype),
+             pixel_mean=None if cfg.pixel_mean is None else tuple(cfg.pixel_mean),
+             pixel_std=None if cfg.pixel_std is None else tuple(cfg.pixel_std),
+             dtype=dtype)
+
+
+def _input_shape(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
+  # Heads bound to a frame count (TCP's conv_1d) name it; others take any T.
+  return (1, int(cfg.head.get("num_segments", 2)), 224, 224, 3)
+
+
+@registry.register("recognizer", "recognizer2d", recognizer2d_defaults, input_shape=_input_shape)
+def build_recognizer2d(cfg: ml_collections.ConfigDict) -> Recognizer2D:
+  return _build(Recognizer2D, cfg, **build_hooks(cfg))
+
+
+@registry.register("recognizer", "recognizer3d", recognizer3d_defaults, input_shape=_input_shape)
+def build_recognizer3d(cfg: ml_collections.ConfigDict) -> Recognizer3D:
+  return _build(Recognizer3D, cfg)

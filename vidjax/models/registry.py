@@ -1,84 +1,94 @@
-"""Model and backbone registries: config name -> constructor, with strict field checks.
+"""One registry per kind of part, one registration style, strict config checks.
 
-Every registered model has a default config. `build_model` checks the given config
-against it: an unknown field (a typo) raises, naming the field and listing the accepted
-ones; a missing field takes its default. Nested ConfigDicts (e.g. `backbone`) are checked
-against the default of their own `name`.
+Kinds: `recognizer` (the model: `config.model.name`), `backbone`, `neck`, `head` (the
+sub-configs `config.model.backbone`, `.neck`, `.head`) and `temporal` (the modules that
+plug into 2D backbone blocks, sub-configs `config.model.<name>` with `enabled`).
+
+Each part registers itself in its own file:
+
+    @register("head", "tsn", tsn_head_defaults, frozen_rule=None)
+    def build_tsn_head(cfg, model_cfg, dtype) -> nn.Module: ...
+
+`resolve_model_config` fills in defaults and checks every field: a sub-config whose field
+names a kind (`backbone`, `neck`, `head`) is checked against the defaults of its own
+`name` in that kind's registry; an unknown name or field raises, naming it and listing
+what is accepted. A neck with `name=""` is no neck.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import ml_collections
 
 ConfigDict = ml_collections.ConfigDict
+# rule(path below the part, part config) -> True for parameters that get no update at all.
+FrozenRule = Callable[[tuple[str, ...], ConfigDict], bool]
+
+KINDS = ("recognizer", "backbone", "neck", "head", "temporal")
+# Sub-config fields of a model that are parts resolved by their `name`.
+PART_FIELDS = ("backbone", "neck", "head")
 
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-  """A registered model or backbone.
+  """A registered part.
 
-  constructor: takes the full (validated, defaults filled in) ConfigDict.
-  defaults: returns a fresh default ConfigDict (must contain `name`).
-  input_shape: an example clip shape for this config, used by the converters to trace
-    the model with `jax.eval_shape` (no computation happens).
+  builder: recognizers take `(config)`; backbones `(cfg, dtype, **hooks)`; necks and
+    heads `(cfg, model_cfg, dtype)`; temporal modules `(cfg, model_cfg) -> {slot: factory}`.
+  defaults: returns a fresh ConfigDict of every accepted field at its default.
+  frozen_rule: parameters of this part that the optimiser must not update, or None.
+  input_shape: recognizers only: an example clip shape for a config (converters trace
+    the model on it with `jax.eval_shape`).
   """
-  constructor: Callable[..., nn.Module]
+  builder: Callable[..., Any]
   defaults: Callable[[], ConfigDict]
-  input_shape: Callable[[ConfigDict], tuple[int, ...]] = lambda cfg: (1, 2, 224, 224, 3)
+  frozen_rule: Optional[FrozenRule] = None
+  input_shape: Optional[Callable[[ConfigDict], tuple[int, ...]]] = None
 
 
-_MODELS: dict[str, Entry] = {}
-_BACKBONES: dict[str, Entry] = {}
+_REGISTRY: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
 
 
-def register_model(name: str, defaults: Callable[[], ConfigDict],
-                   input_shape: Callable[[ConfigDict], tuple[int, ...]] | None = None):
-  """Decorator: `@register_model("tsn", tsn_defaults)` on `constructor(config) -> Module`."""
-  def wrap(constructor):
-    kwargs = {} if input_shape is None else {"input_shape": input_shape}
-    _MODELS[name] = Entry(constructor, defaults, **kwargs)
-    return constructor
+def register(kind: str, name: str, defaults: Callable[[], ConfigDict], *,
+             frozen_rule: Optional[FrozenRule] = None,
+             input_shape: Optional[Callable[[ConfigDict], tuple[int, ...]]] = None):
+  """Decorator registering `builder` as part `name` of `kind` (see the module docstring)."""
+  if kind not in _REGISTRY:
+    raise ValueError(f"unknown registry kind {kind!r}; kinds: {', '.join(KINDS)}")
+
+  def wrap(builder):
+    _REGISTRY[kind][name] = Entry(builder, defaults, frozen_rule, input_shape)
+    return builder
   return wrap
 
 
-def register_backbone(name: str, defaults: Callable[[], ConfigDict]):
-  """Decorator for `constructor(backbone_config, dtype, **hooks) -> Module`."""
-  def wrap(constructor):
-    _BACKBONES[name] = Entry(constructor, defaults)
-    return constructor
-  return wrap
+def known(kind: str) -> list[str]:
+  return sorted(_REGISTRY[kind])
 
 
-def known_models() -> list[str]:
-  return sorted(_MODELS)
-
-
-def known_backbones() -> list[str]:
-  return sorted(_BACKBONES)
-
-
-def _lookup(table: dict[str, Entry], name: str, what: str, path: str) -> Entry:
+def lookup(kind: str, name: str, path: str) -> Entry:
+  """The entry of `name`; an unknown name raises, naming `path` and the known names."""
+  table = _REGISTRY[kind]
   if name not in table:
-    raise ValueError(f"unknown {what} {path}.name={name!r}; known {what}s: "
+    raise ValueError(f"unknown {kind} {path}.name={name!r}; known {kind}s: "
                      f"{', '.join(sorted(table))}")
   return table[name]
 
 
-def default_model_config(name: str) -> ConfigDict:
-  """A fresh ConfigDict with every field of model `name` at its default."""
-  return _lookup(_MODELS, name, "model", "model").defaults()
+def temporal_entries() -> list[tuple[str, Entry]]:
+  return sorted(_REGISTRY["temporal"].items())
 
 
-def default_backbone_config(name: str) -> ConfigDict:
-  return _lookup(_BACKBONES, name, "backbone", "backbone").defaults()
+def default_config(kind: str, name: str) -> ConfigDict:
+  """A fresh ConfigDict with every field of part `name` at its default."""
+  return lookup(kind, name, "model" if kind == "recognizer" else f"model.{kind}").defaults()
 
 
 def _merge(config: ConfigDict, defaults: ConfigDict, path: str, errors: list[str]) -> ConfigDict:
-  """defaults overridden by config; records unknown fields in `errors`."""
+  """`defaults` overridden by `config`; unknown fields go to `errors`."""
   merged = ConfigDict(defaults.to_dict())
   for key in config.keys():
     value = config[key]
@@ -92,13 +102,16 @@ def _merge(config: ConfigDict, defaults: ConfigDict, path: str, errors: list[str
         continue
       value = ConfigDict(value) if isinstance(value, dict) else value
       sub_defaults = defaults[key]
-      if key == "backbone":  # the backbone's own defaults depend on its name
+      if key in PART_FIELDS:  # a part's fields depend on its name
         sub_name = value.get("name", sub_defaults.get("name"))
-        if sub_name not in _BACKBONES:
-          errors.append(f"unknown backbone {path}.{key}.name={sub_name!r}; known backbones: "
-                        f"{', '.join(known_backbones())}")
+        if key == "neck" and not sub_name:
+          sub_defaults = ConfigDict(dict(name=""))
+        elif sub_name not in _REGISTRY[key]:
+          errors.append(f"unknown {key} {path}.{key}.name={sub_name!r}; known {key}s: "
+                        f"{', '.join(known(key))}")
           continue
-        sub_defaults = _BACKBONES[sub_name].defaults()
+        else:
+          sub_defaults = _REGISTRY[key][sub_name].defaults()
       value = _merge(value, sub_defaults, f"{path}.{key}", errors)
     with merged.ignore_type():
       merged[key] = value
@@ -108,8 +121,9 @@ def _merge(config: ConfigDict, defaults: ConfigDict, path: str, errors: list[str
 def resolve_model_config(model_config: ConfigDict) -> ConfigDict:
   """Validates `model_config` and fills in defaults. Raises ValueError on unknown fields."""
   if "name" not in model_config:
-    raise ValueError(f"model config has no 'name'; known models: {', '.join(known_models())}")
-  entry = _lookup(_MODELS, model_config.name, "model", "model")
+    raise ValueError(f"model config has no 'name'; known recognizers: "
+                     f"{', '.join(known('recognizer'))}")
+  entry = lookup("recognizer", model_config.name, "model")
   errors: list[str] = []
   merged = _merge(model_config, entry.defaults(), "model", errors)
   if errors:
@@ -120,16 +134,52 @@ def resolve_model_config(model_config: ConfigDict) -> ConfigDict:
 def build_model(model_config: ConfigDict) -> nn.Module:
   """`config.model` -> an unbound flax Module (see design.md 'Models')."""
   config = resolve_model_config(model_config)
-  return _MODELS[config.name].constructor(config)
+  return _REGISTRY["recognizer"][config.name].builder(config)
 
 
-def build_backbone(backbone_config: ConfigDict, dtype, **hooks) -> nn.Module:
-  """A validated backbone ConfigDict -> module; `hooks` are the block hook factories."""
-  entry = _lookup(_BACKBONES, backbone_config.name, "backbone", "model.backbone")
-  return entry.constructor(backbone_config, dtype, **hooks)
+def build_part(kind: str, model_config: ConfigDict, dtype: Any) -> Optional[nn.Module]:
+  """The neck or head of a resolved model config (None for an empty neck)."""
+  cfg = model_config[kind]
+  if kind == "neck" and not cfg.name:
+    return None
+  return lookup(kind, cfg.name, f"model.{kind}").builder(cfg, model_config, dtype)
+
+
+def build_backbone(backbone_config: ConfigDict, dtype: Any, **hooks) -> nn.Module:
+  """A resolved backbone ConfigDict -> module; `hooks` are the block hook factories."""
+  entry = lookup("backbone", backbone_config.name, "model.backbone")
+  return entry.builder(backbone_config, dtype, **hooks)
 
 
 def example_input_shape(model_config: ConfigDict) -> tuple[int, ...]:
   """An input shape that `module.init` accepts for this config (clips, [B, T, H, W, 3])."""
   config = resolve_model_config(model_config)
-  return tuple(_MODELS[config.name].input_shape(config))
+  entry = _REGISTRY["recognizer"][config.name]
+  return tuple(entry.input_shape(config)) if entry.input_shape else (1, 2, 224, 224, 3)
+
+
+def frozen_param_mask(model_config: ConfigDict, params: Any) -> Any:
+  """Pytree of bools like `params`: True for parameters that must get no update at all.
+
+  Frozen stages and partial-BN affines already get no gradient inside the model; the
+  optimiser must also skip their weight decay, as upstream leaves them out of it. Each
+  part's registered `frozen_rule` decides for the parameters under its name.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  config = resolve_model_config(model_config)
+  rules = {}
+  for kind in PART_FIELDS:
+    cfg = config.get(kind)
+    if cfg is not None and cfg.name:
+      rule = lookup(kind, cfg.name, f"model.{kind}").frozen_rule
+      if rule is not None:
+        rules[kind] = (rule, cfg)
+
+  def frozen(path, _):
+    keys = tuple(getattr(k, "key", str(k)) for k in path)
+    if keys[0] not in rules:
+      return False
+    rule, cfg = rules[keys[0]]
+    return rule(keys[1:], cfg)
+
+  return jax.tree_util.tree_map_with_path(frozen, params)

@@ -19,7 +19,7 @@ _IMAGENET_STD = (58.395, 57.12, 57.375)
 # new layers (lr_x_factor), the ImageNet GCP checkpoint the K400 scripts start from.
 ARCHS = {
     "tsn_r50": dict(
-        backbone=dict(name="resnet", depth=50, strides=(1, 2, 2, 1), frozen_stages=-1,
+        backbone=dict(name="resnet", depth=50, strides=(1, 2, 2, 1), frozen_stages=-1, remat=False,
                       norm_eval=False, partial_bn=False, bn_eps=1e-5, bn_momentum=0.9),
         pixel_mean=_IMAGENET_MEAN, pixel_std=_IMAGENET_STD, clip_grad_norm=20.0,
         lr_x=5.0, gcp_init="ImgeNet1K_GCP_R50.pth.tar"),
@@ -59,7 +59,7 @@ HMDB = {
 MINIK200 = ("tsn_r50",)
 
 # Biases and BatchNorm affines are not decayed, except TSA's BatchNorm (in att_norm).
-NO_DECAY = (r"^(?!tcp/att/tsa/norm/).*(bias|scale)$",)
+NO_DECAY = (r"^(?!head/att/tsa/norm/).*(bias|scale)$",)
 
 
 def param_groups(lr_x: float, norm_decay: float = 1.0) -> tuple:
@@ -69,10 +69,10 @@ def param_groups(lr_x: float, norm_decay: float = 1.0) -> tuple:
   then leaves it out of the optimizer altogether).
   """
   return (
-      {"name": "att_norm", "regex": r"^tcp/att/tsa/norm/", "lr_mult": lr_x,
+      {"name": "att_norm", "regex": r"^head/att/tsa/norm/", "lr_mult": lr_x,
        "decay_mult": norm_decay},
-      {"name": "att_bias", "regex": r"^tcp/att/.*/bias$", "lr_mult": lr_x, "decay_mult": 0.0},
-      {"name": "att", "regex": r"^tcp/att/", "lr_mult": lr_x, "decay_mult": 1.0},
+      {"name": "att_bias", "regex": r"^head/att/.*/bias$", "lr_mult": lr_x, "decay_mult": 0.0},
+      {"name": "att", "regex": r"^head/att/", "lr_mult": lr_x, "decay_mult": 1.0},
       {"name": "fc_weight", "regex": r"^head/fc/kernel$", "lr_mult": lr_x, "decay_mult": 1.0},
       {"name": "fc_bias", "regex": r"^head/fc/bias$", "lr_mult": 2 * lr_x, "decay_mult": 0.0},
   )
@@ -102,16 +102,14 @@ def tcpnet_config(arch: str, arg: str = "") -> ml_collections.ConfigDict:
   config = config_defaults.trainer_defaults()
   config.data = config_defaults.data_config(num_frames=frames, image_size=224)
   config.model = ml_collections.ConfigDict(dict(
-      name="tcp",
+      name="recognizer2d",
       num_classes=400,
-      num_segments=frames,
-      dropout_rate=0.5,
       pixel_mean=spec["pixel_mean"],
       pixel_std=spec["pixel_std"],
-      fc_init_std=0.001,
       dtype="float32",
       backbone=ml_collections.ConfigDict(spec["backbone"]),
-      tcp=ml_collections.ConfigDict(dict(
+      head=ml_collections.ConfigDict(dict(
+          name="tcp", num_segments=frames, dropout_rate=0.5, fc_init_std=0.001,
           dim_reduce=256, dim=128, use_tsa=True, use_tca=True, use_conv1d=True,
           sqrt_iters=3)),
   ))
@@ -140,7 +138,7 @@ def tcpnet_config(arch: str, arg: str = "") -> ml_collections.ConfigDict:
                        eval_list="~/data/hmdb51/hmdb51_val_split_1_videos.txt",
                        num_classes=51)
     config.model.num_classes = 51
-    config.model.dropout_rate = dropout
+    config.model.head.dropout_rate = dropout
     config.model.backbone.partial_bn = True
     config.batch_size = batch
     config.optim.update(lr=lr, lr_steps=lr_steps, epochs=float(epochs), weight_decay=wd)
@@ -156,11 +154,11 @@ def tcpnet_config(arch: str, arg: str = "") -> ml_collections.ConfigDict:
   elif arg == "smoke":
     config_defaults.use_smoke(config, epochs=1.0,
                               depth={"tsn_r50": 18, "tea_r50": 50, "tsn_r152": 50}[arch])
-    config.model.tcp.update(dim_reduce=64, dim=32)
+    config.model.head.update(dim_reduce=64, dim=32)
 
   # The model's T follows the data's (conv_1d's kernel is T//2+1), also under overrides
   # such as --config.data.num_frames=16.
-  config.model.num_segments = config.data.get_ref("num_frames")
+  config.model.head.num_segments = config.data.get_ref("num_frames")
   return config
 
 
@@ -169,5 +167,5 @@ def _demo(config: ml_collections.ConfigDict) -> None:
   config_defaults.use_demo(config, lr=2e-3, epochs=2.0)
   # TCPNet's own parameter groups (attention and fc at lr x5) and no dropout for the
   # short schedule; tests/test_learning.py trains the smoke model with this recipe.
-  config.model.dropout_rate = 0.0
+  config.model.head.dropout_rate = 0.0
   config.optim.param_groups = param_groups(5.0)

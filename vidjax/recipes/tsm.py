@@ -53,17 +53,16 @@ def tsn_config(depth: int = 50, num_frames: int = 8) -> ml_collections.ConfigDic
       num_frames=num_frames, image_size=224, sampler="segments", train_resize=256,
       train_crop="multi_scale", flip=True, test_scale=256, test_crop="center", test_clips=1)
   config.model = ml_collections.ConfigDict(dict(
-      name="tsn",
+      name="recognizer2d",
       num_classes=400,
-      dropout_rate=0.5,
       pixel_mean=(123.675, 116.28, 103.53),
       pixel_std=(58.395, 57.12, 57.375),
-      fc_init_std=0.001,
-      consensus="avg",
       dtype="float32",
       backbone=ml_collections.ConfigDict(dict(
           name="resnet", depth=depth, strides=(1, 2, 2, 2), frozen_stages=-1,
-          norm_eval=False, partial_bn=False, bn_eps=1e-5, bn_momentum=0.9)),
+          norm_eval=False, partial_bn=False, bn_eps=1e-5, bn_momentum=0.9, remat=False)),
+      head=ml_collections.ConfigDict(dict(
+          name="tsn", dropout_rate=0.5, fc_init_std=0.001, consensus="avg")),
   ))
   config.batch_size = 128
   config.optim = ml_collections.ConfigDict(dict(
@@ -124,7 +123,7 @@ def tsm_config(arg: str, name: str, depth: int = 50) -> ml_collections.ConfigDic
                        eval_list=f"~/data/{name}/{name}_val_split_1_videos.txt",
                        num_classes=classes)
     config.model.num_classes = classes
-    config.model.dropout_rate = 0.8
+    config.model.head.dropout_rate = 0.8
     config.model.backbone.partial_bn = True
     config.batch_size = 64
     config.optim.update(lr=0.001, lr_steps=(10, 20), epochs=25.0)

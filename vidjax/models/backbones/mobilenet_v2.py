@@ -31,8 +31,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vidjax.models.backbones.resnet import BlockInfo, HookFactory
+import ml_collections
+
+from vidjax.models.hooks import BlockInfo, HookFactory
 from vidjax.models.layers import BatchNorm, Dtype, conv2d
+from vidjax.models.registry import register
 
 # (expand ratio t, channels c, repeats n, first stride s)
 INVERTED_RESIDUAL_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
@@ -196,12 +199,37 @@ class _ConvBNReLU6(nn.Module):
     return relu6(x)
 
 
-def is_frozen_param(path, frozen_stages: int = -1, partial_bn: bool = False) -> bool:
-  """Parameters that get no update at all (partial BN: every BN's scale/bias but the
-  first one's). `frozen_stages` is not supported by this backbone (must be -1)."""
-  del frozen_stages
-  if not partial_bn or path[0] == "features_0":
+def mobilenet_frozen_rule(path, cfg: ml_collections.ConfigDict) -> bool:
+  """Partial BN: every BN's scale/bias but the first one's get no update at all."""
+  if not cfg.partial_bn or path[0] == "features_0":
     return False
   return len(path) == 3 and path[-1] in ("scale", "bias") and (
       path[1].startswith("layer_1") or (path[1].startswith("conv_") and
                                         int(path[1][5:]) in (1, 4, 7)))
+
+
+def mobilenet_v2_defaults() -> ml_collections.ConfigDict:
+  """TSM's MobileNetV2 (reference/tsm_gc.md 1.7); takes the `temporal_module` hook only."""
+  return ml_collections.ConfigDict(dict(
+      name="mobilenet_v2",
+      width_mult=1.0,           # channel multiplier (upstream make_divisible rule)
+      frozen_stages=-1,         # not supported: must stay -1
+      partial_bn=False,         # TSN partial BN: only features_0's BN trains
+      bn_eps=1e-5,
+      bn_momentum=0.9,          # flax convention (PyTorch momentum 0.1)
+  ))
+
+
+@register("backbone", "mobilenet_v2", mobilenet_v2_defaults, frozen_rule=mobilenet_frozen_rule)
+def build_mobilenet_v2(cfg: ml_collections.ConfigDict, dtype, **hooks) -> MobileNetV2:
+  extra = sorted(k for k in hooks if k != "temporal_module")
+  if extra:
+    raise ValueError(f"mobilenet_v2 offers only the 'temporal_module' hook slot (TSM's "
+                     f"'blockres' shift), got {extra}; e.g. model.shift.place='block' or "
+                     f"model.non_local need a ResNet backbone")
+  if int(cfg.frozen_stages) != -1:
+    raise ValueError(f"model.backbone.frozen_stages={cfg.frozen_stages}: mobilenet_v2 "
+                     "supports only -1")
+  return MobileNetV2(width_mult=float(cfg.width_mult), partial_bn=bool(cfg.partial_bn),
+                     bn_eps=float(cfg.bn_eps), bn_momentum=float(cfg.bn_momentum),
+                     dtype=dtype, **hooks)

@@ -33,7 +33,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+import ml_collections
+
+from vidjax.models.backbones.trunk import (Trunk, build_trunk, stage_of_layer, trunk_defaults,
+                                           trunk_frozen_rule)
 from vidjax.models.layers import BatchNorm, Dtype, conv2d, max_pool2d
+from vidjax.models.registry import register
 
 # depth -> blocks per stage (all bottlenecks, expansion 4)
 PREACT_SPECS: dict[int, tuple[int, ...]] = {
@@ -84,31 +89,19 @@ class PreActBottleneck(nn.Module):
     return y + shortcut
 
 
-class PreActResNet(nn.Module):
+class PreActResNet(Trunk):
   """Pre-activation ResNet trunk, final BN + ReLU included, no pooling or fc.
 
-  Attributes:
-    depth: 50, 101 or 152 (TCPNet uses 152).
-    strides: first-block stride of layer1..layer4; TCPNet uses (1, 2, 2, 1).
-    frozen_stages: -1 freezes nothing; k >= 0 freezes the stem (bn_data, conv1, bn1)
-      and layer1..layer k (no gradient, BNs in eval mode). The final bn2 counts as part
-      of layer4.
-    norm_eval: every BN in eval mode even when train=True (affines still train).
-    partial_bn: TSN's partial BN: only the first BN of the trunk (`bn_data`) uses batch
-      statistics in training; all others use running statistics and get no gradient
-      for scale/bias.
-    bn_eps: 2e-5 upstream (every trunk BN).
-    bn_momentum: flax convention (0.9 is PyTorch's 0.1).
-    dtype: computation dtype; parameters and BN statistics stay float32.
+  The trunk policy of backbones/trunk.py, with: depth 50, 101 or 152 (TCPNet: 152);
+  strides (1, 2, 2, 1) by default; frozen_stages counts the stem as bn_data, conv1, bn1
+  and the final bn2 as part of layer4; partial BN keeps only `bn_data` training; bn_eps
+  2e-5 upstream (every trunk BN).
   """
   depth: int = 152
   strides: Sequence[int] = (1, 2, 2, 1)
-  frozen_stages: int = -1
-  norm_eval: bool = False
-  partial_bn: bool = False
   bn_eps: float = 2e-5
-  bn_momentum: float = 0.9
-  dtype: Dtype = jnp.float32
+
+  specs = PREACT_SPECS
 
   @property
   def out_channels(self) -> int:
@@ -120,70 +113,57 @@ class PreActResNet(nn.Module):
 
     s is 16 with strides (1, 2, 2, 1), 32 with (1, 2, 2, 2).
     """
-    if self.depth not in PREACT_SPECS:
-      raise ValueError(f"PreActResNet depth {self.depth} is not one of {sorted(PREACT_SPECS)}")
-    if len(self.strides) != 4:
-      raise ValueError(f"PreActResNet strides must have 4 entries, got {tuple(self.strides)}")
-    if x.shape[0] % num_segments:
-      raise ValueError(f"batch {x.shape[0]} is not a multiple of num_segments={num_segments}")
-
-    def stage_train(stage: int) -> bool:  # stage 0 is the stem
-      return train and not self.norm_eval and stage > self.frozen_stages
+    self.check_input(x, num_segments)
 
     def bn(name):
       return BatchNorm(self.bn_momentum, self.bn_eps, self.partial_bn, self.dtype, name=name)
 
     x = x.astype(self.dtype)
-    stem_train = stage_train(0)
+    stem_train = self.stage_train(0, train)
     # Upstream freezes `bn_data.weight` only (MXNet's fix_gamma).
     x = BatchNorm(self.bn_momentum, self.bn_eps, False, self.dtype, freeze_scale=True,
                   name="bn_data")(x, stem_train)
     x = conv2d(64, 7, 2, 3, dtype=self.dtype, name="conv1")(x)
     x = nn.relu(bn("bn1")(x, stem_train and not self.partial_bn))
-    x = max_pool2d(x, 3, 2, 1)
-    if self.frozen_stages >= 0:
-      x = jax.lax.stop_gradient(x)
+    x = self.end_stage(max_pool2d(x, 3, 2, 1), 0)
 
     in_channels = 64
     for s, (num_blocks, width) in enumerate(zip(PREACT_SPECS[self.depth], _STAGE_WIDTHS),
                                             start=1):
-      bn_train = stage_train(s) and not self.partial_bn
+      bn_train = self.bn_train(s, train)
       for i in range(num_blocks):
         x = PreActBottleneck(
             in_channels=in_channels, width=width,
-            stride=int(self.strides[s - 1]) if i == 0 else 1, bn_eps=self.bn_eps,
+            stride=self.stride(s, i), bn_eps=self.bn_eps,
             bn_momentum=self.bn_momentum, freeze_bn_affine=self.partial_bn, dtype=self.dtype,
             name=f"layer{s}_{i}")(x, bn_train)
         in_channels = width * _EXPANSION
       if s == 4:  # the final pre-activation belongs to layer4 for freezing
         x = nn.relu(bn("bn2")(x, bn_train))
-      if s <= self.frozen_stages:
-        x = jax.lax.stop_gradient(x)
+      x = self.end_stage(x, s)
     return x
 
 
 _BN_NAME = re.compile(r"^(bn\d|bn_data)$")
 
 
-def is_frozen_param(path: Sequence[str], frozen_stages: int = -1,
-                    partial_bn: bool = False) -> bool:
-  """Whether a trunk parameter gets no update at all (so the optimizer masks its decay).
+def _stage_of(top: str) -> int:
+  return 4 if top == "bn2" else stage_of_layer(top, stem=("bn_data", "conv1", "bn1"))
 
-  Args:
-    path: names below the backbone, e.g. ('layer1_0', 'bn2', 'scale') or
-      ('bn_data', 'scale').
-    frozen_stages, partial_bn: as in `PreActResNet`.
-  """
-  if tuple(path[:2]) == ("bn_data", "scale"):  # upstream never trains bn_data's gamma
-    return True
-  top = path[0]
-  if top in ("bn_data", "conv1", "bn1"):
-    stage = 0
-  elif top == "bn2":
-    stage = 4
-  else:
-    stage = int(top[len("layer"):].split("_")[0])
-  if stage <= frozen_stages:
-    return True
-  return (partial_bn and top != "bn_data" and _BN_NAME.match(path[-2]) is not None
-          and path[-1] in ("scale", "bias"))
+
+# Upstream never trains bn_data's gamma (MXNet's fix_gamma); partial BN keeps bn_data.
+preact_frozen_rule = trunk_frozen_rule(
+    _stage_of, lambda path: path[0] != "bn_data" and _BN_NAME.match(path[-2]) is not None,
+    always=lambda path: tuple(path[:2]) == ("bn_data", "scale"))
+
+
+def preact_resnet_defaults() -> ml_collections.ConfigDict:
+  """TCPNet's pre-activation ResNet-152 (reference/tcpnet.md 2.2): raw 0..255 input."""
+  return trunk_defaults("preact_resnet", depth=152, strides=(1, 2, 2, 1), bn_eps=2e-5)
+
+
+@register("backbone", "preact_resnet", preact_resnet_defaults, frozen_rule=preact_frozen_rule)
+def build_preact_resnet(cfg: ml_collections.ConfigDict, dtype, **hooks) -> PreActResNet:
+  if hooks:
+    raise ValueError(f"preact_resnet has no hook slots, got {sorted(hooks)}")
+  return build_trunk(PreActResNet, cfg, dtype)

@@ -39,7 +39,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+import ml_collections
+
+from vidjax.models.backbones.trunk import (Trunk, build_trunk, stage_of_layer, trunk_defaults,
+                                           trunk_frozen_rule)
 from vidjax.models.layers import BatchNorm, Dtype, avg_pool2d, conv2d, global_avg_pool, max_pool2d
+from vidjax.models.registry import register
 
 TEA_SPECS: dict[int, tuple[int, ...]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 _STAGE_PLANES = (64, 128, 256, 512)
@@ -174,26 +179,17 @@ class Bottle2neckShift(nn.Module):
     return nn.relu(y + shortcut)
 
 
-class TEARes2Net(nn.Module):
+class TEARes2Net(Trunk):
   """TEA Res2Net trunk (no pooling, no fc).
 
-  Attributes:
-    depth: 50 (TCPNet's tea50) or 101.
-    strides: first-block stride of layer1..layer4; TCPNet uses (1, 2, 2, 1). The last
-      chunk's pool is skipped in layer4 whatever its stride, as upstream does.
-    frozen_stages, norm_eval, partial_bn: as in vidjax's ResNet (partial BN keeps only
-      the stem's bn1 training; ME's BNs are frozen with the rest).
-    bn_eps, bn_momentum: 1e-5 and 0.9 (flax convention; PyTorch momentum 0.1).
-    dtype: computation dtype; parameters and BN statistics stay float32.
+  The trunk policy of backbones/trunk.py, with: depth 50 (TCPNet's tea50) or 101;
+  strides (1, 2, 2, 1) by default (the last chunk's pool is skipped in layer4 whatever
+  its stride, as upstream does); partial BN keeps only the stem's bn1 training (ME's BNs
+  are frozen with the rest).
   """
-  depth: int = 50
   strides: Sequence[int] = (1, 2, 2, 1)
-  frozen_stages: int = -1
-  norm_eval: bool = False
-  partial_bn: bool = False
-  bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  dtype: Dtype = jnp.float32
+
+  specs = TEA_SPECS
 
   @property
   def out_channels(self) -> int:
@@ -206,55 +202,46 @@ class TEARes2Net(nn.Module):
     s is 16 with strides (1, 2, 2, 1). Rows are video-major (n*T + t); ME and the
     temporal shifts mix frames within a clip, so T must be the true segment count.
     """
-    if self.depth not in TEA_SPECS:
-      raise ValueError(f"TEARes2Net depth {self.depth} is not one of {sorted(TEA_SPECS)}")
-    if len(self.strides) != 4:
-      raise ValueError(f"TEARes2Net strides must have 4 entries, got {tuple(self.strides)}")
-    if x.shape[0] % num_segments:
-      raise ValueError(f"batch {x.shape[0]} is not a multiple of num_segments={num_segments}")
-
-    def stage_train(stage: int) -> bool:
-      return train and not self.norm_eval and stage > self.frozen_stages
+    self.check_input(x, num_segments)
 
     x = x.astype(self.dtype)
     x = conv2d(64, 7, 2, 3, dtype=self.dtype, name="conv1")(x)
     x = BatchNorm(self.bn_momentum, self.bn_eps, False, self.dtype, name="bn1")(
-        x, stage_train(0))
-    x = max_pool2d(nn.relu(x), 3, 2, 1)
-    if self.frozen_stages >= 0:
-      x = jax.lax.stop_gradient(x)
+        x, self.stage_train(0, train))
+    x = self.end_stage(max_pool2d(nn.relu(x), 3, 2, 1), 0)
 
     in_channels = 64
     for s, (num_blocks, planes) in enumerate(zip(TEA_SPECS[self.depth], _STAGE_PLANES),
                                              start=1):
-      bn_train = stage_train(s) and not self.partial_bn
+      bn_train = self.bn_train(s, train)
       for i in range(num_blocks):
         x = Bottle2neckShift(
             in_channels=in_channels, planes=planes,
-            stride=int(self.strides[s - 1]) if i == 0 else 1, stage_block=i == 0,
+            stride=self.stride(s, i), stage_block=i == 0,
             bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
             freeze_bn_affine=self.partial_bn, dtype=self.dtype, name=f"layer{s}_{i}")(
                 x, num_segments=num_segments, bn_train=bn_train)
         in_channels = planes * _EXPANSION
-      if s <= self.frozen_stages:
-        x = jax.lax.stop_gradient(x)
+      x = self.end_stage(x, s)
     return x
 
 
 _BN_NAME = re.compile(r"^(bn\d|bns_\d+|downsample_bn)$")
 
 
-def is_frozen_param(path: Sequence[str], frozen_stages: int = -1,
-                    partial_bn: bool = False) -> bool:
-  """Whether a trunk parameter gets no update at all (the optimizer masks its decay).
+tea_frozen_rule = trunk_frozen_rule(
+    stage_of_layer,
+    lambda path: stage_of_layer(path[0]) > 0 and _BN_NAME.match(path[-2]) is not None)
 
-  Args:
-    path: names below the backbone, e.g. ('layer1_0', 'me', 'bn1', 'scale').
-    frozen_stages, partial_bn: as in `TEARes2Net`.
-  """
-  top = path[0]
-  stage = 0 if top in ("conv1", "bn1") else int(top[len("layer"):].split("_")[0])
-  if stage <= frozen_stages:
-    return True
-  return (partial_bn and stage > 0 and _BN_NAME.match(path[-2]) is not None
-          and path[-1] in ("scale", "bias"))
+
+def tea_res2net_defaults() -> ml_collections.ConfigDict:
+  """TCPNet's TEA Res2Net-50 26w x 4s with ME and MTA (reference/tcpnet.md 6); T comes
+  from the clip at call time (upstream ships T = 8 and 16)."""
+  return trunk_defaults("tea_res2net", depth=50, strides=(1, 2, 2, 1))
+
+
+@register("backbone", "tea_res2net", tea_res2net_defaults, frozen_rule=tea_frozen_rule)
+def build_tea_res2net(cfg: ml_collections.ConfigDict, dtype, **hooks) -> TEARes2Net:
+  if hooks:
+    raise ValueError(f"tea_res2net has no hook slots, got {sorted(hooks)}")
+  return build_trunk(TEARes2Net, cfg, dtype)

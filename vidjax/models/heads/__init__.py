@@ -1,5 +1,10 @@
-"""Classifier heads."""
+"""Heads, one file each; each registers itself (kind "head", `model.head.name`).
 
-from vidjax.models.heads.linear import CONSENSUS_TYPES, LinearHead, consensus
+A head is called as `head(features, num_segments=T, train=...)` and returns logits
+[B, K] float32; its classifier is `dropout_fc` (classifier.py).
+  tsn  tsn.py  pool, dropout, fc, segment consensus (TSN, TSM, GC)
+  tcp  tcp.py  TCPNet's temporal-attentive covariance pooling, dropout, fc
+"""
 
-__all__ = ["CONSENSUS_TYPES", "LinearHead", "consensus"]
+from vidjax.models.heads import tcp as _tcp  # noqa: F401
+from vidjax.models.heads import tsn as _tsn  # noqa: F401

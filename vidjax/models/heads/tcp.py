@@ -10,10 +10,11 @@ Backbone features of every frame in, one covariance representation per clip out
       -> covariance over M = T*h*w positions of the clip                  [B, 128, 128]
       -> Newton-Schulz square root (3 iterations) -> upper triangle      [B, 8256]
 
-Dropout and the classifier (`new_fc` upstream) follow in the recognizer. Flax names
-mirror upstream's `base_model.TCP.*` (converters/tcpnet.py): `layer_reduce{1,2}`,
+`TCPPooling` is that representation; `TCPHead` (registered head 'tcp') adds dropout and
+the classifier `fc` (`new_fc` upstream). Flax names under the model's `head` mirror
+upstream's `base_model.TCP.*` (converters/tcpnet.py): `layer_reduce{1,2}`,
 `layer_reduce_bn{1,2}`, `att/tsa/{conv_phi_1, conv_phi_2, conv_phi0, norm}`,
-`att/tca/{g1, g2}`, `att/conv_1d`.
+`att/tca/{g1, g2}`, `att/conv_1d`, then `fc`.
 
 Frames are folded into the batch video-major (row n*T + t), as the backbone gives them.
 """
@@ -23,9 +24,12 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
+from vidjax.models.heads.classifier import dropout_fc
 from vidjax.models.layers import BatchNorm, Dtype, conv2d
+from vidjax.models.registry import register
 from vidjax.ops import covariance
 
 # c2_msra_fill (TSA's convs) and torchvision's kaiming_normal_(fan_out, relu).
@@ -141,7 +145,7 @@ class TCPAttention(nn.Module):
     return nn.relu(z.reshape(n, h, w, c) + x)
 
 
-class TCPHead(nn.Module):
+class TCPPooling(nn.Module):
   """Channel reduction, temporal attention, covariance pooling, iSQRT, triu vector.
 
   Attributes:
@@ -172,6 +176,10 @@ class TCPHead(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, num_segments: int, train: bool = False) -> jax.Array:
     """x: [B*T, h, w, C_in] backbone features -> [B, dim*(dim+1)/2] float32."""
+    return self.pool(x, num_segments, train)
+
+  def pool(self, x: jax.Array, num_segments: int, train: bool) -> jax.Array:
+    """The pooling body; its layers become children of the calling compact method."""
     n, h, w, _ = x.shape
     t = num_segments
     if n % t:
@@ -190,3 +198,58 @@ class TCPHead(nn.Module):
     cov = covariance.covariance_pool(x)
     root = covariance.sqrtm_newton_schulz(cov, num_iters=self.sqrt_iters)
     return covariance.triu_vector(root)
+
+
+class TCPHead(TCPPooling):
+  """TCPPooling -> dropout -> fc: [B*T, h, w, C_in] -> logits [B, K] float32.
+
+  One prediction per clip: the covariance pools all frames, so there is no segment
+  consensus (reference/tcpnet.md section 1). `num_segments` fixes conv_1d's kernel
+  T//2+1, so clips must have that many frames.
+  """
+  num_classes: int = 400
+  num_segments: int = 8
+  dropout_rate: float = 0.5
+  init_std: float = 0.001
+
+  @nn.compact
+  def __call__(self, x: jax.Array, num_segments: int, train: bool = False) -> jax.Array:
+    if num_segments != self.num_segments:
+      raise ValueError(f"tcp head built for num_segments={self.num_segments} (conv_1d "
+                       f"kernel {temporal_kernel_size(self.num_segments)}) got clips with "
+                       f"T={num_segments}")
+    pooled = self.pool(x, num_segments, train).astype(self.dtype)
+    return dropout_fc(pooled, self.num_classes, self.dropout_rate, self.init_std, self.dtype,
+                      train)
+
+
+def tcp_head_defaults() -> ml_collections.ConfigDict:
+  """TCPNet's head as released (K400 TSN-R50)."""
+  return ml_collections.ConfigDict(dict(
+      name="tcp",
+      num_segments=8,             # T; fixes conv_1d's kernel T//2+1, so clips must match
+      dropout_rate=0.5,           # on the covariance vector (K400 0.5, HMDB TSN 0.8)
+      fc_init_std=0.001,
+      dim_reduce=256,             # first 1x1 reduction (hard-coded upstream)
+      dim=128,                    # covariance size C: C(C+1)/2 = 8256 features
+      use_tsa=True,               # temporal-based spatial attention
+      use_tca=True,               # temporal-based channel attention
+      use_conv1d=True,            # circular temporal conv (and the attention residual)
+      sqrt_iters=3,               # Newton-Schulz iterations of the iSQRT square root
+  ))
+
+
+@register("head", "tcp", tcp_head_defaults)
+def build_tcp_head(cfg: ml_collections.ConfigDict, model_cfg: ml_collections.ConfigDict,
+                   dtype) -> TCPHead:
+  return TCPHead(
+      dim_reduce=int(cfg.dim_reduce), dim=int(cfg.dim), use_tsa=bool(cfg.use_tsa),
+      use_tca=bool(cfg.use_tca), use_conv1d=bool(cfg.use_conv1d),
+      sqrt_iters=int(cfg.sqrt_iters),
+      bn_momentum=float(model_cfg.backbone.get("bn_momentum", 0.9)),
+      # Upstream's partial BN freezes every BatchNorm2d of base_model after the first,
+      # and TCP sits inside base_model.
+      freeze_bn=bool(model_cfg.backbone.get("partial_bn", False)),
+      dtype=dtype, num_classes=int(model_cfg.num_classes),
+      num_segments=int(cfg.num_segments), dropout_rate=float(cfg.dropout_rate),
+      init_std=float(cfg.fc_init_std))

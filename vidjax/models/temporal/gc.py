@@ -41,9 +41,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vidjax.models.backbones.resnet import BlockInfo
+from vidjax.models.hooks import BlockInfo
 from vidjax.models.layers import BatchNorm, Dtype, conv2d, resolve_dtype
-from vidjax.models.temporal import register_temporal
+from vidjax.models.registry import register
 
 # Upstream initialisation: xavier_normal_ for the convs, normal(0, 0.001) for ECal-G.
 _XAVIER = nn.initializers.variance_scaling(1.0, "fan_avg", "normal")  # jax: untruncated
@@ -221,7 +221,7 @@ def validate_ecal(cfg: ml_collections.ConfigDict) -> tuple[str, ...]:
   return kinds
 
 
-@register_temporal("ecal", ecal_defaults)
+@register("temporal", "ecal", ecal_defaults)
 def build_ecal(cfg: ml_collections.ConfigDict,
                model_cfg: ml_collections.ConfigDict) -> dict:
   kinds = validate_ecal(cfg)

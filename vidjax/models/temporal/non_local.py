@@ -34,9 +34,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vidjax.models.backbones.resnet import BlockInfo
+from vidjax.models.hooks import BlockInfo
 from vidjax.models.layers import BatchNorm, max_pool2d
-from vidjax.models.temporal import register_temporal
+from vidjax.models.registry import register
 
 MODES = ("embedded_gaussian", "gaussian", "dot_product")
 TSM_POSITIONS = ((0, 0, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 0, 0))
@@ -127,7 +127,7 @@ def _factory(info: BlockInfo, positions: tuple, **kwargs) -> Optional[nn.Module]
   return NonLocal(**kwargs)
 
 
-@register_temporal("non_local", non_local_defaults)
+@register("temporal", "non_local", non_local_defaults)
 def build_non_local(cfg: ml_collections.ConfigDict,
                     model_cfg: ml_collections.ConfigDict) -> dict:
   if cfg.mode not in MODES:

@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vidjax.models.backbones.resnet import BlockInfo
-from vidjax.models.temporal import register_temporal
+from vidjax.models.hooks import BlockInfo
+from vidjax.models.registry import register
 
 PLACES = ("blockres", "block")
 
@@ -98,7 +98,7 @@ def _factory(info: BlockInfo, n_div: int, n_round: int) -> Optional[nn.Module]:
   return TemporalShift(n_div)
 
 
-@register_temporal("shift", shift_defaults)
+@register("temporal", "shift", shift_defaults)
 def build_shift(cfg: ml_collections.ConfigDict, model_cfg: ml_collections.ConfigDict) -> dict:
   del model_cfg
   if cfg.place not in PLACES:
