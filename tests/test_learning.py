@@ -89,7 +89,7 @@ def test_tsn_learns_appearance_but_stays_at_the_order_blind_ceiling(tmp_path):
 
 # A pass must not hang on one lucky trajectory. At batch 16 it did: a 1.5e-6 change of
 # the stem's kernel gradient (XLA's convolution gradient -> the patch product that CPUs
-# now use, vidjax/models/layers.py) took TCP-TSN from 75.0% to 11.7% direction accuracy
+# now use, vidjax/ops/patch_conv.py) took TCP-TSN from 75.0% to 11.7% direction accuracy
 # (seeds 0-3 at batch 16 with XLA's gradient: 75.0%, 69.9%, 69.1%, 25.0%) and GC-TSN (one
 # epoch, lr 4e-3) from 97.3% to 34.8%. Batch 8, twice the updates for the same compute:
 # TCP-TSN 73.8%, 68.0%, 70.7%, 74.6% (seeds 0-3, XLA's gradient) and 75.4%, 66.0% (seeds

@@ -13,12 +13,14 @@ on these names (see converters/common.py).
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Optional, Sequence, Union
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from vidjax.ops import patch_conv
+from vidjax.ops.max_pool import max_pool
 
 Dtype = Any
 IntOrPair = Union[int, Sequence[int]]
@@ -66,19 +68,12 @@ def conv2d(features: int,
                 groups, use_bias, dtype, kernel_init, name=name)
 
 
-# Output maps with at most this many positions are convolved as one matrix product of
-# gathered patches. XLA:CPU's convolution falls off a cliff on tiny maps (measured: a
-# 3x3 512->512 conv on [64, 2, 2, 512] takes 2.1 s, 0.6 GFLOP/s; as patches @ kernel,
-# 32 ms), and TCPNet's stride-1 layer4 gives 2x2 maps on the 32-px demo clips.
-_PATCH_MATMUL_MAX_POSITIONS = 4
-
-
 class Conv2d(nn.Module):
   """`torch.nn.Conv2d` on NHWC: symmetric explicit padding, HWIO kernel `[kh, kw,
   in / groups, out]` named `kernel` (and `bias`), as flax's nn.Conv names them.
 
-  Tiny output maps (at most `_PATCH_MATMUL_MAX_POSITIONS` positions, groups 1) are
-  computed as gathered patches times the flattened kernel: the same sum in another order.
+  The arithmetic is `vidjax.ops.patch_conv.conv`'s, which computes tiny output maps and
+  few-channel kernel gradients as products of gathered patches on CPU.
   """
   features: int
   kernel_size: tuple[int, int]
@@ -102,74 +97,11 @@ class Conv2d(nn.Module):
     kernel = self.param("kernel", self.kernel_init,
                         (kh, kw, c_in // self.groups, self.features), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    ho = (x.shape[1] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    wo = (x.shape[2] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    if self.groups == 1 and ho * wo <= _PATCH_MATMUL_MAX_POSITIONS:
-      xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-      patches = jnp.concatenate(
-          [xp[:, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + (wo - 1) * sw + 1:sw]
-           for i in range(kh) for j in range(kw)], axis=-1)
-      y = patches @ kernel.reshape(kh * kw * c_in, self.features)
-    elif self.groups == 1 and c_in <= _PATCH_WGRAD_MAX_CHANNELS:
-      y = _conv_patch_wgrad(x, kernel, (sh, sw), (ph, pw), (dh, dw))
-    else:
-      y = _conv(x, kernel, (sh, sw), (ph, pw), (dh, dw), self.groups)
+    y = patch_conv.conv(x, kernel, (sh, sw), (ph, pw), (dh, dw), self.groups)
     if self.use_bias:
       bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
       y = y + bias.astype(self.dtype)
     return y
-
-
-# Convolutions of at most this many input channels (RGB stems) take their kernel
-# gradient on CPU as one matrix product of gathered patches: XLA:CPU's own weight
-# gradient of ResNet's 7x7 stride-2 stem on 8 x 224 px frames takes 225 ms of a 2.6 s
-# train step, the product 57 ms. GPUs and TPUs keep XLA's gradient: the patches of a
-# 7x7 stride-2 stem hold 12x the input's elements.
-_PATCH_WGRAD_MAX_CHANNELS = 4
-
-
-def _conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: tuple[int, int],
-          dilation: tuple[int, int], groups: int = 1) -> jax.Array:
-  (ph, pw) = padding
-  return jax.lax.conv_general_dilated(
-      x, kernel, strides, ((ph, ph), (pw, pw)), rhs_dilation=dilation,
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _conv_patch_wgrad(x, kernel, strides, padding, dilation):
-  """`_conv` (groups 1) whose kernel gradient on CPU is patches^T @ dy:
-  [kh kw C, N H' W'] @ [N H' W', O], the patches gathered channel-major so that each
-  row is one strided plane."""
-  return _conv(x, kernel, strides, padding, dilation)
-
-
-def _conv_patch_wgrad_fwd(x, kernel, strides, padding, dilation):
-  return _conv(x, kernel, strides, padding, dilation), (x, kernel)
-
-
-def _conv_patch_wgrad_bwd(strides, padding, dilation, residuals, dy):
-  x, kernel = residuals
-  (kh, kw, c, o), (sh, sw), (ph, pw), (dh, dw) = kernel.shape, strides, padding, dilation
-  _, ho, wo, _ = dy.shape
-  dx = jax.vjp(lambda v: _conv(v, kernel, strides, padding, dilation), x)[1](dy)[0]
-
-  def patch_product(x, dy):
-    xt = jnp.pad(jnp.transpose(x, (3, 0, 1, 2)), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    patches = jnp.stack([xt[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh,
-                            j * dw:j * dw + (wo - 1) * sw + 1:sw]
-                         for i in range(kh) for j in range(kw)])    # [kh kw, C, N, H', W']
-    dk = jnp.matmul(patches.reshape(kh * kw * c, -1), dy.reshape(-1, o),
-                    preferred_element_type=jnp.promote_types(dy.dtype, jnp.float32))
-    return dk.reshape(kh, kw, c, o).astype(kernel.dtype)
-
-  def xla_gradient(x, dy):
-    return jax.vjp(lambda k: _conv(x, k, strides, padding, dilation), kernel)[1](dy)[0]
-
-  return dx, jax.lax.platform_dependent(x, dy, cpu=patch_product, default=xla_gradient)
-
-
-_conv_patch_wgrad.defvjp(_conv_patch_wgrad_fwd, _conv_patch_wgrad_bwd)
 
 
 class PointwiseConv(nn.Module):
@@ -285,9 +217,7 @@ def max_pool2d(x: jax.Array, kernel_size: IntOrPair, stride: IntOrPair,
   """`torch.nn.MaxPool2d` (floor mode) on [N, H, W, C]; padding counts as -inf.
 
   The gradient goes to the first maximum of each window in row-major order, as PyTorch's
-  indices give it. XLA's own gradient of a max (select-and-scatter, or selects over the
-  window slices) runs 3-7x slower on XLA:CPU than this one, which records the winning
-  tap in the forward pass and scatters by stride-parity classes (ResNet stem shapes).
+  indices give it (`vidjax.ops.max_pool.max_pool`).
   """
   kh, kw = _pair(kernel_size)
   sh, sw = _pair(stride)
@@ -296,62 +226,7 @@ def max_pool2d(x: jax.Array, kernel_size: IntOrPair, stride: IntOrPair,
   ho, wo = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
   if min(ho, wo) < 1:
     raise ValueError(f"max_pool2d: input {x.shape} is smaller than the {kh}x{kw} window.")
-  return _max_pool(x, (kh, kw), (sh, sw), (ph, pw))
-
-
-def _max_pool_out(x, window, strides, padding):
-  (kh, kw), (sh, sw), (ph, pw) = window, strides, padding
-  init = jnp.array(-jnp.inf, x.dtype)
-  return jax.lax.reduce_window(x, init, jax.lax.max, (1, kh, kw, 1), (1, sh, sw, 1),
-                               ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
-def _max_pool(x, window, strides, padding):
-  return _max_pool_out(x, window, strides, padding)
-
-
-def _max_pool_fwd(x, window, strides, padding):
-  (kh, kw), (sh, sw), (ph, pw) = window, strides, padding
-  out = _max_pool_out(x, window, strides, padding)
-  n, ho, wo, c = out.shape
-  xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=-jnp.inf)
-  # The winning tap t = i * kw + j of each window: the first in row-major order.
-  tap = jnp.full(out.shape, kh * kw - 1, jnp.int8 if kh * kw < 128 else jnp.int32)
-  for t in reversed(range(kh * kw - 1)):
-    i, j = divmod(t, kw)
-    window_t = jax.lax.slice(xp, (0, i, j, 0), (n, i + sh * (ho - 1) + 1,
-                                                j + sw * (wo - 1) + 1, c), (1, sh, sw, 1))
-    tap = jnp.where(window_t == out, jnp.array(t, tap.dtype), tap)
-  return out, (tap, x.shape)
-
-
-def _max_pool_bwd(window, strides, padding, residuals, g):
-  (kh, kw), (sh, sw), (ph, pw) = window, strides, padding
-  tap, (n, h, w, c) = residuals
-  ho, wo = g.shape[1:3]
-  # Padded input row r = sh * R + a receives from taps i = a + sh * q of output row R - q;
-  # each parity class (a, b) is a sum of shifted, masked copies of g, then interleaved.
-  rows, cols = -(-(h + 2 * ph) // sh), -(-(w + 2 * pw) // sw)
-  zero = jnp.array(0, g.dtype)
-  classes = []
-  for a in range(sh):
-    per_b = []
-    for b in range(sw):
-      acc = jnp.zeros((n, rows, cols, c), g.dtype)
-      for i in range(a, kh, sh):
-        for j in range(b, kw, sw):
-          q, r = i // sh, j // sw
-          masked = jnp.where(tap == i * kw + j, g, zero)
-          acc = acc + jax.lax.pad(masked, zero, ((0, 0, 0), (q, rows - ho - q, 0),
-                                                 (r, cols - wo - r, 0), (0, 0, 0)))
-      per_b.append(acc)
-    classes.append(jnp.stack(per_b, axis=3))               # [N, rows, cols, sw, C]
-  dxp = jnp.stack(classes, axis=2).reshape(n, rows * sh, cols * sw, c)
-  return (dxp[:, ph:ph + h, pw:pw + w],)
-
-
-_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+  return max_pool(x, (kh, kw), (sh, sw), (ph, pw))
 
 
 def avg_pool2d(x: jax.Array, kernel_size: IntOrPair, stride: IntOrPair,
