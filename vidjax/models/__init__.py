@@ -19,6 +19,7 @@ from vidjax.models.registry import (build_model, default_config, example_input_s
 # defaults list them).
 from vidjax.models import backbones as _backbones  # noqa: F401  isort: skip
 from vidjax.models import heads as _heads  # noqa: F401  isort: skip
+from vidjax.models import necks as _necks  # noqa: F401  isort: skip
 from vidjax.models import temporal as _temporal  # noqa: F401  isort: skip
 from vidjax.models import recognizers as _recognizers  # noqa: F401  isort: skip
 
