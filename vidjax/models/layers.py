@@ -183,6 +183,20 @@ class BatchNorm(nn.Module):
     return ((xf - mean) * mul + bias).astype(self.dtype)
 
 
+class NormBlock(nn.Module):
+  """Base of blocks whose BatchNorms follow their trunk's settings (flax momentum 0.9 is
+  PyTorch's 0.1; `freeze_bn_affine` is partial BN). Subclass fields without a default
+  are keyword-only (`dataclasses.field(kw_only=True)`), as these have defaults."""
+  bn_eps: float = 1e-5
+  bn_momentum: float = 0.9
+  freeze_bn_affine: bool = False
+  dtype: Dtype = jnp.float32
+
+  def norm(self, name: Optional[str] = None, **fields: Any) -> "BatchNorm":
+    return BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
+                     name=name, **fields)
+
+
 class ConvBN(nn.Module):
   """conv -> BatchNorm -> optional ReLU, with submodules named `conv` and `bn`.
 

@@ -24,6 +24,7 @@ row (1..7), `index` the block inside the row, `width` the hidden width and `expa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Optional
 
@@ -34,7 +35,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from vidjax.models.hooks import BlockInfo, HookFactory
-from vidjax.models.layers import BatchNorm, Dtype, conv2d
+from vidjax.models.layers import BatchNorm, Dtype, NormBlock, conv2d
 from vidjax.models.registry import register
 
 # (expand ratio t, channels c, repeats n, first stride s)
@@ -81,22 +82,15 @@ def relu6(x: jax.Array) -> jax.Array:
   return jnp.clip(x, 0.0, 6.0)
 
 
-class InvertedResidual(nn.Module):
+class InvertedResidual(NormBlock):
   """[pw 1x1 -> BN -> ReLU6] -> dw 3x3 (stride) -> BN -> ReLU6 -> pw-linear -> BN (+ x)."""
-  info: BlockInfo
-  bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  freeze_bn_affine: bool = False
-  dtype: Dtype = jnp.float32
+  info: BlockInfo = dataclasses.field(kw_only=True)
   temporal_module: Optional[HookFactory] = None
 
   def setup(self):
     info = self.info
     hidden = info.width
-
-    def bn(name):
-      return BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
-                       name=name)
+    bn = self.norm
 
     def conv(features, kernel, stride, padding, groups, name):
       return conv2d(features, kernel, stride, padding, groups=groups, dtype=self.dtype,
@@ -157,8 +151,8 @@ class MobileNetV2(nn.Module):
       raise ValueError(f"batch {x.shape[0]} is not a multiple of num_segments={num_segments}")
     bn_train = train and not self.partial_bn
     x = x.astype(self.dtype)
-    x = _ConvBNReLU6(32, 3, 2, 1, self.bn_eps, self.bn_momentum, False, self.dtype,
-                     name="features_0")(x, train)
+    x = _ConvBNReLU6(self.bn_eps, self.bn_momentum, False, self.dtype, features=32, kernel=3,
+                     stride=2, padding=1, name="features_0")(x, train)
     stage_sizes = tuple(n for _, _, n, _ in INVERTED_RESIDUAL_SETTING)
     in_channels, block_id = 32, 0
     for row, (t, c, n, s) in enumerate(INVERTED_RESIDUAL_SETTING, start=1):
@@ -175,27 +169,23 @@ class MobileNetV2(nn.Module):
             name=f"features_{block_id + 1}")(x, num_segments, bn_train, train)
         in_channels = out
         block_id += 1
-    head = _ConvBNReLU6(self.out_channels, 1, 1, 0, self.bn_eps, self.bn_momentum,
-                        self.partial_bn, self.dtype, name=f"features_{block_id + 1}")
+    head = _ConvBNReLU6(self.bn_eps, self.bn_momentum, self.partial_bn, self.dtype,
+                        features=self.out_channels, kernel=1, stride=1, padding=0,
+                        name=f"features_{block_id + 1}")
     return head(x, bn_train)
 
-class _ConvBNReLU6(nn.Module):
+class _ConvBNReLU6(NormBlock):
   """conv (`layer_0`) -> BN (`layer_1`) -> ReLU6: upstream `conv_bn` / `conv_1x1_bn`."""
-  features: int
-  kernel: int
-  stride: int
-  padding: int
-  bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  freeze_bn_affine: bool = False
-  dtype: Dtype = jnp.float32
+  features: int = dataclasses.field(kw_only=True)
+  kernel: int = dataclasses.field(kw_only=True)
+  stride: int = dataclasses.field(kw_only=True)
+  padding: int = dataclasses.field(kw_only=True)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = conv2d(self.features, self.kernel, self.stride, self.padding, dtype=self.dtype,
                kernel_init=_CONV_INIT, name="layer_0")(x)
-    x = BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
-                  name="layer_1")(x, train)
+    x = self.norm("layer_1")(x, train)
     return relu6(x)
 
 

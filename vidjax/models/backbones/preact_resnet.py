@@ -26,18 +26,18 @@ Frames are folded into the batch (row n*T + t); this trunk never mixes frames, i
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 import ml_collections
 
 from vidjax.models.backbones.trunk import (Trunk, build_trunk, stage_of_layer, trunk_defaults,
                                            trunk_frozen_rule)
-from vidjax.models.layers import BatchNorm, Dtype, conv2d, max_pool2d
+from vidjax.models.layers import BatchNorm, NormBlock, conv2d, max_pool2d
 from vidjax.models.registry import register
 
 # depth -> blocks per stage (all bottlenecks, expansion 4)
@@ -50,30 +50,24 @@ _STAGE_WIDTHS = (64, 128, 256, 512)
 _EXPANSION = 4
 
 
-class PreActBottleneck(nn.Module):
+class PreActBottleneck(NormBlock):
   """One pre-activation bottleneck; see the module docstring for the dataflow.
 
   Attributes:
     in_channels, width, stride: block input channels, inner width (output is 4x) and
       the stride of the 3x3 conv.
-    bn_eps, bn_momentum, freeze_bn_affine, dtype: as in `PreActResNet`.
+    NormBlock's fields: as in `PreActResNet`.
   """
-  in_channels: int
-  width: int
+  in_channels: int = dataclasses.field(kw_only=True)
+  width: int = dataclasses.field(kw_only=True)
   stride: int = 1
   bn_eps: float = 2e-5
-  bn_momentum: float = 0.9
-  freeze_bn_affine: bool = False
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, bn_train: bool) -> jax.Array:
     """x: [N, H, W, in_channels] -> [N, H/stride, W/stride, 4 * width]."""
     out_channels = self.width * _EXPANSION
-
-    def bn(name):
-      return BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
-                       name=name)
+    bn = self.norm
 
     a = nn.relu(bn("bn1")(x, bn_train))
     if self.stride != 1 or self.in_channels != out_channels:
@@ -103,10 +97,6 @@ class PreActResNet(Trunk):
 
   specs = PREACT_SPECS
 
-  @property
-  def out_channels(self) -> int:
-    return _STAGE_WIDTHS[-1] * _EXPANSION
-
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, num_segments: int = 1) -> jax.Array:
     """x: [N*T, H, W, 3] raw 0..255 RGB -> [N*T, H/s, W/s, 2048] after bn2 + ReLU.
@@ -132,11 +122,8 @@ class PreActResNet(Trunk):
                                             start=1):
       bn_train = self.bn_train(s, train)
       for i in range(num_blocks):
-        x = PreActBottleneck(
-            in_channels=in_channels, width=width,
-            stride=self.stride(s, i), bn_eps=self.bn_eps,
-            bn_momentum=self.bn_momentum, freeze_bn_affine=self.partial_bn, dtype=self.dtype,
-            name=f"layer{s}_{i}")(x, bn_train)
+        x = PreActBottleneck(in_channels=in_channels, width=width, stride=self.stride(s, i),
+                             **self.block_norm(), name=f"layer{s}_{i}")(x, bn_train)
         in_channels = width * _EXPANSION
       if s == 4:  # the final pre-activation belongs to layer4 for freezing
         x = nn.relu(bn("bn2")(x, bn_train))

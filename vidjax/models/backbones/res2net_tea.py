@@ -32,6 +32,7 @@ Flax names (converters/tcpnet_backbones.py maps upstream keys onto them): `conv1
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Sequence
 
@@ -43,7 +44,7 @@ import ml_collections
 
 from vidjax.models.backbones.trunk import (Trunk, build_trunk, stage_of_layer, trunk_defaults,
                                            trunk_frozen_rule)
-from vidjax.models.layers import BatchNorm, Dtype, avg_pool2d, conv2d, global_avg_pool, max_pool2d
+from vidjax.models.layers import BatchNorm, NormBlock, avg_pool2d, conv2d, global_avg_pool, max_pool2d
 from vidjax.models.registry import register
 
 TEA_SPECS: dict[int, tuple[int, ...]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -87,29 +88,21 @@ class TemporalShiftConv(nn.Module):
     return out.reshape(x.shape)
 
 
-class MotionExcitation(nn.Module):
+class MotionExcitation(NormBlock):
   """TEA's MEModule: a per-frame channel gate from feature differences of adjacent frames.
 
   Attributes:
     reduction: channel reduction of the squeeze (16 upstream).
-    bn_eps, bn_momentum, freeze_bn_affine, dtype: as in the trunk.
+    NormBlock's fields: as in the trunk.
   """
   reduction: int = 16
-  bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  freeze_bn_affine: bool = False
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, num_segments: int, train: bool) -> jax.Array:
     """x: [N*T, H, W, C] -> x + x * (sigmoid(gate) - 0.5), gate [N*T, 1, 1, C]."""
     c = x.shape[-1]
     r = c // self.reduction
-
-    def bn(name):
-      return BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
-                       name=name)
-
+    bn = self.norm
     b = bn("bn1")(conv2d(r, 1, dtype=self.dtype, name="conv1")(x), train)
     moved = conv2d(r, 3, 1, 1, groups=r, dtype=self.dtype, name="conv2")(b)
     b_t, moved_t = _to_clips(b, num_segments), _to_clips(moved, num_segments)
@@ -121,7 +114,7 @@ class MotionExcitation(nn.Module):
     return x + x * (nn.sigmoid(gate) - 0.5)
 
 
-class Bottle2neckShift(nn.Module):
+class Bottle2neckShift(NormBlock):
   """TEA Res2Net bottleneck with ME and MTA; see the module docstring.
 
   Attributes:
@@ -129,32 +122,26 @@ class Bottle2neckShift(nn.Module):
       stride of the 3x3 convs.
     stage_block: block 0 of a stage (Res2Net 'stage' type: no hierarchy, pooled last chunk).
     base_width, scale: Res2Net 26w x 4s.
+    NormBlock's fields: as in the trunk.
   """
-  in_channels: int
-  planes: int
+  in_channels: int = dataclasses.field(kw_only=True)
+  planes: int = dataclasses.field(kw_only=True)
   stride: int = 1
   stage_block: bool = False
   base_width: int = 26
   scale: int = 4
-  bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  freeze_bn_affine: bool = False
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, num_segments: int, bn_train: bool) -> jax.Array:
     """x: [N*T, H, W, in_channels] -> [N*T, H/stride, W/stride, 4 * planes]."""
     width = self.planes * self.base_width // 64
     out_channels = self.planes * _EXPANSION
-
-    def bn(name):
-      return BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
-                       name=name)
+    bn = self.norm
 
     out = nn.relu(bn("bn1")(conv2d(width * self.scale, 1, dtype=self.dtype, name="conv1")(x),
                             bn_train))
-    out = MotionExcitation(16, self.bn_eps, self.bn_momentum, self.freeze_bn_affine, self.dtype,
-                           name="me")(out, num_segments, bn_train)
+    out = MotionExcitation(self.bn_eps, self.bn_momentum, self.freeze_bn_affine, self.dtype,
+                           reduction=16, name="me")(out, num_segments, bn_train)
     chunks = jnp.split(out, self.scale, axis=-1)
     branches = []
     sp = None
@@ -191,10 +178,6 @@ class TEARes2Net(Trunk):
 
   specs = TEA_SPECS
 
-  @property
-  def out_channels(self) -> int:
-    return _STAGE_PLANES[-1] * _EXPANSION
-
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, num_segments: int = 1) -> jax.Array:
     """x: [N*T, H, W, 3] (ImageNet-normalised) -> [N*T, H/s, W/s, 2048].
@@ -216,10 +199,8 @@ class TEARes2Net(Trunk):
       bn_train = self.bn_train(s, train)
       for i in range(num_blocks):
         x = Bottle2neckShift(
-            in_channels=in_channels, planes=planes,
-            stride=self.stride(s, i), stage_block=i == 0,
-            bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
-            freeze_bn_affine=self.partial_bn, dtype=self.dtype, name=f"layer{s}_{i}")(
+            in_channels=in_channels, planes=planes, stride=self.stride(s, i),
+            stage_block=i == 0, **self.block_norm(), name=f"layer{s}_{i}")(
                 x, num_segments=num_segments, bn_train=bn_train)
         in_channels = planes * _EXPANSION
       x = self.end_stage(x, s)

@@ -19,13 +19,12 @@ from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from vidjax.models.backbones.trunk import (Trunk, build_trunk, stage_of_layer, trunk_defaults,
                                            trunk_frozen_rule)
 from vidjax.models.hooks import BlockInfo, HookedBlock, HookFactory
-from vidjax.models.layers import BatchNorm, Dtype, conv2d, max_pool2d
+from vidjax.models.layers import BatchNorm, NormBlock, conv2d, max_pool2d
 from vidjax.models.registry import register
 
 # depth -> (block kind, blocks per stage)
@@ -40,22 +39,16 @@ _EXPANSION = {"basic": 1, "bottleneck": 4}
 _STAGE_WIDTHS = (64, 128, 256, 512)
 
 
-class _Block(HookedBlock):
-  """Shared fields and shortcut of the two residual block kinds."""
+class _Block(NormBlock, HookedBlock):
+  """The residual block's frame: hook slots, shortcut, sum. Subclasses set up their
+  layers and give the residual branch in `branch`."""
   info: Optional[BlockInfo] = None
-  bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  freeze_bn_affine: bool = False
-  dtype: Dtype = jnp.float32
-
-  def _bn(self) -> BatchNorm:
-    return BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype)
 
   def _setup_common(self) -> None:
     info = self.info
     if info.stride != 1 or info.in_channels != info.out_channels:
       self.downsample_conv = conv2d(info.out_channels, 1, info.stride, dtype=self.dtype)
-      self.downsample_bn = self._bn()
+      self.downsample_bn = self.norm()
     else:
       self.downsample_conv = None
       self.downsample_bn = None
@@ -66,6 +59,16 @@ class _Block(HookedBlock):
       return x
     return self.downsample_bn(self.downsample_conv(x), bn_train)
 
+  def __call__(self, x: jax.Array, num_segments: int, bn_train: bool,
+               hook_train: bool) -> jax.Array:
+    """x: [N*T, H, W, C_in] -> [N*T, H/stride, W/stride, C_out]."""
+    x = self.hook(self.pre, x, num_segments, hook_train)
+    identity = self._shortcut(x, bn_train)
+    y = self.hook(self.temporal, x, num_segments, hook_train)
+    y = self.branch(y, bn_train, lambda z: self.hook(self.mid, z, num_segments, hook_train))
+    y = nn.relu(y + identity)
+    return self.hook(self.post, y, num_segments, hook_train)
+
 
 class BasicBlock(_Block):
   """3x3 (stride) -> BN -> ReLU -> 3x3 -> BN, + shortcut, ReLU (R18/R34)."""
@@ -73,22 +76,14 @@ class BasicBlock(_Block):
   def setup(self):
     w = self.info.width
     self.conv1 = conv2d(w, 3, self.info.stride, 1, dtype=self.dtype)
-    self.bn1 = self._bn()
+    self.bn1 = self.norm()
     self.conv2 = conv2d(w, 3, 1, 1, dtype=self.dtype)
-    self.bn2 = self._bn()
+    self.bn2 = self.norm()
     self._setup_common()
 
-  def __call__(self, x: jax.Array, num_segments: int, bn_train: bool,
-               hook_train: bool) -> jax.Array:
-    """x: [N*T, H, W, C_in] -> [N*T, H/stride, W/stride, C_out]."""
-    x = self.hook(self.pre, x, num_segments, hook_train)
-    identity = self._shortcut(x, bn_train)
-    y = self.hook(self.temporal, x, num_segments, hook_train)
-    y = self.bn1(self.conv1(y), bn_train)
-    y = nn.relu(self.hook(self.mid, y, num_segments, hook_train))
-    y = self.bn2(self.conv2(y), bn_train)
-    y = nn.relu(y + identity)
-    return self.hook(self.post, y, num_segments, hook_train)
+  def branch(self, y: jax.Array, bn_train: bool, mid) -> jax.Array:
+    y = nn.relu(mid(self.bn1(self.conv1(y), bn_train)))
+    return self.bn2(self.conv2(y), bn_train)
 
 
 class Bottleneck(_Block):
@@ -97,25 +92,17 @@ class Bottleneck(_Block):
   def setup(self):
     w, out = self.info.width, self.info.out_channels
     self.conv1 = conv2d(w, 1, dtype=self.dtype)
-    self.bn1 = self._bn()
+    self.bn1 = self.norm()
     self.conv2 = conv2d(w, 3, self.info.stride, 1, dtype=self.dtype)
-    self.bn2 = self._bn()
+    self.bn2 = self.norm()
     self.conv3 = conv2d(out, 1, dtype=self.dtype)
-    self.bn3 = self._bn()
+    self.bn3 = self.norm()
     self._setup_common()
 
-  def __call__(self, x: jax.Array, num_segments: int, bn_train: bool,
-               hook_train: bool) -> jax.Array:
-    """x: [N*T, H, W, C_in] -> [N*T, H/stride, W/stride, 4 * width]."""
-    x = self.hook(self.pre, x, num_segments, hook_train)
-    identity = self._shortcut(x, bn_train)
-    y = self.hook(self.temporal, x, num_segments, hook_train)
+  def branch(self, y: jax.Array, bn_train: bool, mid) -> jax.Array:
     y = nn.relu(self.bn1(self.conv1(y), bn_train))
-    y = self.bn2(self.conv2(y), bn_train)
-    y = nn.relu(self.hook(self.mid, y, num_segments, hook_train))
-    y = self.bn3(self.conv3(y), bn_train)
-    y = nn.relu(y + identity)
-    return self.hook(self.post, y, num_segments, hook_train)
+    y = nn.relu(mid(self.bn2(self.conv2(y), bn_train)))
+    return self.bn3(self.conv3(y), bn_train)
 
 
 class ResNet(Trunk):
@@ -172,10 +159,9 @@ class ResNet(Trunk):
             in_channels=in_channels, width=width, out_channels=width * expansion,
             stride=self.stride(s, i), expansion=expansion)
         x = block_cls(
-            info=info, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
-            freeze_bn_affine=self.partial_bn, dtype=self.dtype,
-            pre_module=self.pre_module, temporal_module=self.temporal_module,
-            mid_module=self.mid_module, post_module=self.post_module, name=info.name)(
+            info=info, **self.block_norm(), pre_module=self.pre_module,
+            temporal_module=self.temporal_module, mid_module=self.mid_module,
+            post_module=self.post_module, name=info.name)(
                 x, num_segments, self.bn_train(s, train), self.stage_train(s, train))
         in_channels = info.out_channels
         block_id += 1

@@ -70,6 +70,11 @@ class Trunk(nn.Module):
     """The same for the trunk's own BNs past the first one, which partial BN freezes."""
     return self.stage_train(stage, train) and not self.partial_bn
 
+  def block_norm(self) -> dict[str, Any]:
+    """The NormBlock fields of the trunk's blocks: partial BN freezes their affines."""
+    return dict(bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
+                freeze_bn_affine=self.partial_bn, dtype=self.dtype)
+
   def stride(self, stage: int, index: int) -> int:
     return int(self.strides[stage - 1]) if index == 0 else 1
 
