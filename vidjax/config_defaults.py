@@ -42,7 +42,7 @@ def trainer_defaults() -> ml_collections.ConfigDict:
   c.grad_accum_steps = 1           # k > 1: k microbatches of batch_size / k per step
   c.remat = False                  # recompute backbone blocks in the backward pass
   # XLA compiler options of the jitted train step, per backend (vidjax/train/xla_options.py).
-  # On CPU, YNNPACK also takes the elementwise ops: the TSN-R50 train step 1.15x faster.
+  # On CPU, YNNPACK also takes the elementwise ops, which speeds up the train step.
   c.xla_options = ml_collections.ConfigDict(dict(
       cpu=dict(xla_cpu_experimental_ynn_fusion_type="dot,individual_convolution,reduce,eltwise"),
   ))
@@ -62,7 +62,7 @@ def trainer_defaults() -> ml_collections.ConfigDict:
       fusion="mean_softmax",       # mean_softmax | mean_logits | max_softmax
       # XLA compiler options of the jitted eval step (and the benchmark's inference), per
       # backend. On CPU, XLA's own fusions: the train step's elementwise-in-YNNPACK
-      # setting makes TSN-R50 inference ~1.15x slower (README, performance table).
+      # setting slows inference down (scripts/README.md).
       xla_options=ml_collections.ConfigDict(dict(cpu=ml_collections.ConfigDict())),
   ))
   return c

@@ -57,9 +57,8 @@ def main(argv: list[str]) -> None:
                jax.process_count())
   cores = sharding.host_cores()
   if jax.default_backend() == "cpu" and jax.device_count() == 1 and cores > 1:
-    logging.info("This CPU has %d cores: --config.cpu_devices=-1 runs one device per core "
-                 "(on a 2-core host: TSN-R50 train step 1.1x and inference 1.2x faster; "
-                 "README, performance).", cores)
+    logging.info("This CPU has %d cores: --config.cpu_devices=-1 runs one device per core, "
+                 "usually faster (scripts/README.md).", cores)
   try:
     if _MODE.value == "train":
       results = trainer.run(config, workdir)

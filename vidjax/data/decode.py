@@ -6,15 +6,13 @@ frame, and only wanted frames are converted to RGB; a frame folder reads only th
 files. Anything that makes a file unreadable (missing, empty, truncated, not a video or
 image) raises `DecodeError` naming the file; the pipelines skip such examples.
 
-JPEG reader (measured 2026-11, 340x256 q90 frame, 1 thread, 2-core VM, load ~2): OpenCV
-`imdecode` 0.45-0.47 ms, `tf.io.decode_jpeg` (eager) 0.60 ms, PIL 0.74-0.78 ms (0.62 ms
-with `draft`); simplejpeg is not installable here. "auto" uses OpenCV when installed
-(`pip install opencv-python-headless`, the `data` extra), else PIL.
+JPEG reader: "auto" uses OpenCV's `imdecode` when installed (`pip install
+opencv-python-headless`, the `data` extra), the fastest reader available, else PIL
+(scripts/bench_data.py compares them).
 
-Seeking (10 s 340x256 x264 videos, crf 23): a 32x2 dense clip decodes in 48 ms with a
-keyframe every 32 frames against 66 ms decoding from the start; with x264's default GOP
-of 250 frames seeking saves ~4%. TSN segments span the video, so they decode it whole
-(~60 ms), converting only the 8 sampled frames to RGB.
+Seeking pays off for dense clips in videos with frequent keyframes (see
+scripts/resize_videos.py); TSN segments span the video, so they decode it whole,
+converting only the sampled frames to RGB.
 """
 
 from __future__ import annotations

@@ -104,8 +104,8 @@ def splits_frames(global_batch_size: int, num_frames: int, mesh: Mesh) -> bool:
   It is when the devices of the batch axes do not divide the clips but do divide each
   clip's frames, on one process: e.g. one clip on a 2-core CPU run as 2 devices. Each
   device then runs its share of every clip's frames and XLA exchanges what crosses frames
-  (temporal modules, the consensus): TSN-R50 inference of one clip on 2 CPU devices runs
-  faster than on one device whose operations use both cores (README, performance).
+  (temporal modules, the consensus), which beats one device whose operations use every
+  core (figures: scripts/README.md).
   Training always splits clips: its BatchNorm recipes are per clip.
   """
   n = num_batch_shards(mesh)
@@ -289,9 +289,8 @@ def set_cpu_devices(n: int) -> int:
   per core this process may run on).
 
   With one device per core, the batch is split over the cores as over any mesh, and
-  each core runs its own copy of the step: on a 2-core host, TSN-R50 inference at batch
-  2 runs 1.13-1.20x faster than on one device whose operations use both cores (README,
-  performance). Must run before anything touches a device.
+  each core runs its own copy of the step, which beats one device whose operations use
+  every core (figures: scripts/README.md). Must run before anything touches a device.
 
   Returns:
     The number of CPU devices set, 0 when JAX's default is kept.
