@@ -29,8 +29,4 @@ from vidjax.recipes import gc
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  tokens = arg.split("_") if arg else []
-  cdiv = 16 if "r16" in tokens else 4
-  rest = "_".join(t for t in tokens if t != "r16")
-  return gc.build(rest, file="configs/ecal_l_tsn_r50.py", calibrators=("L",),
-                  cdiv=cdiv, shift=False)
+  return gc.build(arg, file=__file__, calibrators=("L",), model_parts=gc.CDIV_PARTS)

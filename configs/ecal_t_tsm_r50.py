@@ -27,9 +27,5 @@ from vidjax.recipes import gc
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  tokens = arg.split("_") if arg else []
-  cdiv = 16 if "r16" in tokens else 4
-  rest = "_".join(t for t in tokens if t != "r16")
-  return gc.build(rest, file="configs/ecal_t_tsm_r50.py", calibrators=("T",),
-                  cdiv=cdiv, shift=True,
-                  shift_fields=dict(n_div=8, place="blockres"))
+  return gc.build(arg, file=__file__, calibrators=("T",), shift=True,
+                  model_parts=gc.CDIV_PARTS)

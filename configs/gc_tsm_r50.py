@@ -33,6 +33,4 @@ from vidjax.recipes import gc
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  return gc.build(arg, file="configs/gc_tsm_r50.py",
-                  calibrators=("L", "T", "S", "G"), cdiv=4, shift=True,
-                  shift_fields=dict(n_div=8, place="blockres"))
+  return gc.build(arg, file=__file__, shift=True)

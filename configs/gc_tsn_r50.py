@@ -49,5 +49,4 @@ from vidjax.recipes import gc
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  return gc.build(arg, file="configs/gc_tsn_r50.py", calibrators=("L", "T", "S", "G"), cdiv=4,
-               shift=False)
+  return gc.build(arg, file=__file__)

@@ -31,23 +31,16 @@ Variants:
 
 import ml_collections
 
-from vidjax.recipes import tsm
-
-_PARTS = ("test1", "test30", "demo", "smoke")
-
-
+from vidjax import models
+from vidjax.recipes import tsm, variant
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  parts = tsm.parse_variant(arg, "tsm_mobilenetv2.py", _PARTS)
-  base = ",".join(sorted(parts)) if parts & {"demo", "smoke"} else ",".join(
-      ["dense"] + sorted(parts))
-  config = tsm.tsm_config(base, "tsm_mobilenetv2.py")
-  config.model.backbone = ml_collections.ConfigDict(dict(
-      name="mobilenet_v2", width_mult=1.0, frozen_stages=-1, partial_bn=False,
-      bn_eps=1e-5, bn_momentum=0.9))
-  if "smoke" in parts:
+  v = variant.parse(arg, __file__, test=("test1", "test30"), run=variant.RUNS)
+  config = tsm.build(v, dense=True)
+  config.model.backbone = models.default_config("backbone", "mobilenet_v2")
+  if v.run == "smoke":
     config.data.num_frames = 2
-  elif "demo" in parts:
+  elif v.run == "demo":
     config.optim.update(lr=3e-3, epochs=2.0)
   return config

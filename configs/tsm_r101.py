@@ -25,7 +25,5 @@ import ml_collections
 from vidjax.recipes import tsm
 
 
-
-
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  return tsm.tsm_config(arg, "tsm_r101.py", depth=101)
+  return tsm.tsm_config(arg, __file__, depth=101)

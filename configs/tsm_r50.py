@@ -66,4 +66,4 @@ from vidjax.recipes import tsm
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  return tsm.tsm_config(arg, "tsm_r50.py", depth=50)
+  return tsm.tsm_config(arg, __file__, depth=50)

@@ -23,16 +23,14 @@ Variants:
 import ml_collections
 
 from vidjax import config_defaults
-from vidjax.recipes import tsm
+from vidjax.recipes import tsm, variant
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  config = tsm.tsn_config(depth=50)
-  if arg == "demo":
+  v = variant.parse(arg, __file__, run=variant.RUNS)
+  config = tsm.tsn_config()
+  if v.run == "demo":
     config_defaults.use_demo(config)
-  elif arg == "smoke":
+  elif v.run == "smoke":
     config_defaults.use_smoke(config, num_frames=2, source_frames=4)
-  elif arg:
-    raise ValueError(f"configs/tsn_r50.py: unknown variant {arg!r}; expected '', 'demo' or "
-                     "'smoke'.")
   return config
