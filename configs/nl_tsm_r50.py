@@ -1,5 +1,11 @@
 r"""NL-TSM-ResNet-50: TSM-R50 with 5 non-local blocks, 8 dense frames, Kinetics-400.
 
+Parts: recognizer2d (vidjax/models/recognizers.py), backbone resnet
+(vidjax/models/backbones/resnet.py), head tsn (vidjax/models/heads/tsn.py), temporal shift
+(vidjax/models/temporal/shift.py), temporal non_local (vidjax/models/temporal/non_local.py).
+Recipe: `build` in vidjax/recipes/tsm.py (the dense Kinetics recipe); data set k400
+(vidjax/recipes/datasets.py); test protocols vidjax/recipes/protocols.py.
+
 Model (reference/tsm_gc.md 1.4): TSM-R50 ('blockres' shift in every block) plus TSM's
 NL3D ("embedded Gaussian", sub-sampled phi/g, BN after W, no scaling) on the output of
 layer2 blocks 0, 2 and layer3 blocks 0, 2, 4, over T x H x W of each clip. Recipe: the
