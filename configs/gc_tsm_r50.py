@@ -1,5 +1,11 @@
 r"""GC-TSM-ResNet-50 (Group Contextualization, CVPR 2022), 8 segments, Something-Something V1.
 
+Parts: recognizer2d (vidjax/models/recognizers.py), backbone resnet
+(vidjax/models/backbones/resnet.py), head tsn (vidjax/models/heads/tsn.py), temporal ecal
+(vidjax/models/temporal/gc.py), temporal shift (vidjax/models/temporal/shift.py). Recipe:
+vidjax/recipes/gc.py; data sets vidjax/recipes/datasets.py; test protocols
+vidjax/recipes/protocols.py.
+
 Architecture (reference/tsm_gc.md 2.4): GC-TSN (ECal-L/T/S/G after bn2 of every
 bottleneck, cdiv 4) plus TSM's temporal shift on the residual branch before conv1
 (`blockres`, 1/8 of the channels each way; `model.shift`). GC-TSM checkpoints have the
@@ -8,7 +14,7 @@ same keys as GC-TSN: the shift comes from this config, not from the file.
   python -m converters --source gc --config configs/gc_tsm_r50.py \
       --checkpoint TSM_M4_resnet50_..._ef4_....pth --output ~/ckpt/gc_tsm
   python -m vidjax.main --config configs/gc_tsm_r50.py --workdir /tmp/gc_tsm_sth1 \
-      --config.init_from=~/ckpt/imagenet_r50 --config.data.root=~/data/sthv1
+      --config.init_from=~/ckpt/imagenet_r50 --config.data.root=~/data/sthv1/frames
 
 Recipe: GC's scripts/train_tsm.sh, the same as configs/gc_tsn_r50.py (lr 0.01, batch 32,
 wd 1e-4, steps 20/40, 50 epochs, dropout 0.5, gd 20, npb, ef_lr5, flip with the
@@ -19,8 +25,8 @@ Expected (GC README, top-1): Sth-V1 8x1x2 51.1, 16x1x2 53.1; Sth-V2 8x1x2 63.0, 
 K400 16-frame weights (GC issue #2) convert with `:k400_16f` (and test with
 `:k400_16f_test` / `:k400_16f_test3`).
 
-Variants: as configs/gc_tsn_r50.py (tokens sthv2 | k400 | diving48, 16f, test | test3,
-joined by '_'; demo; smoke).
+Variants: as configs/gc_tsn_r50.py (data set sthv1 | sthv2 | k400 | diving48, 16f,
+test | test3, joined by ',' or '_'; demo; smoke).
 
 Note for ResNet-101 (not a config here): upstream GC-TSM shifts only the blocks that
 carry calibrators (layer3: even blocks), while TSM's rule shifts even blocks of every
@@ -33,6 +39,4 @@ from vidjax.recipes import gc
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  return gc.build(arg, file="configs/gc_tsm_r50.py",
-                  calibrators=("L", "T", "S", "G"), cdiv=4, shift=True,
-                  shift_fields=dict(n_div=8, place="blockres"))
+  return gc.build(arg, file=__file__, shift=True)

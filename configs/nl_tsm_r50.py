@@ -1,5 +1,11 @@
 r"""NL-TSM-ResNet-50: TSM-R50 with 5 non-local blocks, 8 dense frames, Kinetics-400.
 
+Parts: recognizer2d (vidjax/models/recognizers.py), backbone resnet
+(vidjax/models/backbones/resnet.py), head tsn (vidjax/models/heads/tsn.py), temporal shift
+(vidjax/models/temporal/shift.py), temporal non_local (vidjax/models/temporal/non_local.py).
+Recipe: `build` in vidjax/recipes/tsm.py (the dense Kinetics recipe); data set k400
+(vidjax/recipes/datasets.py); test protocols vidjax/recipes/protocols.py.
+
 Model (reference/tsm_gc.md 1.4): TSM-R50 ('blockres' shift in every block) plus TSM's
 NL3D ("embedded Gaussian", sub-sampled phi/g, BN after W, no scaling) on the output of
 layer2 blocks 0, 2 and layer3 blocks 0, 2, 4, over T x H x W of each clip. Recipe: the
@@ -28,25 +34,16 @@ Variants:
 import ml_collections
 
 from vidjax import config_defaults
-from vidjax.recipes import tsm
-
-_PARTS = ("test1", "test30", "demo", "smoke")
-
-
+from vidjax.recipes import tsm, variant
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  parts = tsm.parse_variant(arg, "nl_tsm_r50.py", _PARTS)
-  base = ",".join(sorted(parts)) if parts & {"demo", "smoke"} else ",".join(
-      ["dense"] + sorted(parts))
-  config = tsm.tsm_config(base, "nl_tsm_r50.py", depth=50)
-  config.model.non_local = ml_collections.ConfigDict(dict(
-      enabled=True, mode="embedded_gaussian",
-      positions=((0, 0, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 0, 0)),
-      reduction=2, sub_sample=True, use_scale=False, out_bias=True))
-  if "demo" in parts:
+  v = variant.parse(arg, __file__, test=("test1", "test30"), run=variant.RUNS)
+  config = tsm.build(v, dense=True)
+  config.model.non_local.enabled = True   # the non-local defaults are TSM's NL3D
+  if v.run == "demo":
     config.data = config_defaults.demo_data(image_size=64)
-  elif "smoke" in parts:
-    config.data.update(image_size=64)
+  elif v.run == "smoke":
+    config.data.image_size = 64
     config.model.non_local.positions = ((0, 0), (1, 0), (1, 0), (0, 0))
   return config

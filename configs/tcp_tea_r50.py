@@ -1,5 +1,10 @@
 r"""TCP TEA-Res2Net-50 (TCPNet, NeurIPS 2021), 8 segments, Kinetics-400.
 
+Parts: recognizer2d (vidjax/models/recognizers.py), backbone tea_res2net
+(vidjax/models/backbones/res2net_tea.py), head tcp (vidjax/models/heads/tcp.py). Recipe:
+vidjax/recipes/tcpnet.py (`ARCHS["tea_r50"]`); data sets vidjax/recipes/datasets.py; test
+protocols vidjax/recipes/protocols.py.
+
 Recipe (official script/K400/train_TEA_8f_R50.sh, reference/tcpnet.md 4.1-4.2): the TEA
 backbone (Res2Net-50 26w x 4s with motion excitation and learned temporal shifts, layer4
 stride 1, `model.backbone.name=tea_res2net`), the TCP head (dim 128, 8256-d covariance
@@ -18,7 +23,8 @@ Res2Net GCP model:
 Expected (README of the official repo, 1 centre clip / 30 views): 73.9 / 76.8 top-1.
 The released K400 model converts with the same command (either key layout).
 
-Variants (`configs/tcp_tea_r50.py:VARIANT`):
+Variants (`configs/tcp_tea_r50.py:VARIANT`), parts joined by ',' or '_' in any
+order (`16f_test30`); `k400` names the default data set:
   16f       16 segments (conv_1d kernel 9): lr 0.0025, steps 20 40, 50 epochs; 75.3 / 77.2.
   hmdb      HMDB51 fine-tuning from the K400 TCP model (`--config.init_from` = its
             converted variables; the fc is dropped): lr 0.001, steps 5 10, 15 epochs,

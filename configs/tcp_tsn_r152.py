@@ -1,5 +1,10 @@
 r"""TCP TSN pre-activation ResNet-152 (TCPNet, NeurIPS 2021), 8 segments, Kinetics-400.
 
+Parts: recognizer2d (vidjax/models/recognizers.py), backbone preact_resnet
+(vidjax/models/backbones/preact_resnet.py), head tcp (vidjax/models/heads/tcp.py). Recipe:
+vidjax/recipes/tcpnet.py (`ARCHS["tsn_r152"]`); data sets vidjax/recipes/datasets.py; test
+protocols vidjax/recipes/protocols.py.
+
 Recipe (official script/K400/train_TSN_8f_R152.sh, reference/tcpnet.md 2.2, 4.1-4.2): the
 MXNet-origin pre-activation ResNet-152 (`model.backbone.name=preact_resnet`: bn_data on
 raw 0..255 pixels, so `model.pixel_mean`/`pixel_std` are None; every BatchNorm eps
@@ -16,7 +21,8 @@ the ImageNet-11K/1K GCP model:
 
 Expected (README of the official repo, 1 centre clip / 30 views): 75.7 / 78.3 top-1.
 
-Variants (`configs/tcp_tsn_r152.py:VARIANT`):
+Variants (`configs/tcp_tsn_r152.py:VARIANT`), parts joined by ',' or '_' in any
+order (`16f_test30`); `k400` names the default data set:
   16f       16 segments (conv_1d kernel 9): lr 0.0002, batch 26; 77.2 / 79.3. The
             official 16f script passes --num_segments 8 by a copy-paste error.
   test30    the 30-view test: --mode eval --config.init_from=DIR (3 full-resolution

@@ -1,5 +1,10 @@
 r"""TCP TSN-ResNet-50 (TCPNet, NeurIPS 2021), 8 segments, Kinetics-400.
 
+Parts: recognizer2d (vidjax/models/recognizers.py), backbone resnet
+(vidjax/models/backbones/resnet.py), head tcp (vidjax/models/heads/tcp.py). Recipe:
+vidjax/recipes/tcpnet.py (`ARCHS["tsn_r50"]`); data sets vidjax/recipes/datasets.py; test
+protocols vidjax/recipes/protocols.py.
+
 Recipe (official script/K400/train_TSN_8f_R50.sh, reference/tcpnet.md 4.1-4.2): ResNet-50
 with layer4 stride 1, the TCP head (dim 128, 8256-d covariance vector), dropout 0.5, new
 fc; SGD momentum 0.9, lr 0.015 for batch 96, weight decay 1e-4, lr x0.1 at epochs 20 and
@@ -19,7 +24,8 @@ Expected (README of the official repo): 72.4 top-1 with 1 centre clip (the per-e
 eval here), 75.3 with the 30-view test. The released K400 model converts with the same
 command and `--checkpoint` pointing at it (either key layout).
 
-Variants (`configs/tcp_tsn_r50.py:VARIANT`):
+Variants (`configs/tcp_tsn_r50.py:VARIANT`), parts joined by ',' or '_' in any
+order (`16f_test30`); `k400` names the default data set:
   16f       16 segments (conv_1d kernel 9), lr 0.00375; 73.9 / 75.8. The official 16f
             script passes --num_segments 8 by a copy-paste error; the released model has
             T=16 (reference/tcpnet.md 4.2).
@@ -37,11 +43,8 @@ Variants (`configs/tcp_tsn_r50.py:VARIANT`):
   demo      the same architecture on the embedded demo data set (4 frames of 32x32, AdamW
             lr 2e-3 with TCPNet's x5 groups, two epochs, no dropout, CPU):
             python -m vidjax.main --config configs/tcp_tsn_r50.py:demo --workdir /tmp/tcp_demo
-            Measured 2026-11-21 (2-core CPU, load ~1-3): 3 min 16 s wall, eval/top1 62.2%,
-            72.3% on the four direction classes (configs/tsn_r50.py:demo: 40.6% and
-            26.2%; TSN cannot exceed 50% there). layer4 at stride 1 leaves 2x2 maps at 32
-            px, which layers.Conv2d computes as one patch matmul (XLA:CPU's convolution
-            is ~70x slower on such maps).
+            expected: above 50% on the four direction classes, where TSN
+            (configs/tsn_r50.py:demo) cannot exceed 50% (README, demo table).
   smoke     the tiniest member of the family for tests: ResNet-18 (512-channel features),
             TCP head 64 -> 32 channels (528 features), 4 frames of 32x32.
 """

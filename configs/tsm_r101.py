@@ -1,5 +1,10 @@
 r"""TSM-ResNet-101, 8 segments: the TSM recipe of configs/tsm_r50.py on ResNet-101.
 
+Parts: recognizer2d (vidjax/models/recognizers.py), backbone resnet
+(vidjax/models/backbones/resnet.py) at depth 101, head tsn (vidjax/models/heads/tsn.py),
+temporal shift (vidjax/models/temporal/shift.py). Recipe: vidjax/recipes/tsm.py; data
+sets vidjax/recipes/datasets.py; test protocols vidjax/recipes/protocols.py.
+
 The shift sits on the residual branch of blocks 0, 2, 4, ... of every stage (upstream's
 n_round = 2 once layer3 has >= 23 blocks; `model.shift.n_round=0` picks it). Released:
 Something-Something V1 and V2, 8 frames (reference/tsm_gc.md 1.9):
@@ -25,7 +30,5 @@ import ml_collections
 from vidjax.recipes import tsm
 
 
-
-
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  return tsm.tsm_config(arg, "tsm_r101.py", depth=101)
+  return tsm.tsm_config(arg, __file__, depth=101)

@@ -1,5 +1,10 @@
 r"""TSM-ResNet-50 (Lin et al., ICCV 2019), 8 segments, Kinetics-400: the TSM code base's recipe.
 
+Parts: recognizer2d (vidjax/models/recognizers.py), backbone resnet
+(vidjax/models/backbones/resnet.py), head tsn (vidjax/models/heads/tsn.py), temporal shift
+(vidjax/models/temporal/shift.py). Recipe: vidjax/recipes/tsm.py (`RECIPES`: one row per
+data set); data sets vidjax/recipes/datasets.py; test protocols vidjax/recipes/protocols.py.
+
 Model: TSN-ResNet-50 with the temporal shift on the residual branch of every block
 (shift_div 8, 'blockres'), dropout 0.5, new fc, average consensus; ImageNet mean/std.
 Recipe (reference/tsm_gc.md 1.9): SGD momentum 0.9, lr 0.02 for batch 128, weight decay
@@ -22,7 +27,7 @@ Released checkpoints convert with the matching variant, e.g.
 Expected top-1 (TSM README): 71.2 (8f, 1 clip, 1 crop).
 
 Variants: parts joined by commas or underscores, e.g. `configs/tsm_r50.py:sthv2_16f_test2x3`.
-  data set (one): (none) Kinetics-400.
+  data set (one): (none or k400) Kinetics-400.
             sthv1   Something-Something V1 (174 classes, frame folders): lr 0.01 for
                     batch 64, weight decay 5e-4 (the README command omits --wd; the paper
                     says 1e-4), steps 20/40, 50 epochs (released files say e45), no flip
@@ -33,8 +38,8 @@ Variants: parts joined by commas or underscores, e.g. `configs/tsm_r50.py:sthv2_
             jester  Jester (27 classes, frame folders, no flip): the Something recipe (an
                     assumption: upstream publishes no Jester command).
             hmdb51  as ucf101 with 51 classes (an assumption: the README gives UCF101's).
-            diving48  48 classes, 16 frames, the Something recipe with flip (GC's reading;
-                    no TSM recipe upstream).
+            diving48  48 classes, 16 frames, the Something lr with flip (GC's reading; no
+                    TSM recipe upstream).
             ucf101  fine-tuning from a Kinetics TSM (`--config.init_from`; the 400-way fc
                     is dropped): lr 0.001, steps 10/20, 25 epochs, batch 64, dropout 0.8,
                     partial BN; no accuracy is given upstream.
@@ -54,9 +59,9 @@ Variants: parts joined by commas or underscores, e.g. `configs/tsm_r50.py:sthv2_
   demo      the same architecture on the embedded demo data set (CPU, a few minutes):
               python -m vidjax.main --config configs/tsm_r50.py:demo --workdir /tmp/tsm_demo
             4 frames of 32x32, AdamW from scratch, one epoch. The shift lets frames
-            exchange information, so the direction classes become learnable (TSN cannot).
-            Measured 2026-11-21 (2-core CPU shared, load ~6): 4.8 min wall, eval/top1
-            65.9% (chance 16.7%; configs/tsn_r50.py:demo, the same net without shift: 40.6%).
+            exchange information, so the direction classes become learnable: expected
+            well above configs/tsn_r50.py:demo, the same net without shift (README, demo
+            table).
   smoke     the tiniest member for tests: ResNet-18 + shift, 4 frames of 32x32.
 """
 
@@ -66,4 +71,4 @@ from vidjax.recipes import tsm
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  return tsm.tsm_config(arg, "tsm_r50.py", depth=50)
+  return tsm.tsm_config(arg, __file__, depth=50)

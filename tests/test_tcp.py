@@ -488,7 +488,7 @@ def test_every_tcpnet_config_variant_builds(name, num_params, lr_x, clip):
       assert config.optim.clip_grad_norm == clip
       assert config.optim.param_groups[0]["lr_mult"] == lr_x
       assert (config.model.pixel_mean is None) == (arch == "tsn_r152")
-  with pytest.raises(ValueError, match="unknown variant 'x'.*'16f'"):
+  with pytest.raises(ValueError, match=f"configs/{name}.py: unknown variant part 'x'.*16f"):
     load_config(name, "x")
 
 

@@ -187,13 +187,13 @@ def test_main_unknown_config_field_is_named(tmp_path):
                "--config.optim.lrr=0.1")
   assert proc.returncode == 2
   assert "unknown config field config.optim.lrr" in proc.stderr
-  assert "config.optim has the fields: clip_grad_norm, epochs, lr," in proc.stderr
+  assert "config.optim has the fields: betas, clip_grad_norm, epochs, eps, lr," in proc.stderr
   proc = _main("--config", "configs/tsn_r50.py:smoke", "--workdir", str(tmp_path),
                "--config.model.name=tsm_typo")
   assert proc.returncode == 2
-  assert "model.name='tsm_typo'; known models: " in proc.stderr and "tsn" in proc.stderr
+  assert "model.name='tsm_typo'; known recognizers: recognizer2d" in proc.stderr
   proc = _main("--config", "configs/tsn_r50.py:tiny", "--workdir", str(tmp_path))
-  assert proc.returncode != 0 and "unknown variant 'tiny'" in proc.stderr
+  assert proc.returncode != 0 and "configs/tsn_r50.py: unknown variant part 'tiny'" in proc.stderr
 
 
 def test_frozen_parameters_get_no_update_not_even_weight_decay():

@@ -33,8 +33,9 @@ class _QuietLibraries(std_logging.Filter):
 
 
 def main(argv: list[str]) -> None:
-  # Imported once the flags parse: a typo in a config field is reported in a second,
-  # without waiting for JAX and TensorFlow (clu's summary writer) to load.
+  # Imported once the flags parse: a typo in a config field is reported without waiting
+  # for TensorFlow (clu's summary writer) and the data pipeline to load. (The configs
+  # import JAX already: they start from the model registry's defaults.)
   # pylint: disable=import-outside-toplevel
   import jax
   from vidjax.data import pipeline

@@ -2,39 +2,34 @@
 
 `configs/tcp_tsn_r50.py`, `configs/tcp_tea_r50.py` and `configs/tcp_tsn_r152.py` are
 `tcpnet_config(ARCH, variant)`; their docstrings give the commands and the expected
-accuracies. Variants: '' (K400, 8 frames), '16f', 'minik200' and 'hmdb' (where upstream
-has them), 'test30' / 'test30_16f' (the 30-view test), 'demo' and 'smoke'.
+accuracies. Variant parts (vidjax/recipes/variant.py): data set `k400` (the default),
+`minik200` and `hmdb` where upstream has them; `16f`; `test30` (protocol `tcp_test30`);
+`demo`, `smoke`.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from vidjax import config_defaults
+from vidjax import config_defaults, models
+from vidjax.recipes import datasets, protocols, set_fields, variant
+from vidjax.train import optim
 
-_IMAGENET_MEAN = (123.675, 116.28, 103.53)   # 0..255 units
-_IMAGENET_STD = (58.395, 57.12, 57.375)
-
-# arch -> backbone config, pixel normalisation, gradient clipping, lr multiplier of the
-# new layers (lr_x_factor), the ImageNet GCP checkpoint the K400 scripts start from.
+# arch -> backbone (registry name), its changes to the registry's model defaults,
+# gradient clipping, lr multiplier of the new layers (lr_x_factor), the ImageNet GCP
+# checkpoint the K400 scripts start from, the smoke variant's depth.
 ARCHS = {
-    "tsn_r50": dict(
-        backbone=dict(name="resnet", depth=50, strides=(1, 2, 2, 1), frozen_stages=-1, remat=False,
-                      norm_eval=False, partial_bn=False, bn_eps=1e-5, bn_momentum=0.9),
-        pixel_mean=_IMAGENET_MEAN, pixel_std=_IMAGENET_STD, clip_grad_norm=20.0,
-        lr_x=5.0, gcp_init="ImgeNet1K_GCP_R50.pth.tar"),
-    "tea_r50": dict(
-        backbone=dict(name="tea_res2net", depth=50, strides=(1, 2, 2, 1), frozen_stages=-1,
-                      norm_eval=False, partial_bn=False, bn_eps=1e-5, bn_momentum=0.9),
-        pixel_mean=_IMAGENET_MEAN, pixel_std=_IMAGENET_STD, clip_grad_norm=20.0,
-        lr_x=10.0, gcp_init="ImageNet1K_Res2Net50_GCP_R50.pth.tar"),
-    # MXNet origin: raw 0..255 pixels (bn_data normalises), BatchNorm eps 2e-5.
-    "tsn_r152": dict(
-        backbone=dict(name="preact_resnet", depth=152, strides=(1, 2, 2, 1),
-                      frozen_stages=-1, norm_eval=False, partial_bn=False, bn_eps=2e-5,
-                      bn_momentum=0.9),
-        pixel_mean=None, pixel_std=None, clip_grad_norm=60.0,
-        lr_x=50.0, gcp_init="ImgeNet11K_1K_preact_R152_GCP.pth.tar"),
+    # layer4 at stride 1 (the registry's ResNet: stride 2).
+    "tsn_r50": dict(backbone="resnet", model={"backbone.strides": (1, 2, 2, 1)},
+                    clip_grad_norm=20.0, lr_x=5.0, gcp_init="ImgeNet1K_GCP_R50.pth.tar",
+                    smoke_depth=18),
+    "tea_r50": dict(backbone="tea_res2net", model={}, clip_grad_norm=20.0, lr_x=10.0,
+                    gcp_init="ImageNet1K_Res2Net50_GCP_R50.pth.tar", smoke_depth=50),
+    # MXNet origin: raw 0..255 pixels (bn_data normalises); the registry's preact_resnet
+    # is this one (depth 152, layer4 stride 1, BatchNorm eps 2e-5).
+    "tsn_r152": dict(backbone="preact_resnet", model={"pixel_mean": None, "pixel_std": None},
+                     clip_grad_norm=60.0, lr_x=50.0,
+                     gcp_init="ImgeNet11K_1K_preact_R152_GCP.pth.tar", smoke_depth=50),
 }
 
 # (arch, frames) -> the K400 script's lr, lr_steps, epochs, batch (reference/tcpnet.md
@@ -55,8 +50,10 @@ HMDB = {
     "tea_r50": (0.001, (5, 10), 15, 32, 0.5, 5e-4),   # wd: opts.py's default
 }
 
-# Mini-Kinetics-200: the K400 8f recipe with steps 20 30 and 40 epochs.
+# Mini-Kinetics-200 (upstream: TSN-R50 only): the K400 8f recipe with steps 20 30 and
+# 40 epochs.
 MINIK200 = ("tsn_r50",)
+MINIK200_RECIPE = {"optim.lr_steps": (20, 30), "optim.epochs": 40.0}
 
 # Biases and BatchNorm affines are not decayed, except TSA's BatchNorm (in att_norm).
 NO_DECAY = (r"^(?!head/att/tsa/norm/).*(bias|scale)$",)
@@ -78,8 +75,13 @@ def param_groups(lr_x: float, norm_decay: float = 1.0) -> tuple:
   )
 
 
+# TCP's data set parts -> data sets (vidjax/recipes/datasets.py).
+DATA_PARTS = {"k400": "k400", "minik200": "minik200", "hmdb": "hmdb51"}
+
+
 def variants(arch: str) -> tuple[str, ...]:
-  """The variants `tcpnet_config(arch, ...)` accepts."""
+  """The documented variants of `tcpnet_config(arch, ...)` (the grammar also takes
+  combinations such as 'hmdb_test30')."""
   names = ["", "16f"]
   if arch in MINIK200:
     names.append("minik200")
@@ -92,68 +94,46 @@ def tcpnet_config(arch: str, arg: str = "") -> ml_collections.ConfigDict:
   """The full config of TCP with backbone `arch` ('tsn_r50' | 'tea_r50' | 'tsn_r152')."""
   if arch not in ARCHS:
     raise ValueError(f"unknown TCPNet arch {arch!r}; known: {', '.join(ARCHS)}")
-  if arg not in variants(arch):
-    raise ValueError(f"configs/tcp_{arch}.py: unknown variant {arg!r}; expected one of "
-                     f"{', '.join(repr(v) for v in variants(arch))}.")
+  data_parts = ["k400"] + (["minik200"] if arch in MINIK200 else []) + (
+      ["hmdb"] if arch in HMDB else [])
+  v = variant.parse(arg, f"tcp_{arch}.py", dataset=tuple(data_parts), frames=("16f",),
+                    test=("test30",), run=variant.RUNS)
+  dataset = DATA_PARTS[v.dataset or "k400"]
+  frames = v.num_frames(8)
+  if dataset != "k400" and frames != 8:
+    raise v.error(f"upstream's {v.dataset!r} recipe has 8 frames only.")
   spec = ARCHS[arch]
-  frames = 16 if arg in ("16f", "test30_16f") else 8
   lr, lr_steps, epochs, batch = K400[(arch, frames)]
 
   config = config_defaults.trainer_defaults()
-  config.data = config_defaults.data_config(num_frames=frames, image_size=224)
-  config.model = ml_collections.ConfigDict(dict(
-      name="recognizer2d",
-      num_classes=400,
-      pixel_mean=spec["pixel_mean"],
-      pixel_std=spec["pixel_std"],
-      dtype="float32",
-      backbone=ml_collections.ConfigDict(spec["backbone"]),
-      head=ml_collections.ConfigDict(dict(
-          name="tcp", num_segments=frames, dropout_rate=0.5, fc_init_std=0.001,
-          dim_reduce=256, dim=128, use_tsa=True, use_tca=True, use_conv1d=True,
-          sqrt_iters=3)),
-  ))
+  config.data = config_defaults.data_config(num_frames=frames)
+  config.model = models.default_config("recognizer", "recognizer2d")
+  config.model.backbone = models.default_config("backbone", spec["backbone"])
+  config.model.head = models.default_config("head", "tcp")
+  set_fields(config.model, spec["model"])
+  datasets.apply(config, dataset)
   config.batch_size = batch
-  config.optim = ml_collections.ConfigDict(dict(
-      name="sgd", lr=lr, momentum=0.9, nesterov=False, weight_decay=1e-4,
-      epochs=float(epochs), schedule="step", lr_steps=lr_steps, lr_decay=0.1,
-      warmup_epochs=0.0, warmup_start_factor=0.0, min_lr=0.0,
-      clip_grad_norm=spec["clip_grad_norm"],
-      param_groups=param_groups(spec["lr_x"]),
-      no_decay=NO_DECAY,
-  ))
+  config.optim = optim.default_config()
+  config.optim.update(lr=lr, lr_steps=lr_steps, epochs=float(epochs),
+                      clip_grad_norm=spec["clip_grad_norm"],
+                      param_groups=param_groups(spec["lr_x"]), no_decay=NO_DECAY)
   config.eval.batch_size = 32
 
-  if arg == "minik200":
-    config.data.update(name="minikinetics200", root="~/data/minikinetics200",
-                       train_list="~/data/minikinetics200/train_list_videos.txt",
-                       eval_list="~/data/minikinetics200/val_list_videos.txt",
-                       num_classes=200)
-    config.model.num_classes = 200
-    config.optim.update(lr_steps=(20, 30), epochs=40.0)
-  elif arg == "hmdb":
+  if dataset == "minik200":
+    set_fields(config, MINIK200_RECIPE)
+  elif dataset == "hmdb51":
     lr, lr_steps, epochs, batch, dropout, wd = HMDB[arch]
-    config.data.update(name="hmdb51", root="~/data/hmdb51",
-                       train_list="~/data/hmdb51/hmdb51_train_split_1_videos.txt",
-                       eval_list="~/data/hmdb51/hmdb51_val_split_1_videos.txt",
-                       num_classes=51)
-    config.model.num_classes = 51
     config.model.head.dropout_rate = dropout
     config.model.backbone.partial_bn = True
     config.batch_size = batch
     config.optim.update(lr=lr, lr_steps=lr_steps, epochs=float(epochs), weight_decay=wd)
     config.optim.param_groups = param_groups(spec["lr_x"], norm_decay=0.0)
-  elif arg in ("test30", "test30_16f"):
-    config.data.update(image_size=256, test_scale=256, test_clips=10,
-                       test_sampling="ten_clips", test_crop="full_res_three")
-    config.eval.num_views = 30   # data.test_clips x 3 crops
-    config.eval.fusion = "max_softmax"
-    config.eval.batch_size = 2   # videos of 30 views each (upstream --batch_size 2)
-  elif arg == "demo":
+  if v.test:
+    protocols.apply(config, "tcp_test30")
+  if v.run == "demo":
     _demo(config)
-  elif arg == "smoke":
-    config_defaults.use_smoke(config, epochs=1.0,
-                              depth={"tsn_r50": 18, "tea_r50": 50, "tsn_r152": 50}[arch])
+  elif v.run == "smoke":
+    config_defaults.use_smoke(config, epochs=1.0, depth=spec["smoke_depth"])
     config.model.head.update(dim_reduce=64, dim=32)
 
   # The model's T follows the data's (conv_1d's kernel is T//2+1), also under overrides

@@ -1,0 +1,71 @@
+"""The variant grammar of every config: `configs/NAME.py:VARIANT`.
+
+A variant is parts joined by ',' or '_' in any order (`sthv2_16f_test2x3` is
+`sthv2,16f,test2x3`). Each part has a kind, and a config takes at most one part of each
+kind; `demo` and `smoke` (kind run) take no other part but a model variant (`r16_demo`).
+Each config declares the parts it accepts; anything else is one error that names the
+config file, the bad part and the accepted parts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+# kind -> how errors name it.
+KINDS = {"dataset": "data set", "frames": "frames", "sampling": "sampling",
+         "test": "test protocol", "model": "model variant", "run": "run"}
+RUNS = ("demo", "smoke")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """A parsed variant: the part of each kind, "" where the variant names none."""
+  file: str
+  arg: str
+  dataset: str = ""
+  frames: str = ""
+  sampling: str = ""
+  test: str = ""
+  model: str = ""
+  run: str = ""
+
+  def num_frames(self, default: int) -> int:
+    """`16f` -> 16; `default` when no frames part is named."""
+    return int(self.frames[:-1]) if self.frames else default
+
+  def error(self, why: str) -> ValueError:
+    return ValueError(f"{self.file}: variant {self.arg!r}: {why}")
+
+
+def config_file(path: str) -> str:
+  """A config's `__file__` -> 'configs/NAME.py', as errors name it."""
+  return f"configs/{os.path.basename(path)}"
+
+
+def parse(arg: str, file: str, **accepts: tuple[str, ...]) -> Variant:
+  """Parses `arg` for config `file` (its `__file__`), which accepts the parts `accepts`
+  gives per kind (keys of KINDS, e.g. `dataset=("sthv1", "sthv2"), run=RUNS`)."""
+  file = config_file(file)
+  accepts = {kind: parts for kind, parts in accepts.items() if parts}
+  kind_of = {part: kind for kind, parts in accepts.items() for part in parts}
+  chosen: dict[str, str] = {}
+  for part in (p.strip() for p in re.split(r"[,_]", arg or "")):
+    if not part:
+      continue
+    if part not in kind_of:
+      listed = "; ".join(f"{KINDS[k]}: {' | '.join(parts)}" for k, parts in accepts.items())
+      raise ValueError(f"{file}: unknown variant part {part!r} in {arg!r}; accepted parts "
+                       f"(joined by ',' or '_', at most one of each kind): {listed}.")
+    kind = kind_of[part]
+    if chosen.get(kind) == part:
+      raise ValueError(f"{file}: variant {arg!r} names {part!r} twice.")
+    if kind in chosen:
+      raise ValueError(f"{file}: variant {arg!r} names more than one {KINDS[kind]}: "
+                       f"{chosen[kind]!r} and {part!r}.")
+    chosen[kind] = part
+  if "run" in chosen and set(chosen) - {"run", "model"}:
+    raise ValueError(f"{file}: variant {arg!r}: {chosen['run']!r} takes no data set, "
+                     "frames, sampling or test part (only a model variant).")
+  return Variant(file, arg, **chosen)
