@@ -11,6 +11,7 @@ import pytest
 
 from conftest import ROOT, load_config, subprocess_env
 from vidjax.checkpoint import load_variables
+from vidjax.train import checkpoint as ckpt_lib
 from vidjax.train import trainer, writers
 
 
@@ -80,14 +81,14 @@ def test_init_from_drops_classifier_of_other_class_count(full_run, tmp_path):
   with pytest.raises(trainer.TrainingError, match="does not fit the model"):
     trainer.run(config, str(tmp_path / "b"))
   # Same classes: every variable is taken, so step 0 eval equals the source's.
-  params, stats = trainer.merge_init_from(source["params"], source["batch_stats"], source,
-                                          r"(^|/)fc/", "x")
+  params, stats = ckpt_lib.merge_init_from(source["params"], source["batch_stats"], source,
+                                           r"(^|/)fc/", "x")
   _assert_trees_equal(params, source["params"])
   # Another class count: the classifier keeps its initialisation, the rest is taken.
   other = jax.tree_util.tree_map_with_path(
       lambda p, x: np.zeros((x.shape[0], 3) if x.ndim == 2 else (3,), x.dtype)
       if "fc" in jax.tree_util.keystr(p) else x, source["params"])
-  merged, _ = trainer.merge_init_from(other, source["batch_stats"], source, r"fc", "x")
+  merged, _ = ckpt_lib.merge_init_from(other, source["batch_stats"], source, r"fc", "x")
   _assert_trees_equal(merged["head"], other["head"])  # kept its own initialisation
   _assert_trees_equal(merged["backbone"], source["params"]["backbone"])  # taken
 
@@ -160,13 +161,13 @@ def test_refuses_workdir_of_another_config(full_run, tmp_path):
 
 def test_resume_ignores_speed_only_data_fields(tmp_path):
   """Reader speed settings may change on resume; what the data are may not."""
-  trainer.check_workdir_config(_smoke(), str(tmp_path), has_checkpoint=False)
+  ckpt_lib.check_workdir_config(_smoke(), str(tmp_path), has_checkpoint=False)
   faster = _smoke(**{"data.decode_threads": 4, "data.seek": False,
                      "data.jpeg_backend": "pil", "data.num_workers": 3})
-  trainer.check_workdir_config(faster, str(tmp_path), has_checkpoint=True)
+  ckpt_lib.check_workdir_config(faster, str(tmp_path), has_checkpoint=True)
   with pytest.raises(trainer.TrainingError, match=r"data\.num_frames: workdir has 2"):
-    trainer.check_workdir_config(_smoke(**{"data.num_frames": 4}), str(tmp_path),
-                                 has_checkpoint=True)
+    ckpt_lib.check_workdir_config(_smoke(**{"data.num_frames": 4}), str(tmp_path),
+                                  has_checkpoint=True)
 
 
 def _main(*args, timeout=300):

@@ -9,9 +9,7 @@ logging, evaluation and checkpoints. `evaluate_only` evaluates a checkpoint.
 from __future__ import annotations
 
 import functools
-import json
 import os
-import re
 import time
 from typing import Any, Optional
 
@@ -29,61 +27,8 @@ from vidjax.data import pipeline
 from vidjax.train import checkpoint as ckpt_lib
 from vidjax.train import mix, optim, sharding, steps, writers, xla_options
 
-CONFIG_FILE = "config.json"
-
-
-class TrainingError(RuntimeError):
-  """Training cannot go on (non-finite loss, a workdir of another config, ...)."""
-
-
-# ---------------------------------------------------------------------------- config
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-  if isinstance(d, dict):
-    out = {}
-    for k, v in d.items():
-      out.update(_flatten(v, f"{prefix}{k}."))
-    return out
-  return {prefix[:-1]: d}
-
-
-# Fields that define the checkpoint and the data order; resuming with others is refused,
-# since the saved state or iterator position would mean something else. The schedule
-# (optim.*), run length, intervals, eval and loader-speed settings may change on resume.
-_IDENTITY_FIELDS = ("model.", "data.", "seed", "batch_size")
-_FREE_DATA_FIELDS = ("data.num_workers", "data.num_threads", "data.prefetch", "data.root",
-                     "data.train_list", "data.eval_list", "data.eval_examples",
-                     "data.decode_threads", "data.seek", "data.jpeg_backend")
-
-
-def check_workdir_config(config: ml_collections.ConfigDict, workdir: str,
-                         has_checkpoint: bool) -> None:
-  """Refuses to resume a checkpoint made by another config; records the config.
-
-  Without a checkpoint there is nothing to resume, so a failed or stopped-early run never
-  blocks its workdir.
-  """
-  path = os.path.join(workdir, CONFIG_FILE)
-  current = json.loads(config.to_json_best_effort())
-  if has_checkpoint and os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f)
-    old, new = _flatten(previous), _flatten(current)
-    diffs = sorted(k for k in set(old) | set(new)
-                   if k.startswith(_IDENTITY_FIELDS) and not k.startswith(_FREE_DATA_FIELDS)
-                   and old.get(k) != new.get(k))
-    if diffs:
-      lines = "\n".join(f"  {k}: workdir has {old.get(k)!r}, config has {new.get(k)!r}"
-                        for k in diffs)
-      raise TrainingError(
-          f"Refusing to resume: workdir {workdir} was made by another config "
-          f"({path}); these fields differ:\n{lines}\nUse a new --workdir, or the "
-          "config of that run.")
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(current, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+# Raised by the loop and by checkpoint.py's resume checks; main reports it without a traceback.
+TrainingError = ckpt_lib.TrainingError
 
 
 # ---------------------------------------------------------------------------- state
@@ -126,43 +71,6 @@ def create_train_state(config: ml_collections.ConfigDict, model: Any, tx: Any, m
   create = jax.jit(init, out_shardings=shardings, compiler_options=None if traced else
                    xla_options.compiler_options(_INIT_XLA_OPTIONS))
   return create(rng), shardings
-
-
-def merge_init_from(params: Any, batch_stats: Any, loaded: dict, drop_regex: str,
-                    source: str) -> tuple[Any, Any]:
-  """Takes every variable from `loaded`; tensors whose path matches `drop_regex` and
-  whose shape differs (the classifier of another class count) keep their init.
-
-  Raises an error listing every missing, unexpected or mismatched variable otherwise.
-  """
-  ours = {"params": params, "batch_stats": batch_stats}
-  flat_ours = flax.traverse_util.flatten_dict(ours, sep="/")
-  flat_loaded = flax.traverse_util.flatten_dict(
-      {k: loaded.get(k, {}) for k in ("params", "batch_stats")}, sep="/")
-  problems, dropped, merged = [], [], {}
-  for key, value in flat_ours.items():
-    if key not in flat_loaded:
-      problems.append(f"missing in checkpoint: {key} {tuple(value.shape)}")
-      continue
-    new = flat_loaded[key]
-    if tuple(new.shape) != tuple(value.shape):
-      if re.search(drop_regex, key):
-        dropped.append(key)
-        merged[key] = value
-        continue
-      problems.append(f"shape mismatch: {key}: model {tuple(value.shape)}, "
-                      f"checkpoint {tuple(new.shape)}")
-      continue
-    # Host numpy, so the caller can place it on any mesh (multi-host included).
-    merged[key] = np.asarray(new, value.dtype)
-  problems += [f"unexpected in checkpoint: {k}" for k in flat_loaded if k not in flat_ours]
-  if problems:
-    raise TrainingError(f"init_from={source}: the checkpoint does not fit the model:\n  "
-                        + "\n  ".join(problems))
-  if dropped:
-    logging.info("init_from: kept the initialisation of %s (class count differs).", dropped)
-  tree = flax.traverse_util.unflatten_dict(merged, sep="/")
-  return tree.get("params", {}), tree.get("batch_stats", {})
 
 
 def build_tx(config: ml_collections.ConfigDict, params: Any, steps_per_epoch: int):
@@ -301,7 +209,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   state, shardings = create_train_state(config, model, tx, mesh, init_rng)
 
   checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
-  check_workdir_config(config, workdir, has_checkpoint=checkpointer.latest_step() is not None)
+  ckpt_lib.check_workdir_config(config, workdir,
+                                has_checkpoint=checkpointer.latest_step() is not None)
   train_iter = pipeline.train_iterator(config.data, config.batch_size, seed=config.seed)
   latest = checkpointer.latest_step()
   if latest is not None:
@@ -310,8 +219,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     logging.info("Resumed from %s at step %d.", checkpointer.directory, latest)
   elif config.init_from:
     loaded = ckpt_lib.load_variables(config.init_from)
-    params, batch_stats = merge_init_from(state.params, state.batch_stats, loaded,
-                                          config.init_from_drop, config.init_from)
+    params, batch_stats = ckpt_lib.merge_init_from(state.params, state.batch_stats, loaded,
+                                                   config.init_from_drop, config.init_from)
     params = sharding.put(params, shardings.params)
     state = state.replace(
         params=params, batch_stats=sharding.put(batch_stats, shardings.batch_stats),
@@ -327,7 +236,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         state.params, include_stats=jax.process_count() == 1), num_params)
     logging.info("Parameter groups:\n%s", optim.param_group_table(state.params, config.optim))
     writer.write_scalars(0, {"num_params": num_params, "steps_per_epoch": steps_per_epoch})
-  writer.write_hparams({k: v for k, v in _flatten(json.loads(config.to_json_best_effort())).items()
+  writer.write_hparams({k: v for k, v in ckpt_lib.flat_config(config).items()
                         if isinstance(v, (int, float, str, bool))})
 
   train_fn = make_train_fn(config, model, tx, schedule, mesh, shardings)
@@ -392,8 +301,9 @@ def evaluate_only(config: ml_collections.ConfigDict, workdir: str,
   variables = ckpt_lib.load_variables(source)
   template = jax.eval_shape(lambda r: model.init(
       r, jnp.zeros(_clip_shape(config), jnp.uint8), train=False), jax.random.key(0))
-  params, batch_stats = merge_init_from(template["params"], template.get("batch_stats", {}),
-                                        variables, r"$^", source)
+  params, batch_stats = ckpt_lib.merge_init_from(template["params"],
+                                                 template.get("batch_stats", {}), variables,
+                                                 r"$^", source)
   host_state = steps.TrainState(step=np.zeros((), np.int32), params=params,
                                 batch_stats=batch_stats, opt_state=())
   state = sharding.put(host_state, state_shardings(config, host_state, mesh))
