@@ -261,7 +261,7 @@ def main(argv=None) -> dict:
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from vidjax import models  # pylint: disable=import-outside-toplevel
-  from vidjax.train import sharding, trainer, xla_options  # pylint: disable=import-outside-toplevel
+  from vidjax.train import optim, sharding, trainer, xla_options  # pylint: disable=import-outside-toplevel
 
   config = load_config(args.config, args.set)
   if args.cpu_devices:
@@ -358,7 +358,9 @@ def main(argv=None) -> dict:
   # Train step: the trainer's state creation and jitted step on all devices.
   if "train" in modes:
     abstract = jax.eval_shape(lambda r: model.init(r, clips[:1]), jax.random.key(0))
-    tx, schedule = trainer.build_tx(config, abstract["params"], steps_per_epoch=100)
+    tx, schedule = optim.build_optimizer(
+        config.optim, abstract["params"], steps_per_epoch=100,
+        frozen=models.frozen_param_mask(config.model, abstract["params"]))
     state, shardings = trainer.create_train_state(config, model, tx, mesh, jax.random.key(0))
     state = state.replace(params=sharding.put(jax.tree.map(np.asarray, variables["params"]),
                                               shardings.params))

@@ -201,12 +201,14 @@ def test_frozen_parameters_get_no_update_not_even_weight_decay():
   config = _smoke(**{"model.backbone.frozen_stages": 1, "model.backbone.partial_bn": True,
                      "optim.weight_decay": 0.1})
   from vidjax import models
+  from vidjax.train import optim
   model = models.build_model(config.model)
   shapes = jax.eval_shape(lambda r: model.init(r, np.zeros((1, 2, 32, 32, 3), np.uint8)),
                           jax.random.key(0))["params"]
   params = jax.tree.map(lambda s: np.ones(s.shape, s.dtype), shapes)
   grads = jax.tree.map(lambda s: np.full(s.shape, 0.5, s.dtype), shapes)
-  tx, _ = trainer.build_tx(config, params, steps_per_epoch=4)
+  tx, _ = optim.build_optimizer(config.optim, params, steps_per_epoch=4,
+                                frozen=models.frozen_param_mask(config.model, params))
   updates, _ = tx.update(grads, tx.init(params), params)
   flat = {jax.tree_util.keystr(k): np.abs(np.asarray(v)).max()
           for k, v in jax.tree_util.tree_leaves_with_path(updates)}

@@ -47,7 +47,7 @@ def test_default_cpu_options_hand_elementwise_ops_to_ynnpack_in_training_only():
 def test_eval_step_compiles_with_the_eval_options():
   """A bad eval option fails the eval step's compile, naming it; a bad train option does
   not touch the eval step."""
-  from vidjax.train import trainer  # pylint: disable=import-outside-toplevel
+  from vidjax.train import optim, trainer  # pylint: disable=import-outside-toplevel
   backend = jax.default_backend()
 
   def compile_eval(config):
@@ -58,7 +58,7 @@ def test_eval_step_compiles_with_the_eval_options():
              "mask": jax.ShapeDtypeStruct((8,), jnp.bool_)}
     abstract = jax.eval_shape(lambda r: model.init(r, jnp.zeros(shape[1:], jnp.uint8)[None]),
                               jax.random.key(0))
-    tx, _ = trainer.build_tx(config, abstract["params"], steps_per_epoch=4)
+    tx, _ = optim.build_optimizer(config.optim, abstract["params"], steps_per_epoch=4)
     state = jax.eval_shape(
         lambda r: trainer.create_train_state(config, model, tx, mesh, r)[0], jax.random.key(0))
     return eval_fn.lower(state, batch).compile()

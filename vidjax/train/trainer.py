@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from clu import parameter_overview, periodic_actions
 
 from vidjax import models
@@ -71,17 +70,6 @@ def create_train_state(config: ml_collections.ConfigDict, model: Any, tx: Any, m
   create = jax.jit(init, out_shardings=shardings, compiler_options=None if traced else
                    xla_options.compiler_options(_INIT_XLA_OPTIONS))
   return create(rng), shardings
-
-
-def build_tx(config: ml_collections.ConfigDict, params: Any, steps_per_epoch: int):
-  """The optimiser of `config.optim`, with frozen parameters (frozen stages, partial BN)
-  getting no update at all, weight decay included."""
-  tx, schedule = optim.build_optimizer(config.optim, params, steps_per_epoch)
-  frozen = models.frozen_param_mask(config.model, params)
-  if any(jax.tree.leaves(frozen)):
-    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
-                               jax.tree.map(lambda f: "frozen" if f else "train", frozen))
-  return tx, schedule
 
 
 def _to_dict(state: steps.TrainState) -> dict:
@@ -201,11 +189,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
 
-  # Parameter shapes first, for the optimiser's parameter groups.
+  # Parameter shapes first, for the optimiser's parameter groups and frozen parameters.
   abstract_params = jax.eval_shape(
       lambda r: model.init(r, jnp.zeros(_clip_shape(config), jnp.uint8), train=False),
       init_rng)["params"]
-  tx, schedule = build_tx(config, abstract_params, steps_per_epoch)
+  tx, schedule = optim.build_optimizer(
+      config.optim, abstract_params, steps_per_epoch,
+      frozen=models.frozen_param_mask(config.model, abstract_params))
   state, shardings = create_train_state(config, model, tx, mesh, init_rng)
 
   checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
