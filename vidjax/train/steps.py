@@ -8,9 +8,11 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from vidjax.train import metrics as metrics_lib
+from vidjax.train import sharding
 
 
 @flax.struct.dataclass
@@ -41,6 +43,26 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
   if label_smoothing:
     targets = optax.smooth_labels(targets, label_smoothing)
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def bn_groups(config: ml_collections.ConfigDict, mesh: Any) -> int:
+  """BatchNorm groups per (micro)batch for `config.bn_group_size` (see config_defaults):
+  `train_step`'s `bn_groups`."""
+  k = config.get("grad_accum_steps", 1)
+  n = sharding.num_batch_shards(mesh)
+  if k < 1 or config.batch_size % (k * n):
+    raise ValueError(f"batch size {config.batch_size} must be divisible by grad_accum_steps "
+                     f"({k}) x the {n} devices the batch is split over.")
+  micro = config.batch_size // k
+  size = config.get("bn_group_size", 0)
+  if size == 0:
+    return 1
+  if size == -1:
+    return n
+  if size < -1 or micro % size:
+    raise ValueError(f"config.bn_group_size={size} must be 0, -1 or divide the "
+                     f"(micro)batch of {micro} clips.")
+  return micro // size
 
 
 def _split_micro(x: jax.Array, num_micro: int, batch_shards: int) -> jax.Array:

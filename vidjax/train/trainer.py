@@ -120,25 +120,6 @@ def with_remat(model: Any) -> Any:
   return model.clone(backbone=backbone.clone(remat=True))
 
 
-def bn_groups(config: ml_collections.ConfigDict, mesh: Any) -> int:
-  """BatchNorm groups per (micro)batch for `config.bn_group_size` (see config_defaults)."""
-  k = config.get("grad_accum_steps", 1)
-  n = sharding.num_batch_shards(mesh)
-  if k < 1 or config.batch_size % (k * n):
-    raise ValueError(f"batch size {config.batch_size} must be divisible by grad_accum_steps "
-                     f"({k}) x the {n} devices the batch is split over.")
-  micro = config.batch_size // k
-  size = config.get("bn_group_size", 0)
-  if size == 0:
-    return 1
-  if size == -1:
-    return n
-  if size < -1 or micro % size:
-    raise ValueError(f"config.bn_group_size={size} must be 0, -1 or divide the "
-                     f"(micro)batch of {micro} clips.")
-  return micro // size
-
-
 def make_train_fn(config: ml_collections.ConfigDict, model: Any, tx: Any, schedule: Any,
                   mesh: Any, shardings: Any) -> Any:
   """The jitted train step: state in its shardings (donated), batch split over devices."""
@@ -147,7 +128,7 @@ def make_train_fn(config: ml_collections.ConfigDict, model: Any, tx: Any, schedu
       functools.partial(steps.train_step, model=model, tx=tx, schedule=schedule,
                         label_smoothing=config.label_smoothing,
                         grad_accum_steps=config.get("grad_accum_steps", 1),
-                        bn_groups=bn_groups(config, mesh),
+                        bn_groups=steps.bn_groups(config, mesh),
                         batch_shards=sharding.num_batch_shards(mesh),
                         mix=mix.from_config(config.data, config.model.num_classes)),
       in_shardings=(shardings, data_sharding, repl), out_shardings=(shardings, repl, repl),
