@@ -159,11 +159,12 @@ def test_refuses_workdir_of_another_config(full_run, tmp_path):
   assert trainer.run(_smoke(total_steps=1, checkpoint_every_steps=1), str(tmp_path))
 
 
-def test_resume_ignores_speed_only_data_fields(tmp_path):
-  """Reader speed settings may change on resume; what the data are may not."""
+def test_resume_ignores_speed_only_fields(tmp_path):
+  """Reader speed settings and remat may change on resume; what the data are may not."""
   ckpt_lib.check_workdir_config(_smoke(), str(tmp_path), has_checkpoint=False)
   faster = _smoke(**{"data.decode_threads": 4, "data.seek": False,
-                     "data.jpeg_backend": "pil", "data.num_workers": 3})
+                     "data.jpeg_backend": "pil", "data.num_workers": 3,
+                     "model.backbone.remat": True})
   ckpt_lib.check_workdir_config(faster, str(tmp_path), has_checkpoint=True)
   with pytest.raises(trainer.TrainingError, match=r"data\.num_frames: workdir has 2"):
     ckpt_lib.check_workdir_config(_smoke(**{"data.num_frames": 4}), str(tmp_path),

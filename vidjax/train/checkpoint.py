@@ -161,11 +161,13 @@ def flat_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 # Fields that define the checkpoint and the data order; resuming with others is refused,
 # since the saved state or iterator position would mean something else. The schedule
-# (optim.*), run length, intervals, eval and loader-speed settings may change on resume.
+# (optim.*), run length, intervals, eval and loader-speed settings may change on resume,
+# and so may remat, which changes how the backward pass is computed, not its result.
 _IDENTITY_FIELDS = ("model.", "data.", "seed", "batch_size")
-_FREE_DATA_FIELDS = ("data.num_workers", "data.num_threads", "data.prefetch", "data.root",
-                     "data.train_list", "data.eval_list", "data.eval_examples",
-                     "data.decode_threads", "data.seek", "data.jpeg_backend")
+_FREE_FIELDS = ("data.num_workers", "data.num_threads", "data.prefetch", "data.root",
+                "data.train_list", "data.eval_list", "data.eval_examples",
+                "data.decode_threads", "data.seek", "data.jpeg_backend",
+                "model.backbone.remat")
 
 
 def check_workdir_config(config: ml_collections.ConfigDict, workdir: str,
@@ -182,7 +184,7 @@ def check_workdir_config(config: ml_collections.ConfigDict, workdir: str,
       previous = json.load(f)
     old, new = _flatten(previous), _flatten(current)
     diffs = sorted(k for k in set(old) | set(new)
-                   if k.startswith(_IDENTITY_FIELDS) and not k.startswith(_FREE_DATA_FIELDS)
+                   if k.startswith(_IDENTITY_FIELDS) and not k.startswith(_FREE_FIELDS)
                    and old.get(k) != new.get(k))
     if diffs:
       lines = "\n".join(f"  {k}: workdir has {old.get(k)!r}, config has {new.get(k)!r}"

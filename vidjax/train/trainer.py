@@ -110,16 +110,6 @@ def _check_eval_batch(config: ml_collections.ConfigDict, mesh: Any) -> None:
                  sharding.num_batch_shards(mesh), config.data.num_frames)
 
 
-def with_remat(model: Any) -> Any:
-  """The model with rematerialised backbone blocks (activations inside each block are
-  recomputed in the backward pass; only block outputs are kept). Parameters unchanged."""
-  backbone = getattr(model, "backbone", None)
-  if backbone is None or "remat" not in getattr(type(backbone), "__dataclass_fields__", {}):
-    raise ValueError(f"config.remat=True: the backbone of {type(model).__name__} "
-                     f"({type(backbone).__name__}) has no remat option; set config.remat=False.")
-  return model.clone(backbone=backbone.clone(remat=True))
-
-
 def make_train_fn(config: ml_collections.ConfigDict, model: Any, tx: Any, schedule: Any,
                   mesh: Any, shardings: Any) -> Any:
   """The jitted train step: state in its shardings (donated), batch split over devices."""
@@ -138,8 +128,6 @@ def make_train_fn(config: ml_collections.ConfigDict, model: Any, tx: Any, schedu
 def _setup(config: ml_collections.ConfigDict):
   mesh = sharding.make_mesh(config.mesh)
   model = models.build_model(config.model)
-  if config.get("remat", False):
-    model = with_remat(model)
   # The state arrives in its own shardings; the batch is split over the batch axes.
   eval_fn = jax.jit(functools.partial(steps.eval_step, model=model, fusion=config.eval.fusion),
                     out_shardings=sharding.replicated(mesh),
