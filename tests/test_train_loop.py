@@ -146,6 +146,32 @@ def test_nan_loss_stops_naming_step_and_keeps_last_checkpoint(tmp_path):
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(variables))
 
 
+def test_non_finite_state_between_checks_is_found_before_the_next_save(tmp_path, monkeypatch):
+  """The host reads the finiteness flag only at log, eval and save steps: a state gone
+  non-finite at step 3 (none of them) is found at step 4, before step 4 is saved."""
+  make_train_fn = trainer.make_train_fn
+
+  def poisoned(*args, **kwargs):
+    train_fn = make_train_fn(*args, **kwargs)
+
+    def step_fn(state, batch, rng):
+      state, m, finite = train_fn(state, batch, rng)
+      if int(state.step) == 3:
+        state = state.replace(params=jax.tree.map(lambda p: p * np.nan, state.params))
+        finite = finite & False
+      return state, m, finite
+
+    return step_fn
+
+  monkeypatch.setattr(trainer, "make_train_fn", poisoned)
+  config = _smoke(total_steps=6, log_every_steps=4, checkpoint_every_steps=2, **_SMALL_LR)
+  with pytest.raises(trainer.TrainingError,
+                     match=r"Non-finite loss .* at step 3: found at step 4, .*"
+                           r"checkpoint \(step 2\)"):
+    trainer.run(config, str(tmp_path))
+  assert [d for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()] == ["2"]
+
+
 def test_refuses_workdir_of_another_config(full_run, tmp_path):
   _, workdir, _ = full_run
   config = _smoke(total_steps=7, **{"model.backbone.depth": 34, "batch_size": 4})

@@ -125,6 +125,12 @@ def make_train_fn(config: ml_collections.ConfigDict, model: Any, tx: Any, schedu
       donate_argnums=(0,), compiler_options=xla_options.compiler_options(config.get("xla_options")))
 
 
+@jax.jit
+def _first_nonfinite(first: jax.Array, finite: jax.Array, step: int) -> jax.Array:
+  """The first step whose loss, gradients or parameters were not finite; 0: none yet."""
+  return jnp.where((first == 0) & ~finite, step, first)
+
+
 def _setup(config: ml_collections.ConfigDict):
   mesh = sharding.make_mesh(config.mesh)
   model = models.build_model(config.model)
@@ -208,31 +214,38 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                jax.process_count(), sharding.describe(shardings, state))
 
   train_metrics = None
+  # The first non-finite step stays on the device, so the host never waits on a step just
+  # to check it; it is read where the host waits anyway (log, eval) and before every save.
+  first_nonfinite = np.zeros((), np.int32)
   eval_results: dict[str, float] = {}
   t0 = time.time()
   for step in range(start + 1, total_steps + 1):
     batch = sharding.global_batch(next(train_iter), mesh)
     state, m, finite = train_fn(state, batch, dropout_rng)
     train_metrics = m if train_metrics is None else train_metrics.merge(m)
+    log_now = step % config.log_every_steps == 0 or step == total_steps
+    eval_now = (config.eval_every_steps > 0 and step % config.eval_every_steps == 0
+                and step != total_steps)
+    save_now = step % config.checkpoint_every_steps == 0 or step == total_steps
     if config.check_finite:
-      if not bool(finite):
-        loss = float(m.loss.compute())
+      first_nonfinite = _first_nonfinite(first_nonfinite, finite, step)
+      if (log_now or eval_now or save_now) and int(first_nonfinite):
         checkpointer.wait()
         raise TrainingError(
-            f"Non-finite loss {loss} (or gradients/parameters) at step {step}: training "
-            f"stopped before saving it. The last good "
+            f"Non-finite loss (or gradients/parameters) at step {int(first_nonfinite)}: "
+            f"found at step {step}, training stopped before saving it. The last good "
             f"checkpoint (step {checkpointer.latest_step()}) in {checkpointer.directory} "
             "is intact; lower optim.lr or set optim.clip_grad_norm.")
     progress(step)
-    if step % config.log_every_steps == 0 or step == total_steps:
+    if log_now:
       writer.write_scalars(step, {f"train/{k}": float(v)
                                   for k, v in train_metrics.compute().items()}
                            | {"train/skipped_files": train_iter.skipped_files})
       train_metrics = None
-    if config.eval_every_steps > 0 and step % config.eval_every_steps == 0 and step != total_steps:
+    if eval_now:
       eval_results = evaluate(config, state, eval_fn, mesh)
       writer.write_scalars(step, eval_results)
-    if step % config.checkpoint_every_steps == 0 or step == total_steps:
+    if save_now:
       checkpointer.save(step, _to_dict(state), data_iter=train_iter, force=True)
 
   if start < total_steps or not eval_results:
