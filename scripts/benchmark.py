@@ -212,17 +212,16 @@ def batchnorm_as_identity():
 
 def compile_timed(fn, *args):
   """(compiled, seconds to lower and compile, cost analysis dict, memory analysis)."""
+  from vidjax.train import xla_options  # pylint: disable=import-outside-toplevel
   t0 = time.perf_counter()
   compiled = fn.lower(*args).compile()
   seconds = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else {}
+  cost = xla_options.cost_analysis(compiled)
   try:
     memory = compiled.memory_analysis()
   except Exception:  # pylint: disable=broad-except  # not every backend has one
     memory = None
-  return compiled, seconds, cost or {}, memory
+  return compiled, seconds, cost, memory
 
 
 def memory_bytes(memory) -> int:

@@ -172,6 +172,14 @@ def test_non_finite_state_between_checks_is_found_before_the_next_save(tmp_path,
   assert [d for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()] == ["2"]
 
 
+def test_step_0_logs_parameters_and_flops(full_run):
+  _, workdir, _ = full_run
+  first = next(r for r in writers.read_jsonl(f"{workdir}/metrics.jsonl") if "num_params" in r)
+  assert first["step"] == 0 and first["num_params"] > 1e7  # ResNet-18
+  # The eval forward of ResNet-18 on 2 frames of 32x32: 2 x 0.07 GFLOPs.
+  assert 1e8 < first["flops_per_clip"] < 2e8
+
+
 def test_refuses_workdir_of_another_config(full_run, tmp_path):
   _, workdir, _ = full_run
   config = _smoke(total_steps=7, **{"model.backbone.depth": 34, "batch_size": 4})

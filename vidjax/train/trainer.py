@@ -36,6 +36,13 @@ def _clip_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
   return (1, d.num_frames, d.image_size, d.image_size, 3)
 
 
+def _abstract_variables(config: ml_collections.ConfigDict, model: Any, rng: jax.Array) -> dict:
+  """The model's params and batch_stats as shapes (nothing is computed)."""
+  variables = jax.eval_shape(
+      lambda r: model.init(r, jnp.zeros(_clip_shape(config), jnp.uint8), train=False), rng)
+  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+
 def state_shardings(config: ml_collections.ConfigDict, state: Any, mesh: Any) -> Any:
   """NamedShardings of every leaf of `state` (arrays or shapes) by the config's rules."""
   return sharding.tree_shardings(state, mesh, sharding.rules_from_config(config),
@@ -165,9 +172,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   init_rng, dropout_rng = jax.random.split(rng)
 
   # Parameter shapes first, for the optimiser's parameter groups and frozen parameters.
-  abstract_params = jax.eval_shape(
-      lambda r: model.init(r, jnp.zeros(_clip_shape(config), jnp.uint8), train=False),
-      init_rng)["params"]
+  abstract_variables = _abstract_variables(config, model, init_rng)
+  abstract_params = abstract_variables["params"]
   tx, schedule = optim.build_optimizer(
       config.optim, abstract_params, steps_per_epoch,
       frozen=models.frozen_param_mask(config.model, abstract_params))
@@ -196,11 +202,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   start = int(state.step)
   if start == 0:
     num_params = parameter_overview.count_parameters(state.params)
+    flops = xla_options.flops_per_clip(model, abstract_variables, _clip_shape(config))
     # Statistics need every shard on this host: only single-process runs log them.
-    logging.info("%s\n%d parameters", parameter_overview.get_parameter_overview(
-        state.params, include_stats=jax.process_count() == 1), num_params)
+    logging.info("%s\n%d parameters; %s", parameter_overview.get_parameter_overview(
+        state.params, include_stats=jax.process_count() == 1), num_params,
+        "no FLOP count (XLA has no cost analysis here)" if flops is None else
+        f"{flops / 1e9:.3f} GFLOPs per clip (eval forward)")
     logging.info("Parameter groups:\n%s", optim.param_group_table(state.params, config.optim))
-    writer.write_scalars(0, {"num_params": num_params, "steps_per_epoch": steps_per_epoch})
+    writer.write_scalars(0, {"num_params": num_params, "steps_per_epoch": steps_per_epoch}
+                         | ({} if flops is None else {"flops_per_clip": flops}))
   writer.write_hparams({k: v for k, v in ckpt_lib.flat_config(config).items()
                         if isinstance(v, (int, float, str, bool))})
 
@@ -271,11 +281,9 @@ def evaluate_only(config: ml_collections.ConfigDict, workdir: str,
     raise ckpt_lib.CheckpointError(
         f"--mode eval: no checkpoint in workdir {workdir!r} and config.init_from is empty.")
   variables = ckpt_lib.load_variables(source)
-  template = jax.eval_shape(lambda r: model.init(
-      r, jnp.zeros(_clip_shape(config), jnp.uint8), train=False), jax.random.key(0))
-  params, batch_stats = ckpt_lib.merge_init_from(template["params"],
-                                                 template.get("batch_stats", {}), variables,
-                                                 r"$^", source)
+  template = _abstract_variables(config, model, jax.random.key(0))
+  params, batch_stats = ckpt_lib.merge_init_from(template["params"], template["batch_stats"],
+                                                 variables, r"$^", source)
   host_state = steps.TrainState(step=np.zeros((), np.int32), params=params,
                                 batch_stats=batch_stats, opt_state=())
   state = sharding.put(host_state, state_shardings(config, host_state, mesh))
