@@ -1,4 +1,5 @@
-"""The loop: exact resume, 1 vs 4 devices, eval-only, init_from, and the error cases."""
+"""The loop: exact resume, 1 vs 4 devices, eval-only, init_from, and the error cases;
+frozen parameters and auxiliary losses in the step."""
 
 import json
 import os
@@ -280,3 +281,57 @@ def test_killed_run_resumes_exactly(full_run, tmp_path):
   assert steps_done and max(steps_done) < 6, f"killed too late: {steps_done}"
   assert _main(*args).returncode == 0
   _assert_trees_equal(load_variables(full_dir), load_variables(str(tmp_path)))
+
+
+def test_sown_aux_loss_joins_the_loss_and_its_gradients():
+  """A model's `self.sow("losses", ...)` values add to the train step's loss, with BN
+  groups and gradient accumulation too; a model that sows nothing trains on the
+  cross-entropy alone."""
+  import functools
+
+  import flax.linen as nn
+  import jax.numpy as jnp
+  import optax
+
+  from vidjax.train import steps
+
+  class Tiny(nn.Module):
+    sow_aux: bool = True
+
+    @nn.compact
+    def __call__(self, clips, train=False):
+      kernel = self.param("kernel", nn.initializers.normal(1.0), (3, 3))
+      if self.sow_aux:
+        self.sow("losses", "kernel_l2", 0.1 * jnp.sum(kernel ** 2))
+      return clips.astype(jnp.float32).mean(axis=(1, 2, 3)) / 255 @ kernel
+
+  rng = np.random.default_rng(0)
+  batch = {"clip": rng.integers(0, 256, (4, 2, 8, 8, 3), dtype=np.uint8),
+           "label": np.array([0, 1, 2, 0], np.int32)}
+  params = Tiny().init(jax.random.key(0), batch["clip"])["params"]
+  tx = optax.sgd(1.0)
+
+  def train_step(model, **kwargs):
+    state = steps.TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats={},
+                             opt_state=tx.init(params))
+    new, m, _ = jax.jit(functools.partial(
+        steps.train_step, model=model, tx=tx, schedule=optax.constant_schedule(1.0),
+        **kwargs))(state, batch, jax.random.key(1))
+    return float(m.loss.compute()), new.params["kernel"]
+
+  def cross_entropy(p):
+    logits = Tiny(sow_aux=False).apply({"params": p}, batch["clip"])
+    return steps.cross_entropy(logits, batch["label"]).mean()
+
+  def total(p):
+    return cross_entropy(p) + 0.1 * jnp.sum(p["kernel"] ** 2)
+
+  for kwargs in ({}, {"bn_groups": 2}, {"grad_accum_steps": 2}):
+    loss, kernel = train_step(Tiny(), **kwargs)
+    assert loss == pytest.approx(float(total(params)), rel=1e-6), kwargs
+    np.testing.assert_allclose(kernel, params["kernel"] - jax.grad(total)(params)["kernel"],
+                               rtol=1e-5, atol=1e-7, err_msg=str(kwargs))
+  loss, kernel = train_step(Tiny(sow_aux=False))
+  assert loss == pytest.approx(float(cross_entropy(params)), rel=1e-6)
+  np.testing.assert_allclose(
+      kernel, params["kernel"] - jax.grad(cross_entropy)(params)["kernel"], rtol=1e-5, atol=1e-7)

@@ -1,4 +1,9 @@
-"""Pure train and eval steps; the trainer jits them with shardings and donation."""
+"""Pure train and eval steps; the trainer jits them with shardings and donation.
+
+A head or neck may add an auxiliary loss to training with
+`self.sow("losses", name, scalar)`: the train step adds every value sown there to the
+cross-entropy. The eval loss stays the cross-entropy.
+"""
 
 from __future__ import annotations
 
@@ -65,6 +70,12 @@ def bn_groups(config: ml_collections.ConfigDict, mesh: Any) -> int:
   return micro // size
 
 
+def _sown_loss(losses: Any) -> Optional[jax.Array]:
+  """The sum of the values sown in the "losses" collection; None when none were."""
+  leaves = jax.tree.leaves(losses)
+  return sum(jnp.sum(x, dtype=jnp.float32) for x in leaves) if leaves else None
+
+
 def _split_micro(x: jax.Array, num_micro: int, batch_shards: int) -> jax.Array:
   """[B, ...] -> [k, B / k, ...]; microbatch i holds the i-th chunk of every device's rows,
   so each microbatch stays spread over all devices (no resharding between them)."""
@@ -100,8 +111,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
       Mixup/CutMix) or None; the loss uses the targets, the accuracy metrics the labels.
 
   Returns:
-    The new state, the step's metrics, and a bool scalar: loss, gradients and new
-    parameters are all finite (the trainer stops before saving a state that is not).
+    The new state, the step's metrics (the loss is the cross-entropy plus the sown
+    auxiliary losses), and a bool scalar: loss, gradients and new parameters are all
+    finite (the trainer stops before saving a state that is not).
   """
   dropout_rng = jax.random.fold_in(rng, state.step)
 
@@ -111,20 +123,25 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
       variables["batch_stats"] = batch_stats
 
     def apply(c, k):
-      logits, updates = model.apply(variables, c, train=True, mutable=["batch_stats"],
-                                    rngs={"dropout": k})
-      return logits, updates.get("batch_stats", batch_stats)
+      logits, updates = model.apply(variables, c, train=True,
+                                    mutable=["batch_stats", "losses"], rngs={"dropout": k})
+      return (logits, updates.get("batch_stats", batch_stats),
+              _sown_loss(updates.get("losses")))
 
     if bn_groups == 1:
       return apply(clips, key)
     grouped = clips.reshape((bn_groups, clips.shape[0] // bn_groups) + clips.shape[1:])
-    logits, stats = jax.vmap(apply)(grouped, jax.random.split(key, bn_groups))
+    logits, stats, aux = jax.vmap(apply)(grouped, jax.random.split(key, bn_groups))
     stats = jax.tree.map(lambda s: s[0], stats) if batch_stats else batch_stats
-    return logits.reshape((-1,) + logits.shape[2:]), stats
+    # Each group's aux loss is over its clips, as the cross-entropy's mean is over all.
+    aux = None if aux is None else aux.mean()
+    return logits.reshape((-1,) + logits.shape[2:]), stats, aux
 
   def loss_fn(params, batch_stats, clips, labels, key):
-    logits, new_stats = forward(params, batch_stats, clips, key)
+    logits, new_stats, aux = forward(params, batch_stats, clips, key)
     loss = cross_entropy(logits, labels, label_smoothing).mean()
+    if aux is not None:  # a model that sows nothing keeps the program of the loss alone
+      loss = loss + aux
     return loss, (logits, new_stats)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
