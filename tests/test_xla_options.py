@@ -77,8 +77,8 @@ def test_unknown_fusion_type_is_an_error_naming_the_option():
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU options")
 def test_state_init_compiled_at_a_low_level_has_the_default_bits():
-  """create_train_state compiles its one-off init at LLVM level 1 (0.3-0.6x the
-  compile time); the initial state must be that of the default level, bit for bit."""
+  """create_train_state compiles its one-off init at LLVM level 1 (a shorter compile);
+  the initial state must be that of the default level, bit for bit."""
   import flax.linen as nn  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   import optax  # pylint: disable=import-outside-toplevel

@@ -1,9 +1,13 @@
 """The training and evaluation loop, readable top to bottom.
 
-`run(config, workdir)` builds the mesh, the model, the optimiser and the data, creates
-the train state already sharded on the mesh by `config.partition_rules`, resumes from the workdir's latest
-checkpoint (state and data position) when there is one, and then trains with periodic
-logging, evaluation and checkpoints. `evaluate_only` evaluates a checkpoint.
+`run(config, workdir)` checks the config; builds the mesh, the model and the optimiser;
+creates the train state already sharded on the mesh by `config.partition_rules`, then
+resumes the workdir's latest checkpoint (state and data position) when there is one, or
+starts from `config.init_from`; trains with periodic logging, evaluation and checkpoints;
+and evaluates at the end. `evaluate_only` evaluates a checkpoint.
+
+What is not the loop lives in its module: resume checks and init_from in checkpoint.py,
+frozen parameters in optim.py, BatchNorm groups and auxiliary losses in steps.py.
 """
 
 from __future__ import annotations
@@ -30,7 +34,25 @@ from vidjax.train import mix, optim, sharding, steps, writers, xla_options
 TrainingError = ckpt_lib.TrainingError
 
 
-# ---------------------------------------------------------------------------- state
+# ---------------------------------------------------------------------------- config checks
+def _check_num_classes(config: ml_collections.ConfigDict) -> None:
+  expected = pipeline.num_classes(config.data)
+  if config.model.num_classes != expected:
+    raise ValueError(f"config.model.num_classes={config.model.num_classes} but data set "
+                     f"{config.data.name!r} has {expected} classes.")
+
+
+def _check_eval_batch(config: ml_collections.ConfigDict, mesh: Any) -> None:
+  """Refuses an eval batch that splits over the devices neither by clip nor by frame."""
+  sharding.check_batch_divides(config.eval.batch_size, mesh, num_frames=config.data.num_frames,
+                               field="config.eval.batch_size")
+  if sharding.splits_frames(config.eval.batch_size, config.data.num_frames, mesh):
+    logging.info("config.eval.batch_size=%d is not a multiple of the %d devices: each "
+                 "clip's %d frames are split over them.", config.eval.batch_size,
+                 sharding.num_batch_shards(mesh), config.data.num_frames)
+
+
+# ---------------------------------------------------------------------------- mesh and model
 def _clip_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
   d = config.data
   return (1, d.num_frames, d.image_size, d.image_size, 3)
@@ -43,17 +65,26 @@ def _abstract_variables(config: ml_collections.ConfigDict, model: Any, rng: jax.
   return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
 
 
+def _setup(config: ml_collections.ConfigDict):
+  mesh = sharding.make_mesh(config.mesh)
+  model = models.build_model(config.model)
+  # The state arrives in its own shardings; the batch is split over the batch axes.
+  eval_fn = jax.jit(functools.partial(steps.eval_step, model=model, fusion=config.eval.fusion),
+                    out_shardings=sharding.replicated(mesh),
+                    compiler_options=xla_options.compiler_options(
+                        config.eval.get("xla_options")))
+  return mesh, model, eval_fn
+
+
+# ---------------------------------------------------------------------------- state
 def state_shardings(config: ml_collections.ConfigDict, state: Any, mesh: Any) -> Any:
   """NamedShardings of every leaf of `state` (arrays or shapes) by the config's rules."""
   return sharding.tree_shardings(state, mesh, sharding.rules_from_config(config),
                                  config.get("fsdp_min_size", 2 ** 14))
 
 
-# The init program runs once, and LLVM's top optimisation level only lengthens its compile.
-# Level 1 gives the same bits at the same speed (every leaf of the smoke models and of
-# TCP-TSN-R50 compared) and compiles in 0.3-0.6x the time: the ResNet-18 smoke GC-TSN's
-# init 32 s -> 9 s on one CPU core, TCP-TSN-R50's 9.4 s -> 5.7 s on two. Level 0 would
-# change the bits (1 ulp in ~5% of the kernel values) and run 7x slower.
+# The init program runs once, and LLVM's top optimisation level only lengthens its compile:
+# level 1 gives the same bits (tests/test_xla_options.py checks it); level 0 would not.
 _INIT_XLA_OPTIONS = {"cpu": {"xla_backend_optimization_level": 1}}
 
 
@@ -87,36 +118,7 @@ def _abstract(tree: Any) -> Any:
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
 
 
-# ---------------------------------------------------------------------------- eval
-def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn: Any,
-             mesh: Any) -> dict[str, float]:
-  """One pass over the eval split; exact over padded batches."""
-  totals = None
-  batches = pipeline.eval_iterator(config.data, config.eval.batch_size,
-                                   num_views=config.eval.num_views)
-  # Clips the devices do not divide (e.g. one clip on a CPU split into per-core devices):
-  # the devices share each clip's frames instead.
-  by_frame = sharding.splits_frames(config.eval.batch_size, config.data.num_frames, mesh)
-  for batch in batches:
-    m = eval_fn(state, sharding.global_batch(batch, mesh, by_frame))
-    totals = m if totals is None else totals.merge(m)
-  if totals is None:
-    raise TrainingError(f"The eval split of data set {config.data.name!r} is empty.")
-  results = {f"eval/{k}": float(v) for k, v in totals.compute().items()}
-  results["eval/skipped_files"] = float(batches.skipped_files)   # unreadable (masked out)
-  return results
-
-
-def _check_eval_batch(config: ml_collections.ConfigDict, mesh: Any) -> None:
-  """Refuses an eval batch that splits over the devices neither by clip nor by frame."""
-  sharding.check_batch_divides(config.eval.batch_size, mesh, num_frames=config.data.num_frames,
-                               field="config.eval.batch_size")
-  if sharding.splits_frames(config.eval.batch_size, config.data.num_frames, mesh):
-    logging.info("config.eval.batch_size=%d is not a multiple of the %d devices: each "
-                 "clip's %d frames are split over them.", config.eval.batch_size,
-                 sharding.num_batch_shards(mesh), config.data.num_frames)
-
-
+# ---------------------------------------------------------------------------- steps
 def make_train_fn(config: ml_collections.ConfigDict, model: Any, tx: Any, schedule: Any,
                   mesh: Any, shardings: Any) -> Any:
   """The jitted train step: state in its shardings (donated), batch split over devices."""
@@ -138,22 +140,23 @@ def _first_nonfinite(first: jax.Array, finite: jax.Array, step: int) -> jax.Arra
   return jnp.where((first == 0) & ~finite, step, first)
 
 
-def _setup(config: ml_collections.ConfigDict):
-  mesh = sharding.make_mesh(config.mesh)
-  model = models.build_model(config.model)
-  # The state arrives in its own shardings; the batch is split over the batch axes.
-  eval_fn = jax.jit(functools.partial(steps.eval_step, model=model, fusion=config.eval.fusion),
-                    out_shardings=sharding.replicated(mesh),
-                    compiler_options=xla_options.compiler_options(
-                        config.eval.get("xla_options")))
-  return mesh, model, eval_fn
-
-
-def _check_num_classes(config: ml_collections.ConfigDict) -> None:
-  expected = pipeline.num_classes(config.data)
-  if config.model.num_classes != expected:
-    raise ValueError(f"config.model.num_classes={config.model.num_classes} but data set "
-                     f"{config.data.name!r} has {expected} classes.")
+def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn: Any,
+             mesh: Any) -> dict[str, float]:
+  """One pass over the eval split; exact over padded batches."""
+  totals = None
+  batches = pipeline.eval_iterator(config.data, config.eval.batch_size,
+                                   num_views=config.eval.num_views)
+  # Clips the devices do not divide (e.g. one clip on a CPU split into per-core devices):
+  # the devices share each clip's frames instead.
+  by_frame = sharding.splits_frames(config.eval.batch_size, config.data.num_frames, mesh)
+  for batch in batches:
+    m = eval_fn(state, sharding.global_batch(batch, mesh, by_frame))
+    totals = m if totals is None else totals.merge(m)
+  if totals is None:
+    raise TrainingError(f"The eval split of data set {config.data.name!r} is empty.")
+  results = {f"eval/{k}": float(v) for k, v in totals.compute().items()}
+  results["eval/skipped_files"] = float(batches.skipped_files)   # unreadable (masked out)
+  return results
 
 
 # ---------------------------------------------------------------------------- train
@@ -177,8 +180,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   tx, schedule = optim.build_optimizer(
       config.optim, abstract_params, steps_per_epoch,
       frozen=models.frozen_param_mask(config.model, abstract_params))
-  state, shardings = create_train_state(config, model, tx, mesh, init_rng)
 
+  # The state: initialised, then resumed or taken from init_from.
+  state, shardings = create_train_state(config, model, tx, mesh, init_rng)
   checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
   ckpt_lib.check_workdir_config(config, workdir,
                                 has_checkpoint=checkpointer.latest_step() is not None)
@@ -258,6 +262,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     if save_now:
       checkpointer.save(step, _to_dict(state), data_iter=train_iter, force=True)
 
+  # The final eval.
   if start < total_steps or not eval_results:
     eval_results = evaluate(config, state, eval_fn, mesh)
     writer.write_scalars(total_steps, eval_results)
