@@ -212,17 +212,16 @@ def batchnorm_as_identity():
 
 def compile_timed(fn, *args):
   """(compiled, seconds to lower and compile, cost analysis dict, memory analysis)."""
+  from vidjax.train import xla_options  # pylint: disable=import-outside-toplevel
   t0 = time.perf_counter()
   compiled = fn.lower(*args).compile()
   seconds = time.perf_counter() - t0
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else {}
+  cost = xla_options.cost_analysis(compiled)
   try:
     memory = compiled.memory_analysis()
   except Exception:  # pylint: disable=broad-except  # not every backend has one
     memory = None
-  return compiled, seconds, cost or {}, memory
+  return compiled, seconds, cost, memory
 
 
 def memory_bytes(memory) -> int:
@@ -261,7 +260,7 @@ def main(argv=None) -> dict:
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from vidjax import models  # pylint: disable=import-outside-toplevel
-  from vidjax.train import sharding, trainer, xla_options  # pylint: disable=import-outside-toplevel
+  from vidjax.train import optim, sharding, trainer, xla_options  # pylint: disable=import-outside-toplevel
 
   config = load_config(args.config, args.set)
   if args.cpu_devices:
@@ -358,7 +357,9 @@ def main(argv=None) -> dict:
   # Train step: the trainer's state creation and jitted step on all devices.
   if "train" in modes:
     abstract = jax.eval_shape(lambda r: model.init(r, clips[:1]), jax.random.key(0))
-    tx, schedule = trainer.build_tx(config, abstract["params"], steps_per_epoch=100)
+    tx, schedule = optim.build_optimizer(
+        config.optim, abstract["params"], steps_per_epoch=100,
+        frozen=models.frozen_param_mask(config.model, abstract["params"]))
     state, shardings = trainer.create_train_state(config, model, tx, mesh, jax.random.key(0))
     state = state.replace(params=sharding.put(jax.tree.map(np.asarray, variables["params"]),
                                               shardings.params))

@@ -33,17 +33,15 @@ def fixed_batches(config, num_steps=NUM_STEPS):
 
 
 def model_and_tx(config):
-  """The config's model (rematerialised if config.remat) and optimiser: (model, tx,
-  schedule)."""
+  """The config's model and optimiser (frozen parameters included): (model, tx, schedule)."""
   from vidjax import models
-  from vidjax.train import trainer
+  from vidjax.train import optim
   model = models.build_model(config.model)
-  if config.remat:
-    model = trainer.with_remat(model)
   shape = (1, config.data.num_frames, config.data.image_size, config.data.image_size, 3)
-  abstract = jax.eval_shape(lambda r: model.init(r, np.zeros(shape, np.uint8)),
-                            jax.random.key(0))
-  tx, schedule = trainer.build_tx(config, abstract["params"], steps_per_epoch=4)
+  params = jax.eval_shape(lambda r: model.init(r, np.zeros(shape, np.uint8)),
+                          jax.random.key(0))["params"]
+  tx, schedule = optim.build_optimizer(config.optim, params, steps_per_epoch=4,
+                                       frozen=models.frozen_param_mask(config.model, params))
   return model, tx, schedule
 
 
@@ -274,14 +272,11 @@ def test_eight_simulated_devices(tmp_path):
 def test_bf16_compute_keeps_float32_parameters_and_remat_keeps_the_tree():
   """model.dtype=bfloat16 computes in bf16 while parameters, optimiser state and BN
   statistics stay float32; remat changes nothing in the state (traced, not run)."""
-  from vidjax import models
   from vidjax.train import trainer
-  config = smoke_config(remat=True, **{"model.dtype": "bfloat16"})
+  config = smoke_config(**{"model.backbone.remat": True, "model.dtype": "bfloat16"})
   mesh = sharding.make_mesh(config.mesh)
-  model = trainer.with_remat(models.build_model(config.model))
+  model, tx, schedule = model_and_tx(config)
   clips = np.zeros((8, 2, 32, 32, 3), np.uint8)
-  abstract = jax.eval_shape(lambda r: model.init(r, clips[:1]), jax.random.key(0))
-  tx, schedule = trainer.build_tx(config, abstract["params"], steps_per_epoch=4)
   state = jax.eval_shape(lambda r: trainer.create_train_state(config, model, tx, mesh, r)[0],
                          jax.random.key(0))
   train_fn = trainer.make_train_fn(config, model, tx, schedule, mesh,

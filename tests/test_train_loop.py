@@ -1,4 +1,5 @@
-"""The loop: exact resume, 1 vs 4 devices, eval-only, init_from, and the error cases."""
+"""The loop: exact resume, 1 vs 4 devices, eval-only, init_from, and the error cases;
+frozen parameters and auxiliary losses in the step."""
 
 import json
 import os
@@ -11,6 +12,7 @@ import pytest
 
 from conftest import ROOT, load_config, subprocess_env
 from vidjax.checkpoint import load_variables
+from vidjax.train import checkpoint as ckpt_lib
 from vidjax.train import trainer, writers
 
 
@@ -80,14 +82,14 @@ def test_init_from_drops_classifier_of_other_class_count(full_run, tmp_path):
   with pytest.raises(trainer.TrainingError, match="does not fit the model"):
     trainer.run(config, str(tmp_path / "b"))
   # Same classes: every variable is taken, so step 0 eval equals the source's.
-  params, stats = trainer.merge_init_from(source["params"], source["batch_stats"], source,
-                                          r"(^|/)fc/", "x")
+  params, stats = ckpt_lib.merge_init_from(source["params"], source["batch_stats"], source,
+                                           r"(^|/)fc/", "x")
   _assert_trees_equal(params, source["params"])
   # Another class count: the classifier keeps its initialisation, the rest is taken.
   other = jax.tree_util.tree_map_with_path(
       lambda p, x: np.zeros((x.shape[0], 3) if x.ndim == 2 else (3,), x.dtype)
       if "fc" in jax.tree_util.keystr(p) else x, source["params"])
-  merged, _ = trainer.merge_init_from(other, source["batch_stats"], source, r"fc", "x")
+  merged, _ = ckpt_lib.merge_init_from(other, source["batch_stats"], source, r"fc", "x")
   _assert_trees_equal(merged["head"], other["head"])  # kept its own initialisation
   _assert_trees_equal(merged["backbone"], source["params"]["backbone"])  # taken
 
@@ -145,6 +147,40 @@ def test_nan_loss_stops_naming_step_and_keeps_last_checkpoint(tmp_path):
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(variables))
 
 
+def test_non_finite_state_between_checks_is_found_before_the_next_save(tmp_path, monkeypatch):
+  """The host reads the finiteness flag only at log, eval and save steps: a state gone
+  non-finite at step 3 (none of them) is found at step 4, before step 4 is saved."""
+  make_train_fn = trainer.make_train_fn
+
+  def poisoned(*args, **kwargs):
+    train_fn = make_train_fn(*args, **kwargs)
+
+    def step_fn(state, batch, rng):
+      state, m, finite = train_fn(state, batch, rng)
+      if int(state.step) == 3:
+        state = state.replace(params=jax.tree.map(lambda p: p * np.nan, state.params))
+        finite = finite & False
+      return state, m, finite
+
+    return step_fn
+
+  monkeypatch.setattr(trainer, "make_train_fn", poisoned)
+  config = _smoke(total_steps=6, log_every_steps=4, checkpoint_every_steps=2, **_SMALL_LR)
+  with pytest.raises(trainer.TrainingError,
+                     match=r"Non-finite loss .* at step 3: found at step 4, .*"
+                           r"checkpoint \(step 2\)"):
+    trainer.run(config, str(tmp_path))
+  assert [d for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()] == ["2"]
+
+
+def test_step_0_logs_parameters_and_flops(full_run):
+  _, workdir, _ = full_run
+  first = next(r for r in writers.read_jsonl(f"{workdir}/metrics.jsonl") if "num_params" in r)
+  assert first["step"] == 0 and first["num_params"] > 1e7  # ResNet-18
+  # The eval forward of ResNet-18 on 2 frames of 32x32: 2 x 0.07 GFLOPs.
+  assert 1e8 < first["flops_per_clip"] < 2e8
+
+
 def test_refuses_workdir_of_another_config(full_run, tmp_path):
   _, workdir, _ = full_run
   config = _smoke(total_steps=7, **{"model.backbone.depth": 34, "batch_size": 4})
@@ -158,15 +194,16 @@ def test_refuses_workdir_of_another_config(full_run, tmp_path):
   assert trainer.run(_smoke(total_steps=1, checkpoint_every_steps=1), str(tmp_path))
 
 
-def test_resume_ignores_speed_only_data_fields(tmp_path):
-  """Reader speed settings may change on resume; what the data are may not."""
-  trainer.check_workdir_config(_smoke(), str(tmp_path), has_checkpoint=False)
+def test_resume_ignores_speed_only_fields(tmp_path):
+  """Reader speed settings and remat may change on resume; what the data are may not."""
+  ckpt_lib.check_workdir_config(_smoke(), str(tmp_path), has_checkpoint=False)
   faster = _smoke(**{"data.decode_threads": 4, "data.seek": False,
-                     "data.jpeg_backend": "pil", "data.num_workers": 3})
-  trainer.check_workdir_config(faster, str(tmp_path), has_checkpoint=True)
+                     "data.jpeg_backend": "pil", "data.num_workers": 3,
+                     "model.backbone.remat": True})
+  ckpt_lib.check_workdir_config(faster, str(tmp_path), has_checkpoint=True)
   with pytest.raises(trainer.TrainingError, match=r"data\.num_frames: workdir has 2"):
-    trainer.check_workdir_config(_smoke(**{"data.num_frames": 4}), str(tmp_path),
-                                 has_checkpoint=True)
+    ckpt_lib.check_workdir_config(_smoke(**{"data.num_frames": 4}), str(tmp_path),
+                                  has_checkpoint=True)
 
 
 def _main(*args, timeout=300):
@@ -200,12 +237,14 @@ def test_frozen_parameters_get_no_update_not_even_weight_decay():
   config = _smoke(**{"model.backbone.frozen_stages": 1, "model.backbone.partial_bn": True,
                      "optim.weight_decay": 0.1})
   from vidjax import models
+  from vidjax.train import optim
   model = models.build_model(config.model)
   shapes = jax.eval_shape(lambda r: model.init(r, np.zeros((1, 2, 32, 32, 3), np.uint8)),
                           jax.random.key(0))["params"]
   params = jax.tree.map(lambda s: np.ones(s.shape, s.dtype), shapes)
   grads = jax.tree.map(lambda s: np.full(s.shape, 0.5, s.dtype), shapes)
-  tx, _ = trainer.build_tx(config, params, steps_per_epoch=4)
+  tx, _ = optim.build_optimizer(config.optim, params, steps_per_epoch=4,
+                                frozen=models.frozen_param_mask(config.model, params))
   updates, _ = tx.update(grads, tx.init(params), params)
   flat = {jax.tree_util.keystr(k): np.abs(np.asarray(v)).max()
           for k, v in jax.tree_util.tree_leaves_with_path(updates)}
@@ -242,3 +281,57 @@ def test_killed_run_resumes_exactly(full_run, tmp_path):
   assert steps_done and max(steps_done) < 6, f"killed too late: {steps_done}"
   assert _main(*args).returncode == 0
   _assert_trees_equal(load_variables(full_dir), load_variables(str(tmp_path)))
+
+
+def test_sown_aux_loss_joins_the_loss_and_its_gradients():
+  """A model's `self.sow("losses", ...)` values add to the train step's loss, with BN
+  groups and gradient accumulation too; a model that sows nothing trains on the
+  cross-entropy alone."""
+  import functools
+
+  import flax.linen as nn
+  import jax.numpy as jnp
+  import optax
+
+  from vidjax.train import steps
+
+  class Tiny(nn.Module):
+    sow_aux: bool = True
+
+    @nn.compact
+    def __call__(self, clips, train=False):
+      kernel = self.param("kernel", nn.initializers.normal(1.0), (3, 3))
+      if self.sow_aux:
+        self.sow("losses", "kernel_l2", 0.1 * jnp.sum(kernel ** 2))
+      return clips.astype(jnp.float32).mean(axis=(1, 2, 3)) / 255 @ kernel
+
+  rng = np.random.default_rng(0)
+  batch = {"clip": rng.integers(0, 256, (4, 2, 8, 8, 3), dtype=np.uint8),
+           "label": np.array([0, 1, 2, 0], np.int32)}
+  params = Tiny().init(jax.random.key(0), batch["clip"])["params"]
+  tx = optax.sgd(1.0)
+
+  def train_step(model, **kwargs):
+    state = steps.TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats={},
+                             opt_state=tx.init(params))
+    new, m, _ = jax.jit(functools.partial(
+        steps.train_step, model=model, tx=tx, schedule=optax.constant_schedule(1.0),
+        **kwargs))(state, batch, jax.random.key(1))
+    return float(m.loss.compute()), new.params["kernel"]
+
+  def cross_entropy(p):
+    logits = Tiny(sow_aux=False).apply({"params": p}, batch["clip"])
+    return steps.cross_entropy(logits, batch["label"]).mean()
+
+  def total(p):
+    return cross_entropy(p) + 0.1 * jnp.sum(p["kernel"] ** 2)
+
+  for kwargs in ({}, {"bn_groups": 2}, {"grad_accum_steps": 2}):
+    loss, kernel = train_step(Tiny(), **kwargs)
+    assert loss == pytest.approx(float(total(params)), rel=1e-6), kwargs
+    np.testing.assert_allclose(kernel, params["kernel"] - jax.grad(total)(params)["kernel"],
+                               rtol=1e-5, atol=1e-7, err_msg=str(kwargs))
+  loss, kernel = train_step(Tiny(sow_aux=False))
+  assert loss == pytest.approx(float(cross_entropy(params)), rel=1e-6)
+  np.testing.assert_allclose(
+      kernel, params["kernel"] - jax.grad(cross_entropy)(params)["kernel"], rtol=1e-5, atol=1e-7)

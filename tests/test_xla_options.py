@@ -47,7 +47,7 @@ def test_default_cpu_options_hand_elementwise_ops_to_ynnpack_in_training_only():
 def test_eval_step_compiles_with_the_eval_options():
   """A bad eval option fails the eval step's compile, naming it; a bad train option does
   not touch the eval step."""
-  from vidjax.train import trainer  # pylint: disable=import-outside-toplevel
+  from vidjax.train import optim, trainer  # pylint: disable=import-outside-toplevel
   backend = jax.default_backend()
 
   def compile_eval(config):
@@ -58,7 +58,7 @@ def test_eval_step_compiles_with_the_eval_options():
              "mask": jax.ShapeDtypeStruct((8,), jnp.bool_)}
     abstract = jax.eval_shape(lambda r: model.init(r, jnp.zeros(shape[1:], jnp.uint8)[None]),
                               jax.random.key(0))
-    tx, _ = trainer.build_tx(config, abstract["params"], steps_per_epoch=4)
+    tx, _ = optim.build_optimizer(config.optim, abstract["params"], steps_per_epoch=4)
     state = jax.eval_shape(
         lambda r: trainer.create_train_state(config, model, tx, mesh, r)[0], jax.random.key(0))
     return eval_fn.lower(state, batch).compile()
@@ -77,8 +77,8 @@ def test_unknown_fusion_type_is_an_error_naming_the_option():
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU options")
 def test_state_init_compiled_at_a_low_level_has_the_default_bits():
-  """create_train_state compiles its one-off init at LLVM level 1 (0.3-0.6x the
-  compile time); the initial state must be that of the default level, bit for bit."""
+  """create_train_state compiles its one-off init at LLVM level 1 (a shorter compile);
+  the initial state must be that of the default level, bit for bit."""
   import flax.linen as nn  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   import optax  # pylint: disable=import-outside-toplevel

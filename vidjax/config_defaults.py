@@ -40,7 +40,7 @@ def trainer_defaults() -> ml_collections.ConfigDict:
                                    # N groups of N clips (a DDP recipe's per-GPU batch)
   # Memory and speed.
   c.grad_accum_steps = 1           # k > 1: k microbatches of batch_size / k per step
-  c.remat = False                  # recompute backbone blocks in the backward pass
+                                   # (rematerialised blocks: model.backbone.remat)
   # XLA compiler options of the jitted train step, per backend (vidjax/train/xla_options.py).
   # On CPU, YNNPACK also takes the elementwise ops, which speeds up the train step.
   c.xla_options = ml_collections.ConfigDict(dict(

@@ -7,24 +7,37 @@ Two on-disk layouts are read by `load_variables`:
 
 Orbax writes each step into a temporary directory and renames it when complete, so a
 killed run never leaves a half-written checkpoint that resume would pick up.
+
+What may be resumed or loaded: `check_workdir_config` refuses to resume a workdir made by
+another config, and `merge_init_from` fits `config.init_from`'s variables to a model.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, Optional
 
+import flax
 import grain
 import jax
+import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 VARIABLES_ITEM = "variables"
 META_FILE = "vidjax_meta.json"
+CONFIG_FILE = "config.json"
 
 
 class CheckpointError(RuntimeError):
   """A checkpoint cannot be read or does not fit the run."""
+
+
+class TrainingError(RuntimeError):
+  """Training cannot go on (non-finite loss, a workdir of another config, ...)."""
 
 
 def _abspath(path: str) -> str:
@@ -128,3 +141,99 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+# ---------------------------------------------------------------------------- resume identity
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(d, dict):
+    out = {}
+    for k, v in d.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: d}
+
+
+def flat_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as json values under dotted keys ("optim.lr": 0.01), as `CONFIG_FILE`
+  records it."""
+  return _flatten(json.loads(config.to_json_best_effort()))
+
+
+# Fields that define the checkpoint and the data order; resuming with others is refused,
+# since the saved state or iterator position would mean something else. The schedule
+# (optim.*), run length, intervals, eval and loader-speed settings may change on resume,
+# and so may remat, which changes how the backward pass is computed, not its result.
+_IDENTITY_FIELDS = ("model.", "data.", "seed", "batch_size")
+_FREE_FIELDS = ("data.num_workers", "data.num_threads", "data.prefetch", "data.root",
+                "data.train_list", "data.eval_list", "data.eval_examples",
+                "data.decode_threads", "data.seek", "data.jpeg_backend",
+                "model.backbone.remat")
+
+
+def check_workdir_config(config: ml_collections.ConfigDict, workdir: str,
+                         has_checkpoint: bool) -> None:
+  """Refuses to resume a checkpoint made by another config; records the config.
+
+  Without a checkpoint there is nothing to resume, so a failed or stopped-early run never
+  blocks its workdir.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  current = json.loads(config.to_json_best_effort())
+  if has_checkpoint and os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    old, new = _flatten(previous), _flatten(current)
+    diffs = sorted(k for k in set(old) | set(new)
+                   if k.startswith(_IDENTITY_FIELDS) and not k.startswith(_FREE_FIELDS)
+                   and old.get(k) != new.get(k))
+    if diffs:
+      lines = "\n".join(f"  {k}: workdir has {old.get(k)!r}, config has {new.get(k)!r}"
+                        for k in diffs)
+      raise TrainingError(
+          f"Refusing to resume: workdir {workdir} was made by another config "
+          f"({path}); these fields differ:\n{lines}\nUse a new --workdir, or the "
+          "config of that run.")
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump(current, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- init_from
+def merge_init_from(params: Any, batch_stats: Any, loaded: dict, drop_regex: str,
+                    source: str) -> tuple[Any, Any]:
+  """Takes every variable from `loaded`; tensors whose path matches `drop_regex` and
+  whose shape differs (the classifier of another class count) keep their init.
+
+  Raises an error listing every missing, unexpected or mismatched variable otherwise.
+  """
+  ours = {"params": params, "batch_stats": batch_stats}
+  flat_ours = flax.traverse_util.flatten_dict(ours, sep="/")
+  flat_loaded = flax.traverse_util.flatten_dict(
+      {k: loaded.get(k, {}) for k in ("params", "batch_stats")}, sep="/")
+  problems, dropped, merged = [], [], {}
+  for key, value in flat_ours.items():
+    if key not in flat_loaded:
+      problems.append(f"missing in checkpoint: {key} {tuple(value.shape)}")
+      continue
+    new = flat_loaded[key]
+    if tuple(new.shape) != tuple(value.shape):
+      if re.search(drop_regex, key):
+        dropped.append(key)
+        merged[key] = value
+        continue
+      problems.append(f"shape mismatch: {key}: model {tuple(value.shape)}, "
+                      f"checkpoint {tuple(new.shape)}")
+      continue
+    # Host numpy, so the caller can place it on any mesh (multi-host included).
+    merged[key] = np.asarray(new, value.dtype)
+  problems += [f"unexpected in checkpoint: {k}" for k in flat_loaded if k not in flat_ours]
+  if problems:
+    raise TrainingError(f"init_from={source}: the checkpoint does not fit the model:\n  "
+                        + "\n  ".join(problems))
+  if dropped:
+    logging.info("init_from: kept the initialisation of %s (class count differs).", dropped)
+  tree = flax.traverse_util.unflatten_dict(merged, sep="/")
+  return tree.get("params", {}), tree.get("batch_stats", {})

@@ -64,7 +64,8 @@ first optimizer.step() uses the scheduler's initial lr.
 
 Use:
 
-  tx, schedule = build_optimizer(config.optim, params, steps_per_epoch)
+  tx, schedule = build_optimizer(config.optim, params, steps_per_epoch,
+                                 frozen=models.frozen_param_mask(config.model, params))
   logging.info("%s", param_group_table(params, config.optim))  # A multi-line table.
   updates, opt_state = tx.update(grads, opt_state, params)  # params: weight decay.
 """
@@ -443,8 +444,8 @@ def _scale_by_group_schedule(s: _Settings,
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def build_optimizer(optim_config: Any, params: Any, steps_per_epoch: int
-                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def build_optimizer(optim_config: Any, params: Any, steps_per_epoch: int,
+                    frozen: Any = None) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Returns (tx, schedule): the optax optimiser and its base learning-rate schedule.
 
   Args:
@@ -453,6 +454,9 @@ def build_optimizer(optim_config: Any, params: Any, steps_per_epoch: int
       every param group matches some parameter. Group rules are applied by path inside
       `tx`, so `tx` works on any pytree with the same paths.
     steps_per_epoch: optimiser steps per epoch, to convert epochs into steps.
+    frozen: None, or a pytree of bools like `params` (`vidjax.models.frozen_param_mask`):
+      True leaves (frozen stages, partial BN) get no update at all, weight decay
+      included, as upstream leaves them out of the optimiser.
 
   `tx.update(grads, state, params)` needs params (weight decay). The schedule gives the
   base lr (lr_mult 1) at an optimiser step, for logging.
@@ -485,4 +489,8 @@ def build_optimizer(optim_config: Any, params: Any, steps_per_epoch: int
     parts.append(optax.scale_by_adam(b1=s.betas[0], b2=s.betas[1], eps=s.eps))
     parts.append(_add_group_weight_decay(s))
   parts.append(_scale_by_group_schedule(s, schedule))
-  return optax.chain(*parts), schedule
+  tx = optax.chain(*parts)
+  if frozen is not None and any(jax.tree.leaves(frozen)):
+    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                               jax.tree.map(lambda f: "frozen" if f else "train", frozen))
+  return tx, schedule

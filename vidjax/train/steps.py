@@ -1,4 +1,9 @@
-"""Pure train and eval steps; the trainer jits them with shardings and donation."""
+"""Pure train and eval steps; the trainer jits them with shardings and donation.
+
+A head or neck may add an auxiliary loss to training with
+`self.sow("losses", name, scalar)`: the train step adds every value sown there to the
+cross-entropy. The eval loss stays the cross-entropy.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,11 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from vidjax.train import metrics as metrics_lib
+from vidjax.train import sharding
 
 
 @flax.struct.dataclass
@@ -41,6 +48,32 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
   if label_smoothing:
     targets = optax.smooth_labels(targets, label_smoothing)
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def bn_groups(config: ml_collections.ConfigDict, mesh: Any) -> int:
+  """BatchNorm groups per (micro)batch for `config.bn_group_size` (see config_defaults):
+  `train_step`'s `bn_groups`."""
+  k = config.get("grad_accum_steps", 1)
+  n = sharding.num_batch_shards(mesh)
+  if k < 1 or config.batch_size % (k * n):
+    raise ValueError(f"batch size {config.batch_size} must be divisible by grad_accum_steps "
+                     f"({k}) x the {n} devices the batch is split over.")
+  micro = config.batch_size // k
+  size = config.get("bn_group_size", 0)
+  if size == 0:
+    return 1
+  if size == -1:
+    return n
+  if size < -1 or micro % size:
+    raise ValueError(f"config.bn_group_size={size} must be 0, -1 or divide the "
+                     f"(micro)batch of {micro} clips.")
+  return micro // size
+
+
+def _sown_loss(losses: Any) -> Optional[jax.Array]:
+  """The sum of the values sown in the "losses" collection; None when none were."""
+  leaves = jax.tree.leaves(losses)
+  return sum(jnp.sum(x, dtype=jnp.float32) for x in leaves) if leaves else None
 
 
 def _split_micro(x: jax.Array, num_micro: int, batch_shards: int) -> jax.Array:
@@ -78,8 +111,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
       Mixup/CutMix) or None; the loss uses the targets, the accuracy metrics the labels.
 
   Returns:
-    The new state, the step's metrics, and a bool scalar: loss, gradients and new
-    parameters are all finite (the trainer stops before saving a state that is not).
+    The new state, the step's metrics (the loss is the cross-entropy plus the sown
+    auxiliary losses), and a bool scalar: loss, gradients and new parameters are all
+    finite (the trainer stops before saving a state that is not).
   """
   dropout_rng = jax.random.fold_in(rng, state.step)
 
@@ -89,20 +123,25 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
       variables["batch_stats"] = batch_stats
 
     def apply(c, k):
-      logits, updates = model.apply(variables, c, train=True, mutable=["batch_stats"],
-                                    rngs={"dropout": k})
-      return logits, updates.get("batch_stats", batch_stats)
+      logits, updates = model.apply(variables, c, train=True,
+                                    mutable=["batch_stats", "losses"], rngs={"dropout": k})
+      return (logits, updates.get("batch_stats", batch_stats),
+              _sown_loss(updates.get("losses")))
 
     if bn_groups == 1:
       return apply(clips, key)
     grouped = clips.reshape((bn_groups, clips.shape[0] // bn_groups) + clips.shape[1:])
-    logits, stats = jax.vmap(apply)(grouped, jax.random.split(key, bn_groups))
+    logits, stats, aux = jax.vmap(apply)(grouped, jax.random.split(key, bn_groups))
     stats = jax.tree.map(lambda s: s[0], stats) if batch_stats else batch_stats
-    return logits.reshape((-1,) + logits.shape[2:]), stats
+    # Each group's aux loss is over its clips, as the cross-entropy's mean is over all.
+    aux = None if aux is None else aux.mean()
+    return logits.reshape((-1,) + logits.shape[2:]), stats, aux
 
   def loss_fn(params, batch_stats, clips, labels, key):
-    logits, new_stats = forward(params, batch_stats, clips, key)
+    logits, new_stats, aux = forward(params, batch_stats, clips, key)
     loss = cross_entropy(logits, labels, label_smoothing).mean()
+    if aux is not None:  # a model that sows nothing keeps the program of the loss alone
+      loss = loss + aux
     return loss, (logits, new_stats)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

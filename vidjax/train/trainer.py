@@ -1,17 +1,19 @@
 """The training and evaluation loop, readable top to bottom.
 
-`run(config, workdir)` builds the mesh, the model, the optimiser and the data, creates
-the train state already sharded on the mesh by `config.partition_rules`, resumes from the workdir's latest
-checkpoint (state and data position) when there is one, and then trains with periodic
-logging, evaluation and checkpoints. `evaluate_only` evaluates a checkpoint.
+`run(config, workdir)` checks the config; builds the mesh, the model and the optimiser;
+creates the train state already sharded on the mesh by `config.partition_rules`, then
+resumes the workdir's latest checkpoint (state and data position) when there is one, or
+starts from `config.init_from`; trains with periodic logging, evaluation and checkpoints;
+and evaluates at the end. `evaluate_only` evaluates a checkpoint.
+
+What is not the loop lives in its module: resume checks and init_from in checkpoint.py,
+frozen parameters in optim.py, BatchNorm groups and auxiliary losses in steps.py.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
-import re
 import time
 from typing import Any, Optional
 
@@ -21,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from clu import parameter_overview, periodic_actions
 
 from vidjax import models
@@ -29,80 +30,61 @@ from vidjax.data import pipeline
 from vidjax.train import checkpoint as ckpt_lib
 from vidjax.train import mix, optim, sharding, steps, writers, xla_options
 
-CONFIG_FILE = "config.json"
+# Raised by the loop and by checkpoint.py's resume checks; main reports it without a traceback.
+TrainingError = ckpt_lib.TrainingError
 
 
-class TrainingError(RuntimeError):
-  """Training cannot go on (non-finite loss, a workdir of another config, ...)."""
+# ---------------------------------------------------------------------------- config checks
+def _check_num_classes(config: ml_collections.ConfigDict) -> None:
+  expected = pipeline.num_classes(config.data)
+  if config.model.num_classes != expected:
+    raise ValueError(f"config.model.num_classes={config.model.num_classes} but data set "
+                     f"{config.data.name!r} has {expected} classes.")
 
 
-# ---------------------------------------------------------------------------- config
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-  if isinstance(d, dict):
-    out = {}
-    for k, v in d.items():
-      out.update(_flatten(v, f"{prefix}{k}."))
-    return out
-  return {prefix[:-1]: d}
+def _check_eval_batch(config: ml_collections.ConfigDict, mesh: Any) -> None:
+  """Refuses an eval batch that splits over the devices neither by clip nor by frame."""
+  sharding.check_batch_divides(config.eval.batch_size, mesh, num_frames=config.data.num_frames,
+                               field="config.eval.batch_size")
+  if sharding.splits_frames(config.eval.batch_size, config.data.num_frames, mesh):
+    logging.info("config.eval.batch_size=%d is not a multiple of the %d devices: each "
+                 "clip's %d frames are split over them.", config.eval.batch_size,
+                 sharding.num_batch_shards(mesh), config.data.num_frames)
 
 
-# Fields that define the checkpoint and the data order; resuming with others is refused,
-# since the saved state or iterator position would mean something else. The schedule
-# (optim.*), run length, intervals, eval and loader-speed settings may change on resume.
-_IDENTITY_FIELDS = ("model.", "data.", "seed", "batch_size")
-_FREE_DATA_FIELDS = ("data.num_workers", "data.num_threads", "data.prefetch", "data.root",
-                     "data.train_list", "data.eval_list", "data.eval_examples",
-                     "data.decode_threads", "data.seek", "data.jpeg_backend")
-
-
-def check_workdir_config(config: ml_collections.ConfigDict, workdir: str,
-                         has_checkpoint: bool) -> None:
-  """Refuses to resume a checkpoint made by another config; records the config.
-
-  Without a checkpoint there is nothing to resume, so a failed or stopped-early run never
-  blocks its workdir.
-  """
-  path = os.path.join(workdir, CONFIG_FILE)
-  current = json.loads(config.to_json_best_effort())
-  if has_checkpoint and os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f)
-    old, new = _flatten(previous), _flatten(current)
-    diffs = sorted(k for k in set(old) | set(new)
-                   if k.startswith(_IDENTITY_FIELDS) and not k.startswith(_FREE_DATA_FIELDS)
-                   and old.get(k) != new.get(k))
-    if diffs:
-      lines = "\n".join(f"  {k}: workdir has {old.get(k)!r}, config has {new.get(k)!r}"
-                        for k in diffs)
-      raise TrainingError(
-          f"Refusing to resume: workdir {workdir} was made by another config "
-          f"({path}); these fields differ:\n{lines}\nUse a new --workdir, or the "
-          "config of that run.")
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(current, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------------- state
+# ---------------------------------------------------------------------------- mesh and model
 def _clip_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
   d = config.data
   return (1, d.num_frames, d.image_size, d.image_size, 3)
 
 
+def _abstract_variables(config: ml_collections.ConfigDict, model: Any, rng: jax.Array) -> dict:
+  """The model's params and batch_stats as shapes (nothing is computed)."""
+  variables = jax.eval_shape(
+      lambda r: model.init(r, jnp.zeros(_clip_shape(config), jnp.uint8), train=False), rng)
+  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+
+def _setup(config: ml_collections.ConfigDict):
+  mesh = sharding.make_mesh(config.mesh)
+  model = models.build_model(config.model)
+  # The state arrives in its own shardings; the batch is split over the batch axes.
+  eval_fn = jax.jit(functools.partial(steps.eval_step, model=model, fusion=config.eval.fusion),
+                    out_shardings=sharding.replicated(mesh),
+                    compiler_options=xla_options.compiler_options(
+                        config.eval.get("xla_options")))
+  return mesh, model, eval_fn
+
+
+# ---------------------------------------------------------------------------- state
 def state_shardings(config: ml_collections.ConfigDict, state: Any, mesh: Any) -> Any:
   """NamedShardings of every leaf of `state` (arrays or shapes) by the config's rules."""
   return sharding.tree_shardings(state, mesh, sharding.rules_from_config(config),
                                  config.get("fsdp_min_size", 2 ** 14))
 
 
-# The init program runs once, and LLVM's top optimisation level only lengthens its compile.
-# Level 1 gives the same bits at the same speed (every leaf of the smoke models and of
-# TCP-TSN-R50 compared) and compiles in 0.3-0.6x the time: the ResNet-18 smoke GC-TSN's
-# init 32 s -> 9 s on one CPU core, TCP-TSN-R50's 9.4 s -> 5.7 s on two. Level 0 would
-# change the bits (1 ulp in ~5% of the kernel values) and run 7x slower.
+# The init program runs once, and LLVM's top optimisation level only lengthens its compile:
+# level 1 gives the same bits (tests/test_xla_options.py checks it); level 0 would not.
 _INIT_XLA_OPTIONS = {"cpu": {"xla_backend_optimization_level": 1}}
 
 
@@ -128,54 +110,6 @@ def create_train_state(config: ml_collections.ConfigDict, model: Any, tx: Any, m
   return create(rng), shardings
 
 
-def merge_init_from(params: Any, batch_stats: Any, loaded: dict, drop_regex: str,
-                    source: str) -> tuple[Any, Any]:
-  """Takes every variable from `loaded`; tensors whose path matches `drop_regex` and
-  whose shape differs (the classifier of another class count) keep their init.
-
-  Raises an error listing every missing, unexpected or mismatched variable otherwise.
-  """
-  ours = {"params": params, "batch_stats": batch_stats}
-  flat_ours = flax.traverse_util.flatten_dict(ours, sep="/")
-  flat_loaded = flax.traverse_util.flatten_dict(
-      {k: loaded.get(k, {}) for k in ("params", "batch_stats")}, sep="/")
-  problems, dropped, merged = [], [], {}
-  for key, value in flat_ours.items():
-    if key not in flat_loaded:
-      problems.append(f"missing in checkpoint: {key} {tuple(value.shape)}")
-      continue
-    new = flat_loaded[key]
-    if tuple(new.shape) != tuple(value.shape):
-      if re.search(drop_regex, key):
-        dropped.append(key)
-        merged[key] = value
-        continue
-      problems.append(f"shape mismatch: {key}: model {tuple(value.shape)}, "
-                      f"checkpoint {tuple(new.shape)}")
-      continue
-    # Host numpy, so the caller can place it on any mesh (multi-host included).
-    merged[key] = np.asarray(new, value.dtype)
-  problems += [f"unexpected in checkpoint: {k}" for k in flat_loaded if k not in flat_ours]
-  if problems:
-    raise TrainingError(f"init_from={source}: the checkpoint does not fit the model:\n  "
-                        + "\n  ".join(problems))
-  if dropped:
-    logging.info("init_from: kept the initialisation of %s (class count differs).", dropped)
-  tree = flax.traverse_util.unflatten_dict(merged, sep="/")
-  return tree.get("params", {}), tree.get("batch_stats", {})
-
-
-def build_tx(config: ml_collections.ConfigDict, params: Any, steps_per_epoch: int):
-  """The optimiser of `config.optim`, with frozen parameters (frozen stages, partial BN)
-  getting no update at all, weight decay included."""
-  tx, schedule = optim.build_optimizer(config.optim, params, steps_per_epoch)
-  frozen = models.frozen_param_mask(config.model, params)
-  if any(jax.tree.leaves(frozen)):
-    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
-                               jax.tree.map(lambda f: "frozen" if f else "train", frozen))
-  return tx, schedule
-
-
 def _to_dict(state: steps.TrainState) -> dict:
   return flax.serialization.to_state_dict(state)
 
@@ -184,7 +118,28 @@ def _abstract(tree: Any) -> Any:
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
 
 
-# ---------------------------------------------------------------------------- eval
+# ---------------------------------------------------------------------------- steps
+def make_train_fn(config: ml_collections.ConfigDict, model: Any, tx: Any, schedule: Any,
+                  mesh: Any, shardings: Any) -> Any:
+  """The jitted train step: state in its shardings (donated), batch split over devices."""
+  repl, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  return jax.jit(
+      functools.partial(steps.train_step, model=model, tx=tx, schedule=schedule,
+                        label_smoothing=config.label_smoothing,
+                        grad_accum_steps=config.get("grad_accum_steps", 1),
+                        bn_groups=steps.bn_groups(config, mesh),
+                        batch_shards=sharding.num_batch_shards(mesh),
+                        mix=mix.from_config(config.data, config.model.num_classes)),
+      in_shardings=(shardings, data_sharding, repl), out_shardings=(shardings, repl, repl),
+      donate_argnums=(0,), compiler_options=xla_options.compiler_options(config.get("xla_options")))
+
+
+@jax.jit
+def _first_nonfinite(first: jax.Array, finite: jax.Array, step: int) -> jax.Array:
+  """The first step whose loss, gradients or parameters were not finite; 0: none yet."""
+  return jnp.where((first == 0) & ~finite, step, first)
+
+
 def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn: Any,
              mesh: Any) -> dict[str, float]:
   """One pass over the eval split; exact over padded batches."""
@@ -204,80 +159,6 @@ def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn
   return results
 
 
-def _check_eval_batch(config: ml_collections.ConfigDict, mesh: Any) -> None:
-  """Refuses an eval batch that splits over the devices neither by clip nor by frame."""
-  sharding.check_batch_divides(config.eval.batch_size, mesh, num_frames=config.data.num_frames,
-                               field="config.eval.batch_size")
-  if sharding.splits_frames(config.eval.batch_size, config.data.num_frames, mesh):
-    logging.info("config.eval.batch_size=%d is not a multiple of the %d devices: each "
-                 "clip's %d frames are split over them.", config.eval.batch_size,
-                 sharding.num_batch_shards(mesh), config.data.num_frames)
-
-
-def with_remat(model: Any) -> Any:
-  """The model with rematerialised backbone blocks (activations inside each block are
-  recomputed in the backward pass; only block outputs are kept). Parameters unchanged."""
-  backbone = getattr(model, "backbone", None)
-  if backbone is None or "remat" not in getattr(type(backbone), "__dataclass_fields__", {}):
-    raise ValueError(f"config.remat=True: the backbone of {type(model).__name__} "
-                     f"({type(backbone).__name__}) has no remat option; set config.remat=False.")
-  return model.clone(backbone=backbone.clone(remat=True))
-
-
-def bn_groups(config: ml_collections.ConfigDict, mesh: Any) -> int:
-  """BatchNorm groups per (micro)batch for `config.bn_group_size` (see config_defaults)."""
-  k = config.get("grad_accum_steps", 1)
-  n = sharding.num_batch_shards(mesh)
-  if k < 1 or config.batch_size % (k * n):
-    raise ValueError(f"batch size {config.batch_size} must be divisible by grad_accum_steps "
-                     f"({k}) x the {n} devices the batch is split over.")
-  micro = config.batch_size // k
-  size = config.get("bn_group_size", 0)
-  if size == 0:
-    return 1
-  if size == -1:
-    return n
-  if size < -1 or micro % size:
-    raise ValueError(f"config.bn_group_size={size} must be 0, -1 or divide the "
-                     f"(micro)batch of {micro} clips.")
-  return micro // size
-
-
-def make_train_fn(config: ml_collections.ConfigDict, model: Any, tx: Any, schedule: Any,
-                  mesh: Any, shardings: Any) -> Any:
-  """The jitted train step: state in its shardings (donated), batch split over devices."""
-  repl, data_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  return jax.jit(
-      functools.partial(steps.train_step, model=model, tx=tx, schedule=schedule,
-                        label_smoothing=config.label_smoothing,
-                        grad_accum_steps=config.get("grad_accum_steps", 1),
-                        bn_groups=bn_groups(config, mesh),
-                        batch_shards=sharding.num_batch_shards(mesh),
-                        mix=mix.from_config(config.data, config.model.num_classes)),
-      in_shardings=(shardings, data_sharding, repl), out_shardings=(shardings, repl, repl),
-      donate_argnums=(0,), compiler_options=xla_options.compiler_options(config.get("xla_options")))
-
-
-def _setup(config: ml_collections.ConfigDict):
-  mesh = sharding.make_mesh(config.mesh)
-  model = models.build_model(config.model)
-  if config.get("remat", False):
-    model = with_remat(model)
-  # The state arrives in its own shardings; the batch is split over the batch axes.
-  eval_fn = jax.jit(functools.partial(steps.eval_step, model=model, fusion=config.eval.fusion),
-                    out_shardings=sharding.replicated(mesh),
-                    compiler_options=xla_options.compiler_options(
-                        config.eval.get("xla_options")))
-  return mesh, model, eval_fn
-
-
-def _check_num_classes(config: ml_collections.ConfigDict) -> None:
-  expected = pipeline.num_classes(config.data)
-  if config.model.num_classes != expected:
-    raise ValueError(f"config.model.num_classes={config.model.num_classes} but data set "
-                     f"{config.data.name!r} has {expected} classes.")
-
-
 # ---------------------------------------------------------------------------- train
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (resuming from `workdir` if it has a checkpoint); returns the final eval."""
@@ -293,15 +174,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
 
-  # Parameter shapes first, for the optimiser's parameter groups.
-  abstract_params = jax.eval_shape(
-      lambda r: model.init(r, jnp.zeros(_clip_shape(config), jnp.uint8), train=False),
-      init_rng)["params"]
-  tx, schedule = build_tx(config, abstract_params, steps_per_epoch)
-  state, shardings = create_train_state(config, model, tx, mesh, init_rng)
+  # Parameter shapes first, for the optimiser's parameter groups and frozen parameters.
+  abstract_variables = _abstract_variables(config, model, init_rng)
+  abstract_params = abstract_variables["params"]
+  tx, schedule = optim.build_optimizer(
+      config.optim, abstract_params, steps_per_epoch,
+      frozen=models.frozen_param_mask(config.model, abstract_params))
 
+  # The state: initialised, then resumed or taken from init_from.
+  state, shardings = create_train_state(config, model, tx, mesh, init_rng)
   checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
-  check_workdir_config(config, workdir, has_checkpoint=checkpointer.latest_step() is not None)
+  ckpt_lib.check_workdir_config(config, workdir,
+                                has_checkpoint=checkpointer.latest_step() is not None)
   train_iter = pipeline.train_iterator(config.data, config.batch_size, seed=config.seed)
   latest = checkpointer.latest_step()
   if latest is not None:
@@ -310,8 +194,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     logging.info("Resumed from %s at step %d.", checkpointer.directory, latest)
   elif config.init_from:
     loaded = ckpt_lib.load_variables(config.init_from)
-    params, batch_stats = merge_init_from(state.params, state.batch_stats, loaded,
-                                          config.init_from_drop, config.init_from)
+    params, batch_stats = ckpt_lib.merge_init_from(state.params, state.batch_stats, loaded,
+                                                   config.init_from_drop, config.init_from)
     params = sharding.put(params, shardings.params)
     state = state.replace(
         params=params, batch_stats=sharding.put(batch_stats, shardings.batch_stats),
@@ -322,12 +206,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   start = int(state.step)
   if start == 0:
     num_params = parameter_overview.count_parameters(state.params)
+    flops = xla_options.flops_per_clip(model, abstract_variables, _clip_shape(config))
     # Statistics need every shard on this host: only single-process runs log them.
-    logging.info("%s\n%d parameters", parameter_overview.get_parameter_overview(
-        state.params, include_stats=jax.process_count() == 1), num_params)
+    logging.info("%s\n%d parameters; %s", parameter_overview.get_parameter_overview(
+        state.params, include_stats=jax.process_count() == 1), num_params,
+        "no FLOP count (XLA has no cost analysis here)" if flops is None else
+        f"{flops / 1e9:.3f} GFLOPs per clip (eval forward)")
     logging.info("Parameter groups:\n%s", optim.param_group_table(state.params, config.optim))
-    writer.write_scalars(0, {"num_params": num_params, "steps_per_epoch": steps_per_epoch})
-  writer.write_hparams({k: v for k, v in _flatten(json.loads(config.to_json_best_effort())).items()
+    writer.write_scalars(0, {"num_params": num_params, "steps_per_epoch": steps_per_epoch}
+                         | ({} if flops is None else {"flops_per_clip": flops}))
+  writer.write_hparams({k: v for k, v in ckpt_lib.flat_config(config).items()
                         if isinstance(v, (int, float, str, bool))})
 
   train_fn = make_train_fn(config, model, tx, schedule, mesh, shardings)
@@ -340,33 +228,41 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                jax.process_count(), sharding.describe(shardings, state))
 
   train_metrics = None
+  # The first non-finite step stays on the device, so the host never waits on a step just
+  # to check it; it is read where the host waits anyway (log, eval) and before every save.
+  first_nonfinite = np.zeros((), np.int32)
   eval_results: dict[str, float] = {}
   t0 = time.time()
   for step in range(start + 1, total_steps + 1):
     batch = sharding.global_batch(next(train_iter), mesh)
     state, m, finite = train_fn(state, batch, dropout_rng)
     train_metrics = m if train_metrics is None else train_metrics.merge(m)
+    log_now = step % config.log_every_steps == 0 or step == total_steps
+    eval_now = (config.eval_every_steps > 0 and step % config.eval_every_steps == 0
+                and step != total_steps)
+    save_now = step % config.checkpoint_every_steps == 0 or step == total_steps
     if config.check_finite:
-      if not bool(finite):
-        loss = float(m.loss.compute())
+      first_nonfinite = _first_nonfinite(first_nonfinite, finite, step)
+      if (log_now or eval_now or save_now) and int(first_nonfinite):
         checkpointer.wait()
         raise TrainingError(
-            f"Non-finite loss {loss} (or gradients/parameters) at step {step}: training "
-            f"stopped before saving it. The last good "
+            f"Non-finite loss (or gradients/parameters) at step {int(first_nonfinite)}: "
+            f"found at step {step}, training stopped before saving it. The last good "
             f"checkpoint (step {checkpointer.latest_step()}) in {checkpointer.directory} "
             "is intact; lower optim.lr or set optim.clip_grad_norm.")
     progress(step)
-    if step % config.log_every_steps == 0 or step == total_steps:
+    if log_now:
       writer.write_scalars(step, {f"train/{k}": float(v)
                                   for k, v in train_metrics.compute().items()}
                            | {"train/skipped_files": train_iter.skipped_files})
       train_metrics = None
-    if config.eval_every_steps > 0 and step % config.eval_every_steps == 0 and step != total_steps:
+    if eval_now:
       eval_results = evaluate(config, state, eval_fn, mesh)
       writer.write_scalars(step, eval_results)
-    if step % config.checkpoint_every_steps == 0 or step == total_steps:
+    if save_now:
       checkpointer.save(step, _to_dict(state), data_iter=train_iter, force=True)
 
+  # The final eval.
   if start < total_steps or not eval_results:
     eval_results = evaluate(config, state, eval_fn, mesh)
     writer.write_scalars(total_steps, eval_results)
@@ -390,10 +286,9 @@ def evaluate_only(config: ml_collections.ConfigDict, workdir: str,
     raise ckpt_lib.CheckpointError(
         f"--mode eval: no checkpoint in workdir {workdir!r} and config.init_from is empty.")
   variables = ckpt_lib.load_variables(source)
-  template = jax.eval_shape(lambda r: model.init(
-      r, jnp.zeros(_clip_shape(config), jnp.uint8), train=False), jax.random.key(0))
-  params, batch_stats = merge_init_from(template["params"], template.get("batch_stats", {}),
-                                        variables, r"$^", source)
+  template = _abstract_variables(config, model, jax.random.key(0))
+  params, batch_stats = ckpt_lib.merge_init_from(template["params"], template["batch_stats"],
+                                                 variables, r"$^", source)
   host_state = steps.TrainState(step=np.zeros((), np.int32), params=params,
                                 batch_stats=batch_stats, opt_state=())
   state = sharding.put(host_state, state_shardings(config, host_state, mesh))
