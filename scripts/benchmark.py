@@ -314,7 +314,8 @@ def main(argv=None) -> dict:
     # Measured BatchNorm statistics keep eval activations O(1): with a fresh module's
     # (0, 1) statistics they shrink layer by layer into denormals, which are slow on
     # CPU for PyTorch (XLA flushes them to zero) and would flatter JAX.
-    from torch_references.common import calibrate_batchnorm  # pylint: disable=import-outside-toplevel
+    # pylint: disable-next=import-outside-toplevel
+    from torch_references.common import calibrate_batchnorm
     calibrate_batchnorm(ref, x, torch.Generator().manual_seed(0))
     variables = converters.convert(source, ref.state_dict(), config)
     variables = jax.tree.map(jnp.asarray, variables)

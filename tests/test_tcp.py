@@ -177,6 +177,7 @@ def test_layout_of_head_variables():
                                 sd["module.base_model.TCP.TCP_att.TSA.norm.running_mean"].numpy())
 
 
+@pytest.mark.slow  # builds and calibrates the 16-frame reference too
 def test_strict_lists_every_offending_key():
   _, _, sd = _reference(8)
   sd = dict(sd)
@@ -274,8 +275,9 @@ def test_recipe_param_groups():
 
 @pytest.mark.parametrize("name,num_params,lr_x,clip", [
     ("tcp_tsn_r50", None, 5, 20.0),
-    ("tcp_tea_r50", 28_223_930, 10, 20.0),       # reference/tcpnet.md 6 (T=8, 400 classes)
-    ("tcp_tsn_r152", 62_260_438, 50, 60.0),
+    pytest.param("tcp_tea_r50", 28_223_930, 10, 20.0,  # reference/tcpnet.md 6 (T=8, 400 classes)
+                 marks=pytest.mark.slow),
+    pytest.param("tcp_tsn_r152", 62_260_438, 50, 60.0, marks=pytest.mark.slow),
 ])
 def test_every_tcpnet_config_variant_builds(name, num_params, lr_x, clip):
   """Each variant of the three TCPNet configs gives a model that initialises on clips of
