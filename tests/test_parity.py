@@ -265,7 +265,10 @@ def _param(row: Row):
 def _run_model(row, config, clip, ref, sd):
   variables = converters.convert(row.source, sd, config)
   module = build_model(config.model)
-  apply = lambda v, x: module.apply(v, x, train=False)  # noqa: E731
+
+  def apply(v, x):
+    return module.apply(v, x, train=False)
+
   with jax.default_matmul_precision("highest"):
     ours = np.asarray((jax.jit(apply) if row.jit else apply)(variables, clip))
   normalise = resolve_model_config(config.model).pixel_mean is not None
@@ -284,7 +287,10 @@ def _run_backbone(row, config, clip, ref, sd):
   ours_module = build_backbone(m.backbone, jnp.float32)
   variables = convert_backbone({"module.base_model." + k: v for k, v in sd.items()},
                                ours_module, frames, m.backbone.name, t)
-  fn = lambda v, a: ours_module.apply(v, a, train=False, num_segments=t)  # noqa: E731
+
+  def fn(v, a):
+    return ours_module.apply(v, a, train=False, num_segments=t)
+
   with jax.default_matmul_precision("highest"):
     ours = np.asarray(jax.jit(fn)(variables, jnp.asarray(frames)))
   with torch.no_grad():
@@ -362,7 +368,7 @@ def measure() -> str:
     diff = run_row(row).diff
     lines.append(f"| {row.name} | {row.model} | {diff:.3g} | {row.tolerance:g} | "
                  f"{time.perf_counter() - start:.0f} |")
-    print(lines[-1], flush=True)
+    print(lines[-1], file=sys.stderr, flush=True)  # progress; the table follows
   return "\n".join(lines)
 
 

@@ -7,12 +7,18 @@ new_fc)."""
 import torch
 from torch import nn
 
-from vidjax.models import resolve_model_config
-
-from torch_references.common import (BN_TYPES, RefBottleneck, RefResNet, RefTSN,
-                                     calibrate_batchnorm, random_clip, random_init,
-                                     to_torch_input)
+from torch_references.common import (
+  BN_TYPES,
+  RefBottleneck,
+  RefResNet,
+  RefTSN,
+  calibrate_batchnorm,
+  random_clip,
+  random_init,
+  to_torch_input,
+)
 from torch_references.tsm import ref_shift
+from vidjax.models import resolve_model_config
 
 
 class RefL(nn.Module):

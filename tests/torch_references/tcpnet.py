@@ -6,11 +6,15 @@ base_model.{conv1, bn1, layerS.B.*, TCP.*}, new_fc."""
 import torch
 from torch import nn
 
-from vidjax.models import resolve_model_config
-
-from torch_references.common import (add_resnet_trunk, randomize, resnet_trunk, scale_logits,
-                                     to_torch_input)
+from torch_references.common import (
+  add_resnet_trunk,
+  randomize,
+  resnet_trunk,
+  scale_logits,
+  to_torch_input,
+)
 from torch_references.tcpnet_backbones import backbone_reference
+from vidjax.models import resolve_model_config
 
 
 class RefTSA(nn.Module):
@@ -24,9 +28,8 @@ class RefTSA(nn.Module):
   def forward(self, x, t):
     n, c, h, w = x.shape
     frames = x.view(n // t, t, c, h, w)
-    clamp = lambda s: [max(i - s, 0) for i in range(t)]
-    x1 = frames[:, clamp(1)].reshape(n, c, h, w)
-    x2 = frames[:, clamp(2)].reshape(n, c, h, w)
+    x1 = frames[:, [max(i - 1, 0) for i in range(t)]].reshape(n, c, h, w)
+    x2 = frames[:, [max(i - 2, 0) for i in range(t)]].reshape(n, c, h, w)
     q = self.conv_phi_1(x1).flatten(2)
     k = self.conv_phi_2(x2).flatten(2)
     v = self.conv_phi0(x).flatten(2)
@@ -41,13 +44,16 @@ class RefTCA(nn.Module):
     self.g1 = nn.Conv2d(c, 4 * c, 1)
     self.g2 = nn.Conv2d(4 * c, c, 1)
 
+  def gate(self, d):
+    """(B, T, C) frame differences -> (B*T, C, 1, 1) channel gates."""
+    return torch.sigmoid(self.g2(torch.relu(self.g1(d.reshape(-1, d.shape[-1], 1, 1)))))
+
   def forward(self, x, x_att, t):
     n, c = x.shape[:2]
     g = x.mean((2, 3)).view(n // t, t, c)
     d1 = g - g[:, [(i - 1) % t for i in range(t)]]
     d2 = 0.5 * (g - g[:, [(i - 2) % t for i in range(t)]])
-    s = lambda d: torch.sigmoid(self.g2(torch.relu(self.g1(d.reshape(n, c, 1, 1)))))
-    return x_att * (0.5 * (s(d1) + s(d2)))
+    return x_att * (0.5 * (self.gate(d1) + self.gate(d2)))
 
 
 class RefTCPAtt(nn.Module):

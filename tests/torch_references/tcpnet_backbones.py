@@ -5,9 +5,8 @@ the pre-activation ResNet and TEA Res2Net-50, written from reference/tcpnet.md s
 import torch
 from torch import nn
 
-from vidjax.models import resolve_model_config
-
 from torch_references.common import nchw, pixels, randomize
+from vidjax.models import resolve_model_config
 
 
 class RefPreActBottleneck(nn.Module):
@@ -34,8 +33,10 @@ class RefPreActBottleneck(nn.Module):
     return self.conv3(out) + shortcut
 
 
+PREACT_SIZES = {50: (3, 4, 6, 3), 152: (3, 8, 36, 3)}
+
+
 class RefPreActResNet(nn.Module):
-  SIZES = {50: (3, 4, 6, 3), 152: (3, 8, 36, 3)}
 
   def __init__(self, depth):
     super().__init__()
@@ -44,7 +45,7 @@ class RefPreActResNet(nn.Module):
     self.bn1 = nn.BatchNorm2d(64, eps=2e-5)
     self.maxpool = nn.MaxPool2d(3, 2, 1)
     inplanes = 64
-    for s, (n, planes, stride) in enumerate(zip(self.SIZES[depth], (64, 128, 256, 512),
+    for s, (n, planes, stride) in enumerate(zip(PREACT_SIZES[depth], (64, 128, 256, 512),
                                                 (1, 2, 2, 1)), start=1):
       blocks = []
       for i in range(n):
@@ -87,7 +88,7 @@ class RefME(nn.Module):
     self.bn3 = nn.BatchNorm2d(channels)
 
   def forward(self, x):
-    nt, c, h, w = x.shape
+    nt, _, h, w = x.shape
     t = self.n_segment
     b = self.bn1(self.conv1(x))
     moved = self.conv2(b)

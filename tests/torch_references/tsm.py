@@ -4,11 +4,17 @@ MobileNetV2, written from reference/tsm_gc.md 1.1-1.8 with the upstream module n
 import torch
 from torch import nn
 
-from vidjax.models import resolve_model_config
-
 from torch_references import common
-from torch_references.common import (RefBasicBlock, RefBottleneck, RefResNet, RefTSN,
-                                     calibrate_batchnorm, random_init, to_torch_input)
+from torch_references.common import (
+  RefBasicBlock,
+  RefBottleneck,
+  RefResNet,
+  RefTSN,
+  calibrate_batchnorm,
+  random_init,
+  to_torch_input,
+)
+from vidjax.models import resolve_model_config
 
 
 def ref_shift(x, n_segment, fold_div=8):
@@ -151,7 +157,7 @@ def randomize(model, example, seed):
   random_init(model, g)
   with torch.no_grad():
     for m in model.modules():
-      last_bn = {RefBottleneck: "bn3", RefBasicBlock: "bn2"}.get(type(m))  # noqa
+      last_bn = {RefBottleneck: "bn3", RefBasicBlock: "bn2"}.get(type(m))
       last_bn = getattr(m, last_bn) if last_bn else (
           m.conv[-1] if isinstance(m, InvertedResidual) else None)
       if last_bn is not None:
