@@ -185,6 +185,8 @@ def _classes(k: int) -> dict:
 
 _GC_KEYS = 320 + 16 * 6   # one calibrator per block (reference/tsm_gc.md 2.3)
 
+# `slow` rows take over ~15 s each on a 2-core CPU; the quick run (-m "not slow") keeps
+# one ResNet-50 row per converter source, the ResNet-18 variants and MobileNetV2.
 ZOO = [
     # TSM code base: reference/tsm_gc.md 1.2 gives 320 state_dict entries for a ResNet-50.
     Row("tsn_r50", "TSN-ResNet-50", "tsn_r50", "tsm", tsm.tsn, (2, 3, 64),
@@ -205,7 +207,7 @@ ZOO = [
         overrides={**_classes(6), "model.backbone.depth": 18, "model.shift.place": "block"},
         has_keys=("module.base_model.layer1.0.net.conv1.weight",), check=_shift_place_matters),
     Row("nl_tsm_r50", "NL-TSM-ResNet-50", "nl_tsm_r50", "tsm", tsm.tsm, (2, 4, 64),
-        clip_seed=4, seed=4, overrides=_classes(9), keys=385,
+        clip_seed=4, seed=4, overrides=_classes(9), keys=385, slow=True,
         has_keys=("module.base_model.layer2.0.nl.W.1.running_var",
                   "module.base_model.layer2.0.block.conv1.net.weight")),
     *(Row(f"nl_{mode}_tsm_r18", f"NL ({mode}) TSM-ResNet-18", "nl_tsm_r50", "tsm", tsm.tsm,
@@ -218,16 +220,16 @@ ZOO = [
         clip_seed=6, seed=6, overrides=_classes(8), check=_mobilenet_layouts),
     # GC code base: 704 entries = 320 + 16 blocks x 4 calibrators x 6 (reference/tsm_gc.md 2.3).
     Row("gc_tsn_r50", "GC-TSN-ResNet-50", "gc_tsn_r50", "gc", gc.gc, (2, 4, 32), seed=1,
-        overrides=_classes(7), keys=704, check=_calibrators_matter),
+        overrides=_classes(7), keys=704, check=_calibrators_matter, slow=True),
     Row("gc_tsm_r50", "GC-TSM-ResNet-50", "gc_tsm_r50", "gc", gc.gc, (2, 4, 32), clip_seed=2,
-        seed=2, overrides=_classes(7), keys=704, check=_calibrators_matter),
+        seed=2, overrides=_classes(7), keys=704, check=_calibrators_matter, slow=True),
     # ECal-L on 1/16 of the channels (the 'r = 16' reading): the rest pass unchanged.
     Row("ecal_l_tsn_r50_r16", "ECal-L-TSN-ResNet-50", "ecal_l_tsn_r50", "gc", gc.gc,
         (2, 4, 32), clip_seed=3, seed=3, variant="r16", overrides=_classes(7), keys=_GC_KEYS,
         check=_calibrators_matter),
     Row("ecal_t_tsm_r50", "ECal-T-TSM-ResNet-50", "ecal_t_tsm_r50", "gc", gc.gc, (2, 4, 32),
         clip_seed=4, seed=4, overrides=_classes(7), keys=_GC_KEYS, check=_calibrators_matter,
-        note="parity with our reconstruction"),
+        note="parity with our reconstruction", slow=True),
     # TCPNet code base: 349 entries (reference/tcpnet.md 5.2, num_batches_tracked included).
     Row("tcp_tsn_r50_t8", "TCP-TSN-ResNet-50", "tcp_tsn_r50", "tcpnet", tcpnet.tcp,
         (2, 8, 64), clip_seed=8, seed=8, overrides=_classes(11), keys=349, check=_tcp_float64),
