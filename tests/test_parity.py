@@ -375,10 +375,13 @@ def measure() -> str:
 
 
 if __name__ == "__main__":
-  jax.config.update("jax_default_matmul_precision", "highest")
-  if "--markdown" in sys.argv[1:]:
-    print(markdown())
-  elif "--measure" in sys.argv[1:]:
-    print(measure())
-  else:
-    raise SystemExit("usage: python tests/test_parity.py --markdown | --measure")
+  import conftest  # pylint: disable=import-outside-toplevel
+  try:
+    if "--markdown" in sys.argv[1:]:
+      print(markdown())
+    elif "--measure" in sys.argv[1:]:
+      print(measure())
+    else:
+      raise SystemExit("usage: python tests/test_parity.py --markdown | --measure")
+  finally:
+    conftest.pytest_unconfigure(None)  # the session's XLA cache directory
