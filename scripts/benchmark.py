@@ -13,7 +13,7 @@ this measures, on the devices of the config's mesh (the batch split over them):
     peak device memory (GPU) or the process's peak RSS (CPU).
 
 With --compare-torch the same architecture runs through its PyTorch reference (the
-parity references of tests/: TSN from test_converters.py, TCPNet from test_tcp.py) on
+parity references of tests/torch_references/: TSN from tsm.py, TCPNet from tcpnet.py) on
 the CPU in the same run: the reference's random weights are converted into the JAX
 model (the script prints the logit difference, proving it is the same network), and
 the two are timed in alternating rounds, so that the ratio (JAX / PyTorch throughput)
@@ -142,12 +142,12 @@ def torch_reference(config, clips: np.ndarray):
     if any(m.get(k, {}).get("enabled", False) for k in m.keys()
            if hasattr(m.get(k), "get")):
       raise SystemExit("--compare-torch: the TSN reference has no temporal modules.")
-    from test_converters import RefTSN  # pylint: disable=import-outside-toplevel
-    ref, source = RefTSN(m.num_classes, t, m.backbone.depth, dropout=m.head.dropout_rate), "tsm"
+    from torch_references.tsm import tsn_resnet  # pylint: disable=import-outside-toplevel
+    ref, source = tsn_resnet(m.num_classes, t, m.backbone.depth, m.head.dropout_rate), "tsm"
     mean, std = m.pixel_mean, m.pixel_std
   elif m.head.name == "tcp" and m.backbone.depth == 50:
-    from test_tcp import RefTCPNet  # pylint: disable=import-outside-toplevel
-    ref, source = RefTCPNet(m.num_classes, t, m.head.dropout_rate), "tcpnet"
+    from torch_references.tcpnet import tcp_tsn_r50  # pylint: disable=import-outside-toplevel
+    ref, source = tcp_tsn_r50(m.num_classes, t, m.head.dropout_rate), "tcpnet"
     mean, std = m.pixel_mean, m.pixel_std
   else:
     raise SystemExit(f"--compare-torch: no PyTorch reference for head {m.head.name!r}.")
@@ -314,7 +314,8 @@ def main(argv=None) -> dict:
     # Measured BatchNorm statistics keep eval activations O(1): with a fresh module's
     # (0, 1) statistics they shrink layer by layer into denormals, which are slow on
     # CPU for PyTorch (XLA flushes them to zero) and would flatter JAX.
-    from torch_references import calibrate_batchnorm  # pylint: disable=import-outside-toplevel
+    # pylint: disable-next=import-outside-toplevel
+    from torch_references.common import calibrate_batchnorm
     calibrate_batchnorm(ref, x, torch.Generator().manual_seed(0))
     variables = converters.convert(source, ref.state_dict(), config)
     variables = jax.tree.map(jnp.asarray, variables)

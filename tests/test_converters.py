@@ -1,4 +1,5 @@
-"""Converters: parity with a PyTorch TSN reference, strictness, key layouts, the CLI."""
+"""Converters: strictness, key layouts and the CLI on a PyTorch TSN reference (its parity:
+tests/test_parity.py)."""
 
 import os
 import subprocess
@@ -17,86 +18,13 @@ if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
-from torch_references import (add_resnet_trunk, calibrate_batchnorm,  # noqa: E402
-                              resnet_trunk)
+from conftest import load_config  # noqa: E402
+from torch_references import tsm  # noqa: E402
+from torch_references.common import random_clip  # noqa: E402
 
 import converters  # noqa: E402
 from vidjax.checkpoint import load_variables  # noqa: E402
-from vidjax.models import build_model, default_config  # noqa: E402
-
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # TSM's data pipeline, 0..1 units
-STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
-# --- PyTorch reference: TSM's TSN wrapper around a torchvision-layout ResNet. --------------
-# Written from reference/tsm_gc.md (sections 1.5, 1.6); module names follow the upstream
-# state_dict (base_model.layerS.B.downsample.0, new_fc, ...).
-
-class RefResNet(nn.Module):
-
-  def __init__(self, depth):
-    super().__init__()
-    self.feature_dim = add_resnet_trunk(self, depth)
-    self.avgpool = nn.AdaptiveAvgPool2d(1)
-    self.fc = nn.Linear(self.feature_dim, 1000)
-
-  def forward(self, x):
-    return self.fc(torch.flatten(self.avgpool(resnet_trunk(self, x)), 1))
-
-
-class RefTSN(nn.Module):
-  """input (N, T*3, H, W), normalised -> logits (N, K), average consensus."""
-
-  def __init__(self, num_classes, num_segments, depth=50, dropout=0.8):
-    super().__init__()
-    self.num_segments = num_segments
-    self.base_model = RefResNet(depth)
-    dim = self.base_model.feature_dim
-    if dropout > 0:
-      self.base_model.fc = nn.Dropout(dropout)
-      self.new_fc = nn.Linear(dim, num_classes)
-    else:
-      self.base_model.fc = nn.Linear(dim, num_classes)
-      self.new_fc = None
-
-  def forward(self, x):
-    x = self.base_model(x.view(-1, 3, x.shape[-2], x.shape[-1]))
-    if self.new_fc is not None:
-      x = self.new_fc(x)
-    return x.view(-1, self.num_segments, x.shape[-1]).mean(1)
-
-
-def _randomize(model, clip_nchw, seed):
-  """Random weights and non-trivial BN statistics at a sane activation scale.
-
-  BN statistics are first measured on a batch (momentum 1 copies the batch stats), then
-  perturbed, so activations stay O(1) through 50 layers and the comparison has teeth.
-  """
-  g = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for m in model.modules():
-      if isinstance(m, nn.Conv2d):
-        fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1]
-        m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_out) ** 0.5)
-      elif isinstance(m, nn.Linear):
-        m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5)
-        m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-      elif isinstance(m, nn.BatchNorm2d):
-        m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-        m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-  return calibrate_batchnorm(model, clip_nchw, g, (0.5, 2.0))
-
-
-def _clip(b=2, t=3, size=64, seed=0):
-  return np.random.RandomState(seed).randint(0, 256, (b, t, size, size, 3)).astype(np.uint8)
-
-
-def _to_torch_input(clip):
-  """uint8 [B, T, H, W, 3] -> normalised (B, T*3, H, W) as TSM's pipeline feeds it."""
-  x = (clip.astype(np.float32) / 255.0 - MEAN) / STD
-  b, t, h, w, _ = x.shape
-  return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 1, 4, 2, 3).reshape(b, t * 3, h, w)))
+from vidjax.models import default_config  # noqa: E402
 
 
 def _config(depth, num_classes, dropout=0.5):
@@ -108,48 +36,12 @@ def _config(depth, num_classes, dropout=0.5):
   return config
 
 
-def _reference(depth, num_classes, clip, dropout=0.8, seed=0):
-  model = RefTSN(num_classes, clip.shape[1], depth, dropout)
-  return _randomize(model, _to_torch_input(clip), seed)
-
-
 @pytest.fixture(scope="module")
 def r18():
-  clip = _clip()
-  return clip, _reference(18, 7, clip, seed=1)
-
-
-def _max_diff(ref, config, state_dict, clip):
-  variables = converters.convert("tsm", state_dict, config)
-  module = build_model(config.model)
-  with jax.default_matmul_precision("highest"):
-    ours = np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False))(variables, clip))
-  with torch.no_grad():
-    theirs = ref(_to_torch_input(clip)).numpy()
-  assert ours.shape == theirs.shape
-  assert theirs.std() > 0.1, "reference logits are degenerate; the test would prove nothing"
-  return float(np.abs(ours - theirs).max())
-
-
-def test_parity_tsn_r50():
-  clip = _clip(2, 3, 64)
-  ref = _reference(50, 11, clip)
-  sd = {"module." + k: v for k, v in ref.state_dict().items()}  # as TSM's main.py saves
-  assert len(ref.state_dict()) == 320  # reference/tsm_gc.md 1.2: 320 entries
-  diff = _max_diff(ref, _config(50, 11), sd, clip)
-  print(f"TSN-R50 max abs logit diff: {diff:.3g}")
-  assert diff <= 1e-4
-
-
-def test_parity_tsn_r18_fc_in_base_model():
-  """dropout == 0 upstream: the classifier is base_model.fc and there is no new_fc."""
-  clip = _clip(1, 2, 64, seed=3)
-  ref = _reference(18, 5, clip, dropout=0.0, seed=2)
-  sd = ref.state_dict()
-  assert "base_model.fc.weight" in sd and not any(k.startswith("new_fc") for k in sd)
-  diff = _max_diff(ref, _config(18, 5, dropout=0.0), sd, clip)
-  print(f"TSN-R18 max abs logit diff: {diff:.3g}")
-  assert diff <= 1e-4
+  """(clip, TSN-R18 reference with 7 classes) in TSM's key layout; parity: test_parity.py."""
+  clip = random_clip(2, 3, 64)
+  config = load_config("tsn_r50", **{"model.num_classes": 7, "model.backbone.depth": 18})
+  return clip, tsm.tsn(config, clip, seed=1)
 
 
 def test_net_infix_and_module_prefix(r18):

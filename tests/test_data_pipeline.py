@@ -93,6 +93,7 @@ def test_eval_views_frames_masks_and_skips(dataset):
     pipeline.eval_iterator(data, 2, num_views=10)
 
 
+@pytest.mark.slow
 def test_resume_with_worker_processes_sees_the_same_batches(dataset):
   data = _data(dataset, "good.txt", num_workers=2)
   it = pipeline.train_iterator(data, 2, seed=5)
@@ -138,6 +139,7 @@ def test_list_formats(tmp_path):
     sources.ListSource(list_file=str(tmp_path / "frames.txt"), fmt="frames", num_classes=2)
 
 
+@pytest.mark.slow
 def test_training_run_over_a_list_with_bad_files(dataset, tmp_path):
   from vidjax.train import trainer, writers  # pylint: disable=g-import-not-at-top
   config = load_config("tsn_r50", "smoke")

@@ -1,6 +1,5 @@
-"""TCPNet: parity with a PyTorch TCP TSN-R50 reference, key layouts, GCP init, init values."""
+"""TCPNet: key layouts, GCP init and init values (parity: tests/test_parity.py)."""
 
-import copy
 import os
 import sys
 
@@ -19,8 +18,6 @@ from flax import traverse_util  # noqa: E402
 from vidjax.models import build_model, default_config  # noqa: E402
 from vidjax.models.heads.tcp import TCPAttention, TCPPooling  # noqa: E402
 
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # TCPNet's pipeline, 0..1 units
-STD = np.array([0.229, 0.224, 0.225], np.float32)
 SIZE = 64
 
 
@@ -86,173 +83,19 @@ def test_wrong_frame_count_is_an_error():
     jax.eval_shape(m.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 4, 64, 64, 3), jnp.uint8))
 
 
-# --- PyTorch reference. ------------------------------------------------------------------------
-# Written from reference/tcpnet.md sections 1-3 (not upstream code); module names follow
-# the upstream state_dict: base_model.{conv1, bn1, layerS.B.*, TCP.*}, new_fc.
+# --- Key layouts on a PyTorch reference's state_dict (parity: tests/test_parity.py). --------
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
-from torch_references import (add_resnet_trunk, calibrate_batchnorm,  # noqa: E402
-                              resnet_trunk)
+from conftest import load_config  # noqa: E402
+from torch_references import tcpnet  # noqa: E402
+from torch_references.common import random_clip  # noqa: E402
 
 import converters  # noqa: E402
 from converters import tcpnet as tcpnet_converter  # noqa: E402
 
 
-class RefTSA(nn.Module):
-  def __init__(self, c):
-    super().__init__()
-    self.conv_phi_1 = nn.Conv2d(c, c, 1)   # query, frame t-1
-    self.conv_phi_2 = nn.Conv2d(c, c, 1)   # key, frame t-2
-    self.conv_phi0 = nn.Conv2d(c, c, 1)    # value, frame t
-    self.norm = nn.BatchNorm2d(c)
-
-  def forward(self, x, t):
-    n, c, h, w = x.shape
-    frames = x.view(n // t, t, c, h, w)
-    clamp = lambda s: [max(i - s, 0) for i in range(t)]
-    x1 = frames[:, clamp(1)].reshape(n, c, h, w)
-    x2 = frames[:, clamp(2)].reshape(n, c, h, w)
-    q = self.conv_phi_1(x1).flatten(2)
-    k = self.conv_phi_2(x2).flatten(2)
-    v = self.conv_phi0(x).flatten(2)
-    a = torch.softmax(torch.einsum("ncp,ncq->npq", q, k) * c ** -0.5, dim=-1)
-    y = torch.einsum("npq,ncq->ncp", a, v).reshape(n, c, h, w)
-    return x + self.norm(y)
-
-
-class RefTCA(nn.Module):
-  def __init__(self, c):
-    super().__init__()
-    self.g1 = nn.Conv2d(c, 4 * c, 1)
-    self.g2 = nn.Conv2d(4 * c, c, 1)
-
-  def forward(self, x, x_att, t):
-    n, c = x.shape[:2]
-    g = x.mean((2, 3)).view(n // t, t, c)
-    d1 = g - g[:, [(i - 1) % t for i in range(t)]]
-    d2 = 0.5 * (g - g[:, [(i - 2) % t for i in range(t)]])
-    s = lambda d: torch.sigmoid(self.g2(torch.relu(self.g1(d.reshape(n, c, 1, 1)))))
-    return x_att * (0.5 * (s(d1) + s(d2)))
-
-
-class RefTCPAtt(nn.Module):
-  def __init__(self, c, t):
-    super().__init__()
-    k = t // 2 + 1
-    self.TCA = RefTCA(c)
-    # The padding upstream computes on torch <= 1.9 (spec 7a), i.e. what it was trained with.
-    self.conv_1d = nn.Conv3d(c, c, (k, 1, 1), padding=((k - 1) // 2, 0, 0),
-                             padding_mode="circular")
-    self.TSA = RefTSA(c)
-    self.t = t
-
-  def forward(self, x):
-    n, c, h, w = x.shape
-    x_att = self.TCA(x, self.TSA(x, self.t), self.t)
-    z = x_att.view(n // self.t, self.t, c, h, w).permute(0, 2, 1, 3, 4)
-    z = self.conv_1d(z).permute(0, 2, 1, 3, 4).reshape(n, c, h, w)
-    return torch.relu(z + x)
-
-
-def ref_covariance(x):
-  """(B, C, M) -> (B, C, C) with upstream's centring matrix I_hat (fine at test sizes)."""
-  m = x.shape[2]
-  i_hat = (torch.eye(m, dtype=x.dtype) - torch.ones(m, m, dtype=x.dtype) / m) / m
-  return x @ i_hat @ x.transpose(1, 2)
-
-
-def ref_sqrtm(s, iters=3):
-  c = s.shape[1]
-  eye3 = 3.0 * torch.eye(c, dtype=s.dtype).expand_as(s)
-  tr = s.diagonal(dim1=1, dim2=2).sum(1).view(-1, 1, 1)
-  a = s / (tr + 1e-5)
-  zy = 0.5 * (eye3 - a)
-  y, z = a @ zy, zy
-  for _ in range(iters - 2):
-    p = 0.5 * (eye3 - z @ y)
-    y, z = y @ p, p @ z
-  return 0.5 * y @ (eye3 - z @ y) * tr.sqrt()
-
-
-class RefTCP(nn.Module):
-  def __init__(self, t, dim_in=2048, dim=128, dim_inner=256):
-    super().__init__()
-    self.layer_reduce1 = nn.Conv2d(dim_in, dim_inner, 1, bias=False)
-    self.layer_reduce_bn1 = nn.BatchNorm2d(dim_inner)
-    self.layer_reduce2 = nn.Conv2d(dim_inner, dim, 1, bias=False)
-    self.layer_reduce_bn2 = nn.BatchNorm2d(dim)
-    self.TCP_att = RefTCPAtt(dim, t)
-    self.t = t
-
-  def forward(self, x):
-    x = torch.relu(self.layer_reduce_bn1(self.layer_reduce1(x)))
-    x = torch.relu(self.layer_reduce_bn2(self.layer_reduce2(x)))
-    x = self.TCP_att(x)
-    n, c, h, w = x.shape
-    x = x.view(n // self.t, self.t, c, h, w).permute(0, 2, 1, 3, 4).reshape(n // self.t, c, -1)
-    root = ref_sqrtm(ref_covariance(x))
-    rows, cols = torch.triu_indices(c, c)
-    return root[:, rows, cols].reshape(n // self.t, -1, 1, 1)
-
-
-class RefBase(nn.Module):
-  """ResNet-50 with layer4 stride 1, TCP inside, fc replaced by Dropout."""
-
-  def __init__(self, t, dropout):
-    super().__init__()
-    add_resnet_trunk(self, 50, strides=(1, 2, 2, 1))
-    self.TCP = RefTCP(t)
-    self.fc = nn.Dropout(dropout)
-
-  def forward(self, x):
-    return self.fc(torch.flatten(self.TCP(resnet_trunk(self, x)), 1))
-
-
-class RefTCPNet(nn.Module):
-  """(B, T*3, H, W) normalised -> (B, K): one prediction per clip, no consensus."""
-
-  def __init__(self, num_classes, t, dropout=0.5):
-    super().__init__()
-    self.base_model = RefBase(t, dropout)
-    self.new_fc = nn.Linear(128 * 129 // 2, num_classes)
-
-  def forward(self, x):
-    return self.new_fc(self.base_model(x.view(-1, 3, x.shape[-2], x.shape[-1])))
-
-
-def _randomize(model, x, seed):
-  """Random weights everywhere (attention included: non-zero TSA gamma and conv_1d, so it
-  is far from the identity), BN statistics measured on a batch and then perturbed."""
-  g = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for m in model.modules():
-      if isinstance(m, (nn.Conv2d, nn.Conv3d)):
-        fan_in = m.weight[0].numel()
-        m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-        if m.bias is not None:
-          m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-      elif isinstance(m, nn.Conv1d):   # TEA's learned temporal shifts: random, near identity
-        w = torch.randn(m.weight.shape, generator=g) * 0.4
-        w[:, 0, 1] += 0.7
-        m.weight.copy_(w)
-      elif isinstance(m, nn.Linear):
-        m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5)
-        m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-      elif isinstance(m, nn.BatchNorm2d):
-        m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-        m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-  return calibrate_batchnorm(model, x, g, (1.0, 2.0))
-
-
 def _clip(b, t, size=SIZE, seed=0):
-  return np.random.RandomState(seed).randint(0, 256, (b, t, size, size, 3)).astype(np.uint8)
-
-
-def _to_torch_input(clip):
-  x = (clip.astype(np.float32) / 255.0 - MEAN) / STD
-  b, t, h, w, _ = x.shape
-  return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 1, 4, 2, 3).reshape(b, t * 3, h, w)))
+  return random_clip(b, t, size, seed)
 
 
 def _config(t, num_classes):
@@ -269,43 +112,12 @@ def _reference(t, b=2, num_classes=11):
   """(clip, randomised reference, its state_dict as DataParallel saves it); cached."""
   if t not in _REFS:
     clip = _clip(b, t, seed=t)
-    x = _to_torch_input(clip)
-    ref = _randomize(RefTCPNet(num_classes, t), x, seed=t)
-    with torch.no_grad():   # logits of order 1, so that 1e-4 is a tight bound
-      features = ref.base_model(x.view(-1, 3, x.shape[-2], x.shape[-1]))
-      ref.new_fc.weight.mul_(1.0 / float((features @ ref.new_fc.weight.T).std()))
+    config = load_config("tcp_tsn_r50", "16f" if t == 16 else "",
+                         **{"model.num_classes": num_classes})
+    ref = tcpnet.tcp(config, clip, seed=t)
     sd = {"module." + k: v for k, v in ref.state_dict().items()}
     _REFS[t] = clip, ref, sd
   return _REFS[t]
-
-
-@pytest.mark.parametrize("t", [8, 16])
-def test_parity_tcp_tsn_r50(t):
-  clip, ref, sd = _reference(t, b=2 if t == 8 else 1)
-  assert len(sd) == 349   # reference/tcpnet.md 5.2 (num_batches_tracked included)
-  config = _config(t, 11)
-  variables = converters.convert("tcpnet", sd, config)
-  module = build_model(config.model)
-  with jax.default_matmul_precision("highest"):
-    ours = np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False))(variables, clip))
-  with torch.no_grad():
-    theirs = ref(_to_torch_input(clip)).numpy()
-    # The attention must matter here, or the comparison would not test it.
-    att = ref.base_model.TCP.TCP_att
-    z = torch.rand(2 * t, 128, 4, 4)
-    assert float((att(z) - z).abs().max()) > 0.1
-  assert ours.shape == theirs.shape == (clip.shape[0], 11)
-  assert theirs.std() > 0.1, "reference logits are degenerate; the test would prove nothing"
-  diff = float(np.abs(ours - theirs).max())
-  print(f"TCP TSN-R50 T={t} max abs logit diff: {diff:.3g}")
-  assert diff <= 1e-4
-  if t == 8:  # once: both float32 implementations sit this close to a float64 reference
-    with torch.no_grad():
-      exact = copy.deepcopy(ref).double()(_to_torch_input(clip).double()).numpy()
-    diff64 = float(np.abs(ours - exact).max())
-    print(f"  vs float64 reference {diff64:.3g}; torch float32 vs float64 "
-          f"{float(np.abs(theirs - exact).max()):.3g}")
-    assert diff64 <= 1e-4
 
 
 # Inverse of spec 5.3 for the R50 layout, to build an old-style checkpoint from a new one.
@@ -365,6 +177,7 @@ def test_layout_of_head_variables():
                                 sd["module.base_model.TCP.TCP_att.TSA.norm.running_mean"].numpy())
 
 
+@pytest.mark.slow  # builds and calibrates the 16-frame reference too
 def test_strict_lists_every_offending_key():
   _, _, sd = _reference(8)
   sd = dict(sd)
@@ -440,9 +253,6 @@ def test_old_key_rules():
 
 # --- Configs and training. ------------------------------------------------------------------
 
-from conftest import load_config  # noqa: E402
-
-
 def test_recipe_param_groups():
   """reference/tcpnet.md 4.1 with lr_x_factor 5: attention and fc weight x5 (decayed),
   attention biases x5 (not decayed), TSA's BN x5 (decayed), fc bias x10, the rest x1."""
@@ -465,8 +275,9 @@ def test_recipe_param_groups():
 
 @pytest.mark.parametrize("name,num_params,lr_x,clip", [
     ("tcp_tsn_r50", None, 5, 20.0),
-    ("tcp_tea_r50", 28_223_930, 10, 20.0),       # reference/tcpnet.md 6 (T=8, 400 classes)
-    ("tcp_tsn_r152", 62_260_438, 50, 60.0),
+    pytest.param("tcp_tea_r50", 28_223_930, 10, 20.0,  # reference/tcpnet.md 6 (T=8, 400 classes)
+                 marks=pytest.mark.slow),
+    pytest.param("tcp_tsn_r152", 62_260_438, 50, 60.0, marks=pytest.mark.slow),
 ])
 def test_every_tcpnet_config_variant_builds(name, num_params, lr_x, clip):
   """Each variant of the three TCPNet configs gives a model that initialises on clips of
@@ -555,76 +366,3 @@ def test_partial_bn_freezes_the_head_batchnorms():
   for k in ("layer_reduce_bn1/scale", "layer_reduce_bn2/bias", "att/tsa/norm/scale"):
     np.testing.assert_array_equal(grads[k], 0.0, err_msg=k)
   assert float(np.abs(grads["att/conv_1d/kernel"]).max()) > 0
-
-
-# --- The other two backbones: whole-model parity in the upstream key layouts. ---------------
-
-class RefTCPOnBackbone(nn.Module):
-  """TCPNet with a TEA or pre-activation backbone: `base_model` is the backbone reference
-  (its forward gives the layer4 features) with `TCP` and `fc` (dropout) attached, as
-  upstream's TSN wrapper arranges them; (B, T*3, H, W) -> (B, K)."""
-
-  def __init__(self, base, t, num_classes):
-    super().__init__()
-    base.TCP = RefTCP(t)
-    base.fc = nn.Dropout(0.5)
-    self.base_model = base
-    self.new_fc = nn.Linear(8256, num_classes)
-
-  def features(self, x):
-    frames = self.base_model(x.view(-1, 3, x.shape[-2], x.shape[-1]))
-    return torch.flatten(self.base_model.TCP(frames), 1)
-
-  def forward(self, x):
-    return self.new_fc(self.base_model.fc(self.features(x)))
-
-
-@pytest.mark.parametrize("backbone,t,size,keys,num_params", [
-    ("tea_res2net", 8, 64, 813, 28_223_930),      # reference/tcpnet.md 6
-    ("tea_res2net", 16, 32, 813, 28_223_930 + 128 * 128 * 4),   # conv_1d kernel 9, not 5
-    ("preact_resnet", 8, 64, 951, 62_260_438),    # reference/tcpnet.md 6 (R152)
-])
-def test_parity_tcp_tea_and_preact_r152(backbone, t, size, keys, num_params):
-  """Whole TCP models with TCPNet's other two backbones, converted from the upstream
-  layout (both key layouts), against our PyTorch references: logits within 1e-4.
-  Backbone references: tests/test_tcp_backbones.py."""
-  import test_tcp_backbones as refs  # pylint: disable=g-import-not-at-top
-  raw = backbone == "preact_resnet"   # raw 0..255 pixels; bn_data normalises
-  base = refs.RefTEARes2Net50(t) if backbone == "tea_res2net" else refs.RefPreActResNet(152)
-  clip = _clip(1, t, size=size, seed=100 + t)
-  x = (torch.from_numpy(np.ascontiguousarray(
-      clip.astype(np.float32).transpose(0, 1, 4, 2, 3).reshape(1, t * 3, size, size)))
-       if raw else _to_torch_input(clip))
-  ref = _randomize(RefTCPOnBackbone(base, t, 11), x, seed=t)
-  with torch.no_grad():   # logits of order 1, so that 1e-4 is a tight bound
-    ref.new_fc.weight.mul_(1.0 / float((ref.features(x) @ ref.new_fc.weight.T).std()))
-    theirs = ref(x).numpy()
-    att = ref.base_model.TCP.TCP_att
-    z = torch.rand(2 * t, 128, 2, 2)
-    assert float((att(z) - z).abs().max()) > 0.1, "attention too close to the identity"
-  sd = {"module." + k: v for k, v in ref.state_dict().items()}
-  assert len(sd) == keys
-
-  config = _config(t, 11)
-  config.model.backbone = ml_collections.ConfigDict({"name": backbone})
-  if raw:
-    config.model.pixel_mean = config.model.pixel_std = None
-  variables = converters.convert("tcpnet", sd, config)
-  module = build_model(config.model)
-  apply = lambda v, c: module.apply(v, c, train=False)  # noqa: E731
-  with jax.default_matmul_precision("highest"):
-    # Eager for R152: compiling 152 layers costs more than running them once.
-    ours = np.asarray((apply if raw else jax.jit(apply))(variables, clip))
-  assert ours.shape == theirs.shape == (1, 11)
-  assert theirs.std() > 0.1, "reference logits are degenerate; the test would prove nothing"
-  diff = float(np.abs(ours - theirs).max())
-  print(f"TCP {backbone} T={t} max abs logit diff: {diff:.3g}")
-  assert diff <= 1e-4
-
-  # 400 classes as released: the upstream parameter count.
-  fc_params = 8256 * (400 - 11) + (400 - 11)
-  assert sum(int(np.prod(a.shape)) for a in jax.tree.leaves(variables["params"])) == (
-      num_params - fc_params)
-  old = {_old_key(k, "base_model.iSQRT.", sequential=True): v for k, v in sd.items()}
-  assert "module.base_model.iSQRT.att_module.sp_att.conv_g.weight" in old
-  jax.tree.map(np.testing.assert_array_equal, converters.convert("tcpnet", old, config), variables)

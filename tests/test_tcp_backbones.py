@@ -1,13 +1,7 @@
-"""TCPNet's backbones: pre-activation ResNet and TEA Res2Net-50 against PyTorch references.
-
-The references below are our own, written from reference/tcpnet.md (sections 2.2, 6, 7)
-with the upstream module names, so their state_dicts have the upstream key layout.
-Feature maps are compared in eval mode after conversion with converters/common.py's
-machinery and converters/tcpnet_backbones.py's renames. The error is reported as
-max |ours - theirs| / max(1, std(theirs)): absolute for O(1) features, relative to the
-feature scale when it is larger. The real depths (pre-activation R152, TEA at T=16) are
-compared as whole TCP models in tests/test_tcp.py.
-"""
+"""TCPNet's backbones, pre-activation ResNet and TEA Res2Net-50: rename rules, strict
+conversion, train-mode statistics, frozen parameters and float64 agreement with their
+PyTorch references (tests/torch_references/tcpnet_backbones.py, upstream key layout).
+Float32 parity of the backbones alone and of whole TCP models: tests/test_parity.py."""
 
 import copy
 import os
@@ -24,8 +18,9 @@ if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
 torch = pytest.importorskip("torch")
-from torch import nn  # noqa: E402
-from torch_references import calibrate_batchnorm  # noqa: E402
+from conftest import load_config  # noqa: E402
+from torch_references import tcpnet_backbones  # noqa: E402
+from torch_references.common import nchw as _nchw, random_clip  # noqa: E402
 
 from converters.common import ConversionError  # noqa: E402
 from converters.tcpnet_backbones import (convert_backbone, rename_preact_key,  # noqa: E402
@@ -43,154 +38,6 @@ TEA50_PARAMS = 24_099_754
 TEA50_KEYS = 813 - 29 - 2        # state_dict entries incl. num_batches_tracked
 
 
-# --- PyTorch references -------------------------------------------------------------------
-
-class RefPreActBottleneck(nn.Module):
-  expansion = 4
-
-  def __init__(self, inplanes, planes, stride):
-    super().__init__()
-    self.bn1 = nn.BatchNorm2d(inplanes, eps=2e-5)
-    self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-    self.bn2 = nn.BatchNorm2d(planes, eps=2e-5)
-    self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-    self.bn3 = nn.BatchNorm2d(planes, eps=2e-5)
-    self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-    if stride != 1 or inplanes != planes * 4:
-      self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False))
-    else:
-      self.downsample = None
-
-  def forward(self, x):
-    a = torch.relu(self.bn1(x))
-    shortcut = x if self.downsample is None else self.downsample(a)
-    out = torch.relu(self.bn2(self.conv1(a)))
-    out = torch.relu(self.bn3(self.conv2(out)))
-    return self.conv3(out) + shortcut
-
-
-class RefPreActResNet(nn.Module):
-  SIZES = {50: (3, 4, 6, 3), 152: (3, 8, 36, 3)}
-
-  def __init__(self, depth):
-    super().__init__()
-    self.bn_data = nn.BatchNorm2d(3, eps=2e-5)
-    self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-    self.bn1 = nn.BatchNorm2d(64, eps=2e-5)
-    self.maxpool = nn.MaxPool2d(3, 2, 1)
-    inplanes = 64
-    for s, (n, planes, stride) in enumerate(zip(self.SIZES[depth], (64, 128, 256, 512),
-                                                (1, 2, 2, 1)), start=1):
-      blocks = []
-      for i in range(n):
-        blocks.append(RefPreActBottleneck(inplanes, planes, stride if i == 0 else 1))
-        inplanes = planes * 4
-      setattr(self, f"layer{s}", nn.Sequential(*blocks))
-    self.bn2 = nn.BatchNorm2d(2048, eps=2e-5)
-
-  def forward(self, x):  # raw 0..255 pixels
-    x = self.maxpool(torch.relu(self.bn1(self.conv1(self.bn_data(x)))))
-    x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-    return torch.relu(self.bn2(x))
-
-
-class RefShiftModule(nn.Module):
-  """Depthwise temporal conv, kernel 3, zero padding, over (N*H*W, C, T)."""
-
-  def __init__(self, channels, n_segment):
-    super().__init__()
-    self.n_segment = n_segment
-    self.conv = nn.Conv1d(channels, channels, 3, padding=1, groups=channels, bias=False)
-
-  def forward(self, x):
-    nt, c, h, w = x.shape
-    t = self.n_segment
-    x = x.view(nt // t, t, c, h, w).permute(0, 3, 4, 2, 1).reshape(-1, c, t)
-    x = self.conv(x)
-    return x.view(nt // t, h, w, c, t).permute(0, 4, 3, 1, 2).reshape(nt, c, h, w)
-
-
-class RefME(nn.Module):
-  def __init__(self, channels, n_segment, reduction=16):
-    super().__init__()
-    r = channels // reduction
-    self.n_segment = n_segment
-    self.conv1 = nn.Conv2d(channels, r, 1, bias=False)
-    self.bn1 = nn.BatchNorm2d(r)
-    self.conv2 = nn.Conv2d(r, r, 3, padding=1, groups=r, bias=False)
-    self.conv3 = nn.Conv2d(r, channels, 1, bias=False)
-    self.bn3 = nn.BatchNorm2d(channels)
-
-  def forward(self, x):
-    nt, c, h, w = x.shape
-    t = self.n_segment
-    b = self.bn1(self.conv1(x))
-    moved = self.conv2(b)
-    b5, m5 = b.view(nt // t, t, -1, h, w), moved.view(nt // t, t, -1, h, w)
-    diff = torch.cat([m5[:, 1:] - b5[:, :-1], torch.zeros_like(b5[:, :1])], dim=1)
-    y = diff.reshape(nt, -1, h, w).mean(dim=(2, 3), keepdim=True)
-    y = torch.sigmoid(self.bn3(self.conv3(y))) - 0.5
-    return x + x * y
-
-
-class RefBottle2neckShift(nn.Module):
-  def __init__(self, inplanes, planes, stride, stage, n_segment):
-    super().__init__()
-    width = planes * 26 // 64
-    self.width, self.stage, self.stride = width, stage, stride
-    self.conv1 = nn.Conv2d(inplanes, width * 4, 1, bias=False)
-    self.bn1 = nn.BatchNorm2d(width * 4)
-    self.me = RefME(width * 4, n_segment)
-    self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, stride, 1, bias=False)
-                               for _ in range(3))
-    self.bns = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(3))
-    self.shifts = nn.ModuleList(RefShiftModule(width, n_segment) for _ in range(4))
-    self.pool = nn.AvgPool2d(3, stride, 1) if stage else None
-    self.conv3 = nn.Conv2d(width * 4, planes * 4, 1, bias=False)
-    self.bn3 = nn.BatchNorm2d(planes * 4)
-    self.downsample = None
-    if stride != 1 or inplanes != planes * 4:
-      self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False),
-                                      nn.BatchNorm2d(planes * 4))
-
-  def forward(self, x):
-    out = self.me(torch.relu(self.bn1(self.conv1(x))))
-    chunks = torch.split(out, self.width, dim=1)
-    outs = []
-    for i in range(3):
-      sp = chunks[i] if (i == 0 or self.stage) else sp + chunks[i]
-      sp = torch.relu(self.bns[i](self.convs[i](self.shifts[i](sp))))
-      outs.append(sp)
-    last = self.shifts[3](chunks[3])
-    if self.stage and self.width != 208:
-      last = self.pool(last)
-    outs.append(last)
-    out = self.bn3(self.conv3(torch.cat(outs, dim=1)))
-    identity = x if self.downsample is None else self.downsample(x)
-    return torch.relu(out + identity)
-
-
-class RefTEARes2Net50(nn.Module):
-  def __init__(self, n_segment):
-    super().__init__()
-    self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-    self.bn1 = nn.BatchNorm2d(64)
-    self.maxpool = nn.MaxPool2d(3, 2, 1)
-    inplanes = 64
-    for s, (n, planes, stride) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512),
-                                                (1, 2, 2, 1)), start=1):
-      blocks = []
-      for i in range(n):
-        blocks.append(RefBottle2neckShift(inplanes, planes, stride if i == 0 else 1, i == 0,
-                                          n_segment))
-        inplanes = planes * 4
-      setattr(self, f"layer{s}", nn.Sequential(*blocks))
-
-  def forward(self, x):
-    x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-    return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-
 def _frozen_rule(name):
   """The registered frozen-parameter rule of backbone `name`, called with field values."""
   rule = lookup("backbone", name, "model.backbone").frozen_rule
@@ -202,52 +49,14 @@ def _frozen_rule(name):
   return frozen
 
 
-def _randomize(model, x, seed):
-  """Random weights, non-trivial BN statistics (measured, then perturbed), random
-  affines and random temporal shift kernels around identity."""
-  g = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for m in model.modules():
-      if isinstance(m, nn.Conv2d):
-        fan_in = m.weight[0].numel()
-        m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-      elif isinstance(m, nn.Conv1d):
-        w = torch.randn(m.weight.shape, generator=g) * 0.4
-        w[:, 0, 1] += 0.7
-        m.weight.copy_(w)
-      elif isinstance(m, nn.BatchNorm2d):
-        m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-        m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-  return calibrate_batchnorm(model, x, g, (0.5, 2.0))
-
-
-def _frames(n, size, seed, raw):
-  x = np.random.RandomState(seed).randint(0, 256, (n, size, size, 3)).astype(np.float32)
-  if not raw:  # TEA takes ImageNet-normalised frames
-    x = (x / 255.0 - np.array([0.485, 0.456, 0.406], np.float32)) / np.array(
-        [0.229, 0.224, 0.225], np.float32)
-  return x
-
-
-def _nchw(x):
-  return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-
-
-def _compare(ref, ours, name, x, num_segments, jit=True):
-  """Converts `ref`, runs both in eval mode; returns (scaled max diff, variables)."""
+def _converted(config, clip, seed, ours):
+  """(reference, frames, converted variables) of the backbone of `config` on `clip`."""
+  ref = tcpnet_backbones.backbone(config, clip, seed)
+  x = tcpnet_backbones.frames(config, clip)
+  m = config.model.backbone
   variables = convert_backbone({"module.base_model." + k: v for k, v in ref.state_dict().items()},
-                               ours, x, name, num_segments)
-  fn = lambda v, a: ours.apply(v, a, train=False, num_segments=num_segments)  # noqa: E731
-  with jax.default_matmul_precision("highest"):
-    got = np.asarray((jax.jit(fn) if jit else fn)(variables, jnp.asarray(x)))
-  with torch.no_grad():
-    want = ref(_nchw(x)).numpy().transpose(0, 2, 3, 1)
-  assert got.shape == want.shape, (got.shape, want.shape)
-  assert want.std() > 0.05, "reference features are degenerate; the test would prove nothing"
-  diff = float(np.abs(got - want).max())
-  print(f"{name} T={num_segments}: max abs diff {diff:.3g}, max |feature| "
-        f"{np.abs(want).max():.3g}, feature std {want.std():.3g}")
-  return diff / max(1.0, float(np.abs(want).max())), variables
+                               ours, x, m.name, clip.shape[1])
+  return ref, x, variables
 
 
 # Halves XLA's CPU compile time; only for checks that do not compare against float32
@@ -275,22 +84,16 @@ def _assert_stats_moved(old, new, paths):
 
 @pytest.fixture(scope="module")
 def preact50():
-  """(reference, frames, converted variables, scaled max diff) for pre-act R50 at 64 px."""
-  x = _frames(2, 64, seed=0, raw=True)
-  ref = _randomize(RefPreActResNet(50), _nchw(x), seed=1)
-  diff, variables = _compare(ref, PreActResNet(depth=50), "preact_resnet", x, 1)
-  return ref, x, variables, diff
+  """(reference, raw frames, converted variables) for pre-act R50 at 64 px: the reference
+  and clip of test_parity.py's preact_r50_backbone row."""
+  config = load_config("tcp_tsn_r152", **{"model.backbone.depth": 50})
+  return _converted(config, random_clip(2, 1, 64, seed=0), 1, PreActResNet(depth=50))
 
 
-def test_preact50_parity(preact50):
-  *_, diff = preact50
-  print(f"pre-act R50 feature max diff (scaled): {diff:.3g}")
-  assert diff <= 1e-4
-
-
-def test_preact50_parity_float64(preact50):
-  """The same comparison in float64 on both sides: only round-off may remain."""
-  ref, x, variables, _ = preact50
+def test_preact50_float64(preact50):
+  """The float32 parity (test_parity.py) in float64 on both sides: only round-off may
+  remain."""
+  ref, x, variables = preact50
   ref64 = copy.deepcopy(ref).double()
   ours = PreActResNet(depth=50, dtype=jnp.float64)
   with jax.enable_x64(True):
@@ -316,7 +119,7 @@ def test_preact_rename_rules():
 
 
 def test_preact_train_mode_updates_stats(preact50):
-  _, x, variables, _ = preact50
+  _, x, variables = preact50
   model = PreActResNet(depth=50)
   _, updates = jax.jit(lambda v, a: model.apply(v, a, train=True, mutable=["batch_stats"]),
                        compiler_options=_FAST_COMPILE)(variables, jnp.asarray(x))
@@ -331,7 +134,7 @@ def test_preact_train_mode_updates_stats(preact50):
 
 
 def test_bn_data_gamma_gets_no_gradient():
-  x = jnp.asarray(_frames(2, 8, seed=4, raw=True))
+  x = jnp.asarray(random_clip(1, 2, 8, seed=4)[0].astype(np.float32))
   # The network declares its bn_data with a frozen scale (traced, not run)...
   declared = {}
 
@@ -370,18 +173,15 @@ def test_bn_data_gamma_gets_no_gradient():
 
 @pytest.fixture(scope="module")
 def tea8():
-  """T = 8 with two clips in the batch: ME and the shifts must not mix clips."""
-  x = _frames(16, 64, seed=8, raw=False)
-  ref = _randomize(RefTEARes2Net50(8), _nchw(x), seed=9)
+  """(reference, frames, converted variables) for TEA at T = 8 with two clips: the
+  reference and clip of test_parity.py's tea_r50_t8_backbone row."""
   ours = build_backbone(default_config("backbone", "tea_res2net"), jnp.float32)
-  diff, variables = _compare(ref, ours, "tea_res2net", x, 8)
-  return ref, x, variables, diff
+  return _converted(load_config("tcp_tea_r50"), random_clip(2, 8, 64, seed=8), 9, ours)
 
 
-def test_tea50_t8_parity_and_counts(tea8):
-  ref, _, variables, diff = tea8
-  print(f"TEA-R50 T=8 feature max diff (scaled): {diff:.3g}")
-  assert diff <= 1e-4
+@pytest.mark.slow
+def test_tea50_t8_counts(tea8):
+  ref, _, variables = tea8
   assert len(ref.state_dict()) == TEA50_KEYS
   assert sum(p.numel() for p in ref.parameters()) == TEA50_PARAMS
   assert _num_params(variables["params"]) == TEA50_PARAMS
@@ -401,8 +201,9 @@ def test_tea_rename_rules():
     assert rename_tea_key(key) is None, key
 
 
+@pytest.mark.slow
 def test_tea_train_mode_updates_stats(tea8):
-  _, x, variables, _ = tea8
+  _, x, variables = tea8
   model = TEARes2Net()
   _, updates = jax.jit(lambda v, a: model.apply(v, a, train=True, num_segments=8,
                                                 mutable=["batch_stats"]),
@@ -417,8 +218,9 @@ def test_tea_train_mode_updates_stats(tea8):
   assert frozen(("conv1", "kernel"), frozen_stages=0)
 
 
+@pytest.mark.slow
 def test_strict_conversion_lists_bad_keys(tea8):
-  ref, x, _, _ = tea8
+  ref, x, _ = tea8
   sd = dict(ref.state_dict())
   sd["layer1.0.me.extra.weight"] = torch.zeros(3)
   del sd["layer2.0.shifts.1.conv.weight"]

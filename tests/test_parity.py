@@ -1,0 +1,387 @@
+"""Parity of every zoo model with its PyTorch reference: one table, one test.
+
+Each row builds the reference of tests/torch_references/<source>.py for a config (random
+weights, BatchNorm statistics measured on the row's clip and then perturbed), converts its
+state_dict as upstream saves it with `converters.convert(source, ...)`, runs both in eval
+mode on the same seeded clip and bounds the max abs difference of the logits. A row with
+`level="backbone"` compares the backbone's feature maps instead (converted with
+converters/tcpnet_backbones.py), as max |ours - theirs| / max(1, max |theirs|).
+
+A new model adds its reference module and a row. The README's zoo table is generated from
+the rows and the measured differences are printed per row:
+
+  python tests/test_parity.py --markdown   # README's "Model zoo" table
+  python tests/test_parity.py --measure    # every row's max difference, a markdown table
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+for _path in (REPO, HERE):  # the checkout's converters/ and vidjax/, then tests/
+  if _path not in sys.path:
+    sys.path.insert(0, _path)
+
+torch = pytest.importorskip("torch")
+from conftest import load_config  # noqa: E402
+from torch_references import gc, tcpnet, tcpnet_backbones, tsm  # noqa: E402
+from torch_references.common import max_abs_diff, nchw, random_clip, to_torch_input  # noqa: E402
+
+import converters  # noqa: E402
+from converters.tcpnet_backbones import convert_backbone  # noqa: E402
+from vidjax.models import build_model, resolve_model_config  # noqa: E402
+from vidjax.models.registry import build_backbone  # noqa: E402
+
+# Zoo configs with a learning test on the demo data (tests/test_learning.py).
+LEARNING_TESTED = ("tsn_r50", "tsm_r50", "gc_tsn_r50", "tcp_tsn_r50")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One parity comparison.
+
+  name: the test id. model: the zoo model it verifies (README's "Model").
+  config, variant, overrides: configs/CONFIG.py:VARIANT with dotted-path overrides; a row
+    whose only override is model.num_classes verifies the zoo config itself.
+  source: the converter source, also the reference module's name.
+  reference: builder (config, clip, seed) -> torch reference in eval mode.
+  clip: (B, T, size) of the seeded uint8 clip (clip_seed); seed: the reference's weights.
+  keys: the state_dict's entry count (None: unchecked); has_keys: entries it must hold.
+  check: more assertions, check(Result).
+  jit: False runs our model eagerly (compiling 152 layers costs more than running them).
+  note: README's "Verified" wording, when not plain parity.
+  """
+  name: str
+  model: str
+  config: str
+  source: str
+  reference: Callable[..., Any]
+  clip: tuple[int, int, int]
+  clip_seed: int = 0
+  seed: int = 0
+  variant: str = ""
+  overrides: dict = dataclasses.field(default_factory=dict)
+  tolerance: float = 1e-4
+  level: str = "model"
+  keys: int | None = None
+  has_keys: tuple[str, ...] = ()
+  check: Callable[[Any], None] | None = None
+  jit: bool = True
+  slow: bool = False
+  note: str = ""
+
+  @property
+  def zoo(self) -> bool:
+    return self.level == "model" and set(self.overrides) <= {"model.num_classes"}
+
+  def load_config(self) -> ml_collections.ConfigDict:
+    return load_config(self.config, self.variant, **self.overrides)
+
+
+@dataclasses.dataclass
+class Result:
+  """What one row computed: the reference, its state_dict, our variables and outputs."""
+  row: Row
+  config: ml_collections.ConfigDict
+  clip: np.ndarray
+  ref: Any
+  state_dict: dict
+  variables: dict
+  ours: np.ndarray
+  theirs: np.ndarray
+  diff: float
+
+
+# --- extra checks -------------------------------------------------------------------------
+
+def _convert_and_run(config, state_dict, clip, source="tsm"):
+  variables = converters.convert(source, state_dict, config)
+  module = build_model(config.model)
+  with jax.default_matmul_precision("highest"):
+    return np.asarray(jax.jit(lambda v, x: module.apply(v, x, train=False))(variables, clip))
+
+
+def _shift_place_matters(r: Result):
+  """The same weights as 'blockres' give other logits: the comparison sees where (and
+  whether) frames are shifted."""
+  config = copy.deepcopy(r.config)
+  config.model.shift.place = "blockres"
+  assert max_abs_diff(_convert_and_run(config, r.state_dict, r.clip), r.theirs) > 1e-3
+
+
+def _mobilenet_layouts(r: Result):
+  """TSM's shifted blocks are the residual ones with an expansion; the released checkpoint
+  may keep its Linear as base_model.classifier (reference/tsm_gc.md 1.7)."""
+  shifted = sorted(int(k.split(".")[3]) for k in r.state_dict if k.endswith("conv.0.net.weight"))
+  assert shifted == [3, 5, 6, 8, 9, 10, 12, 13, 15, 16]
+  sd = {k.replace("new_fc.", "base_model.classifier."): v for k, v in r.state_dict.items()}
+  variables = converters.convert("tsm", sd, r.config)
+  np.testing.assert_allclose(np.asarray(variables["params"]["head"]["fc"]["kernel"]),
+                             r.ref.new_fc.weight.detach().numpy().T)
+
+
+def _calibrators_matter(r: Result):
+  """The calibrators change the logits far beyond the tolerance, or parity proves little."""
+  gc.set_bypass(r.ref, True)
+  with torch.no_grad():
+    plain = r.ref(to_torch_input(r.clip)).numpy()
+  gc.set_bypass(r.ref, False)
+  assert max_abs_diff(plain, r.theirs) > 1e-2
+
+
+def _attention_matters(r: Result):
+  """TCP's attention is far from the identity here, or the comparison would not test it."""
+  att = r.ref.base_model.TCP.TCP_att
+  z = torch.rand(2 * att.t, 128, 4, 4, generator=torch.Generator().manual_seed(0))
+  with torch.no_grad():
+    assert float((att(z) - z).abs().max()) > 0.1
+
+
+def _tcp_float64(r: Result):
+  """Both float32 implementations sit this close to a float64 reference."""
+  _attention_matters(r)
+  with torch.no_grad():
+    exact = copy.deepcopy(r.ref).double()(to_torch_input(r.clip).double()).numpy()
+  diff64 = max_abs_diff(r.ours, exact)
+  print(f"  vs float64 reference {diff64:.3g}; torch float32 vs float64 "
+        f"{max_abs_diff(r.theirs, exact):.3g}")
+  assert diff64 <= 1e-4
+
+
+def _tcp_counts_and_old_layout(r: Result, num_params: int):
+  """Upstream's parameter count with 400 classes (reference/tcpnet.md 6), and the old key
+  layout (TCP at base_model.iSQRT, reductions as Sequentials) converts to the same."""
+  from test_tcp import _old_key  # pylint: disable=import-outside-toplevel
+  _attention_matters(r)
+  fc_params = 8256 * (400 - 11) + (400 - 11)
+  assert sum(int(np.prod(a.shape)) for a in jax.tree.leaves(r.variables["params"])) == (
+      num_params - fc_params)
+  old = {_old_key(k, "base_model.iSQRT.", sequential=True): v for k, v in r.state_dict.items()}
+  assert "module.base_model.iSQRT.att_module.sp_att.conv_g.weight" in old
+  jax.tree.map(np.testing.assert_array_equal, converters.convert("tcpnet", old, r.config),
+               r.variables)
+
+
+# --- the table ----------------------------------------------------------------------------
+
+def _classes(k: int) -> dict:
+  return {"model.num_classes": k}
+
+
+_GC_KEYS = 320 + 16 * 6   # one calibrator per block (reference/tsm_gc.md 2.3)
+
+# `slow` rows take over ~15 s each on a 2-core CPU; the quick run (-m "not slow") keeps
+# one ResNet-50 row per converter source, the ResNet-18 variants and MobileNetV2.
+ZOO = [
+    # TSM code base: reference/tsm_gc.md 1.2 gives 320 state_dict entries for a ResNet-50.
+    Row("tsn_r50", "TSN-ResNet-50", "tsn_r50", "tsm", tsm.tsn, (2, 3, 64),
+        overrides=_classes(11), keys=320),
+    Row("tsn_r18_fc_in_base_model", "TSN-ResNet-18, classifier as base_model.fc", "tsn_r50",
+        "tsm", tsm.tsn, (1, 2, 64), clip_seed=3, seed=2,
+        overrides={**_classes(5), "model.backbone.depth": 18, "model.head.dropout_rate": 0.0},
+        has_keys=("module.base_model.fc.weight",)),
+    Row("tsm_r50", "TSM-ResNet-50", "tsm_r50", "tsm", tsm.tsm, (2, 4, 32), seed=1,
+        overrides=_classes(11), keys=320,
+        has_keys=("module.base_model.layer1.0.conv1.net.weight",)),
+    Row("tsm_r101", "TSM-ResNet-101", "tsm_r101", "tsm", tsm.tsm, (1, 4, 32), clip_seed=2,
+        seed=2, overrides=_classes(7), slow=True,
+        has_keys=("module.base_model.layer3.2.conv1.net.weight",
+                  "module.base_model.layer3.1.conv1.weight")),
+    Row("tsm_r18_block_place", "TSM-ResNet-18, shift before the block", "tsm_r50", "tsm",
+        tsm.tsm, (2, 4, 32), clip_seed=3, seed=3,
+        overrides={**_classes(6), "model.backbone.depth": 18, "model.shift.place": "block"},
+        has_keys=("module.base_model.layer1.0.net.conv1.weight",), check=_shift_place_matters),
+    Row("nl_tsm_r50", "NL-TSM-ResNet-50", "nl_tsm_r50", "tsm", tsm.tsm, (2, 4, 64),
+        clip_seed=4, seed=4, overrides=_classes(9), keys=385, slow=True,
+        has_keys=("module.base_model.layer2.0.nl.W.1.running_var",
+                  "module.base_model.layer2.0.block.conv1.net.weight")),
+    *(Row(f"nl_{mode}_tsm_r18", f"NL ({mode}) TSM-ResNet-18", "nl_tsm_r50", "tsm", tsm.tsm,
+          (2, 4, 32), clip_seed=5, seed=5,
+          overrides={**_classes(5), "model.backbone.depth": 18, "model.non_local.mode": mode,
+                     # layer2: 4x4 maps, 2x2 after pooling
+                     "model.non_local.positions": ((0, 0), (1, 0), (0, 0), (0, 0))})
+      for mode in ("gaussian", "dot_product")),
+    Row("tsm_mobilenetv2", "TSM-MobileNetV2", "tsm_mobilenetv2", "tsm", tsm.tsm, (2, 4, 32),
+        clip_seed=6, seed=6, overrides=_classes(8), check=_mobilenet_layouts),
+    # GC code base: 704 entries = 320 + 16 blocks x 4 calibrators x 6 (reference/tsm_gc.md 2.3).
+    Row("gc_tsn_r50", "GC-TSN-ResNet-50", "gc_tsn_r50", "gc", gc.gc, (2, 4, 32), seed=1,
+        overrides=_classes(7), keys=704, check=_calibrators_matter, slow=True),
+    Row("gc_tsm_r50", "GC-TSM-ResNet-50", "gc_tsm_r50", "gc", gc.gc, (2, 4, 32), clip_seed=2,
+        seed=2, overrides=_classes(7), keys=704, check=_calibrators_matter, slow=True),
+    # ECal-L on 1/16 of the channels (the 'r = 16' reading): the rest pass unchanged.
+    Row("ecal_l_tsn_r50_r16", "ECal-L-TSN-ResNet-50", "ecal_l_tsn_r50", "gc", gc.gc,
+        (2, 4, 32), clip_seed=3, seed=3, variant="r16", overrides=_classes(7), keys=_GC_KEYS,
+        check=_calibrators_matter),
+    Row("ecal_t_tsm_r50", "ECal-T-TSM-ResNet-50", "ecal_t_tsm_r50", "gc", gc.gc, (2, 4, 32),
+        clip_seed=4, seed=4, overrides=_classes(7), keys=_GC_KEYS, check=_calibrators_matter,
+        note="parity with our reconstruction", slow=True),
+    # TCPNet code base: 349 entries (reference/tcpnet.md 5.2, num_batches_tracked included).
+    Row("tcp_tsn_r50_t8", "TCP-TSN-ResNet-50", "tcp_tsn_r50", "tcpnet", tcpnet.tcp,
+        (2, 8, 64), clip_seed=8, seed=8, overrides=_classes(11), keys=349, check=_tcp_float64),
+    Row("tcp_tsn_r50_t16", "TCP-TSN-ResNet-50", "tcp_tsn_r50", "tcpnet", tcpnet.tcp,
+        (1, 16, 64), clip_seed=16, seed=16, variant="16f", overrides=_classes(11), keys=349,
+        check=_attention_matters, slow=True),
+    Row("tcp_tea_r50_t8", "TCP-TEA-Res2Net-50", "tcp_tea_r50", "tcpnet", tcpnet.tcp,
+        (1, 8, 64), clip_seed=108, seed=8, overrides=_classes(11), keys=813, slow=True,
+        check=functools.partial(_tcp_counts_and_old_layout, num_params=28_223_930)),
+    Row("tcp_tea_r50_t16", "TCP-TEA-Res2Net-50", "tcp_tea_r50", "tcpnet", tcpnet.tcp,
+        (1, 16, 32), clip_seed=116, seed=16, variant="16f", overrides=_classes(11), keys=813,
+        slow=True,   # conv_1d kernel 9, not 5
+        check=functools.partial(_tcp_counts_and_old_layout,
+                                num_params=28_223_930 + 128 * 128 * 4)),
+    Row("tcp_tsn_r152", "TCP-TSN-PreAct-ResNet-152", "tcp_tsn_r152", "tcpnet", tcpnet.tcp,
+        (1, 8, 64), clip_seed=108, seed=8, overrides=_classes(11), keys=951, jit=False,
+        slow=True, check=functools.partial(_tcp_counts_and_old_layout, num_params=62_260_438)),
+    # TCPNet's backbones alone, feature maps (the TCP rows above use them at full depth).
+    Row("preact_r50_backbone", "pre-activation ResNet-50 (backbone)", "tcp_tsn_r152",
+        "tcpnet", tcpnet_backbones.backbone, (2, 1, 64), seed=1, level="backbone",
+        overrides={"model.backbone.depth": 50}),
+    # T = 8 with two clips in the batch: ME and the shifts must not mix clips.
+    Row("tea_r50_t8_backbone", "TEA-Res2Net-50 (backbone)", "tcp_tea_r50", "tcpnet",
+        tcpnet_backbones.backbone, (2, 8, 64), clip_seed=8, seed=9, level="backbone",
+        keys=813 - 29 - 2, slow=True),
+]
+
+
+def _param(row: Row):
+  return pytest.param(row, id=row.name, marks=[pytest.mark.slow] if row.slow else [])
+
+
+# --- running a row ------------------------------------------------------------------------
+
+def _run_model(row, config, clip, ref, sd):
+  variables = converters.convert(row.source, sd, config)
+  module = build_model(config.model)
+
+  def apply(v, x):
+    return module.apply(v, x, train=False)
+
+  with jax.default_matmul_precision("highest"):
+    ours = np.asarray((jax.jit(apply) if row.jit else apply)(variables, clip))
+  normalise = resolve_model_config(config.model).pixel_mean is not None
+  with torch.no_grad():
+    theirs = ref(to_torch_input(clip, normalise)).numpy()
+  assert ours.shape == theirs.shape == (clip.shape[0], config.model.num_classes)
+  assert theirs.std() > 0.1, "reference logits are degenerate; the test would prove nothing"
+  return variables, ours, theirs, max_abs_diff(ours, theirs)
+
+
+def _run_backbone(row, config, clip, ref, sd):
+  del row
+  m = resolve_model_config(config.model)
+  frames = tcpnet_backbones.frames(config, clip)
+  t = clip.shape[1]
+  ours_module = build_backbone(m.backbone, jnp.float32)
+  variables = convert_backbone({"module.base_model." + k: v for k, v in sd.items()},
+                               ours_module, frames, m.backbone.name, t)
+
+  def fn(v, a):
+    return ours_module.apply(v, a, train=False, num_segments=t)
+
+  with jax.default_matmul_precision("highest"):
+    ours = np.asarray(jax.jit(fn)(variables, jnp.asarray(frames)))
+  with torch.no_grad():
+    theirs = ref(nchw(frames)).numpy().transpose(0, 2, 3, 1)
+  assert theirs.std() > 0.05, "reference features are degenerate; the test would prove nothing"
+  diff = max_abs_diff(ours, theirs)
+  print(f"  max abs diff {diff:.3g}, max |feature| {np.abs(theirs).max():.3g}")
+  return variables, ours, theirs, diff / max(1.0, float(np.abs(theirs).max()))
+
+
+def run_row(row: Row) -> Result:
+  """Builds, converts and runs one row; returns the comparison."""
+  config = row.load_config()
+  clip = random_clip(*row.clip, seed=row.clip_seed)
+  ref = row.reference(config, clip, row.seed)
+  sd = ref.state_dict()
+  if row.level == "model":  # as upstream's DataParallel saves it
+    sd = {"module." + k: v for k, v in sd.items()}
+  if row.keys is not None:
+    assert len(sd) == row.keys
+  for key in row.has_keys:
+    assert key in sd, key
+  run = _run_model if row.level == "model" else _run_backbone
+  variables, ours, theirs, diff = run(row, config, clip, ref, sd)
+  result = Result(row, config, clip, ref, sd, variables, ours, theirs, diff)
+  if row.check is not None:
+    row.check(result)
+  return result
+
+
+@pytest.mark.parametrize("row", [_param(r) for r in ZOO])
+def test_parity(row):
+  diff = run_row(row).diff
+  print(f"{row.name}: max abs difference {diff:.3g} (tolerance {row.tolerance:g})")
+  assert diff <= row.tolerance
+
+
+def test_table_is_consistent():
+  names = [r.name for r in ZOO]
+  assert len(set(names)) == len(names)
+  for row in ZOO:
+    assert row.source in converters.known_sources(), row.name
+    assert row.reference.__module__ == f"torch_references.{row.source}" or (
+        row.reference.__module__.startswith(f"torch_references.{row.source}_")), row.name
+    assert os.path.exists(os.path.join(REPO, "configs", f"{row.config}.py")), row.name
+  with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    assert markdown() in f.read(), "README's zoo table: python tests/test_parity.py --markdown"
+
+
+# --- the README's table -------------------------------------------------------------------
+
+def markdown() -> str:
+  """README's "Model zoo" table: a line per zoo config, in table order."""
+  lines = ["| Model | Config | Converter source | Verified |", "|---|---|---|---|"]
+  configs = list(dict.fromkeys(r.config for r in ZOO if r.zoo))
+  for name in configs:
+    rows = [r for r in ZOO if r.zoo and r.config == name]
+    verified = rows[0].note or "parity"
+    head = resolve_model_config(rows[0].load_config().model).head
+    if "num_segments" in head:  # the head is built for T frames: say which were compared
+      frames = sorted({r.clip[1] for r in rows})
+      verified += ", " + " and ".join(map(str, frames)) + " frames"
+    verified += " (`tests/test_parity.py`)"
+    if name in LEARNING_TESTED:
+      verified += "; learning test"
+    lines.append(f"| {rows[0].model} | `configs/{name}.py` | `{rows[0].source}` | {verified} |")
+  return "\n".join(lines)
+
+
+def measure() -> str:
+  """Runs every row; a markdown table of the measured differences."""
+  lines = ["| Row | Model | Max difference | Tolerance | Seconds |", "|---|---|---|---|---|"]
+  for row in ZOO:
+    start = time.perf_counter()
+    diff = run_row(row).diff
+    lines.append(f"| {row.name} | {row.model} | {diff:.3g} | {row.tolerance:g} | "
+                 f"{time.perf_counter() - start:.0f} |")
+    print(lines[-1], file=sys.stderr, flush=True)  # progress; the table follows
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  import conftest  # pylint: disable=import-outside-toplevel
+  try:
+    if "--markdown" in sys.argv[1:]:
+      print(markdown())
+    elif "--measure" in sys.argv[1:]:
+      print(measure())
+    else:
+      raise SystemExit("usage: python tests/test_parity.py --markdown | --measure")
+  finally:
+    conftest.pytest_unconfigure(None)  # the session's XLA cache directory
