@@ -8,11 +8,14 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from conftest import ROOT, subprocess_env
 from test_sharding import assert_close, fixed_batches, flat_params, run_steps, smoke_config
 from vidjax.checkpoint import load_variables
 from vidjax.train import sharding
+
+pytestmark = pytest.mark.slow
 
 # FSDP over the two processes: parameters are split across hosts, the batch too.
 _OVERRIDES = {"mesh": (("fsdp", -1),), "fsdp_min_size": 1024}
@@ -31,6 +34,7 @@ jax.config.update("jax_default_matmul_precision", "highest")
 from test_sharding import run_steps, smoke_config
 from test_distributed import _OVERRIDES
 from vidjax.train import checkpoint as ckpt_lib
+
 config = smoke_config(**_OVERRIDES)
 data = np.load(f"{out}/batches.npz")
 batches = [{"clip": data[f"clip{i}"], "label": data[f"label{i}"]}

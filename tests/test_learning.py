@@ -62,6 +62,8 @@ from vidjax.data import demo, pipeline  # noqa: E402
 from vidjax.models import build_model  # noqa: E402
 from vidjax.train import trainer  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 # One recipe for every model (each test sets its number of epochs and batch size, GC its
 # lr): AdamW from scratch, 0.5 to 2 epochs of the demo's 1920 clips,
 # no dropout; each config keeps its own parameter groups (new layers at a higher lr: TSN's

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, subprocess_env
 from vidjax.data import demo
 
@@ -34,6 +36,7 @@ def _run(*args):
                         capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_extract_frames_resize_and_frame_lists(tmp_path):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import data_fixtures as fx  # pylint: disable=g-import-not-at-top
@@ -67,6 +70,7 @@ def test_extract_frames_resize_and_frame_lists(tmp_path):
   np.testing.assert_array_equal(fx.clip_indices(small), np.arange(12))
 
 
+@pytest.mark.slow
 def test_bench_data_runs_every_cell(tmp_path):
   proc = _run("scripts/bench_data.py", "--workers", "0", "--num-videos", "2", "--frames", "70",
               "--batch", "2", "--batches", "1", "--cache", str(tmp_path / "cache"))

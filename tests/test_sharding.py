@@ -225,6 +225,7 @@ json.dump(out, open(f"{sys.argv[1]}/out.json", "w"))
 """
 
 
+@pytest.mark.slow
 def test_eight_simulated_devices(tmp_path):
   """One subprocess with 8 simulated devices runs every case (its compiles are ~2 min, so
   the checks share one run rather than one per pytest-xdist worker):

@@ -94,6 +94,7 @@ def test_init_from_drops_classifier_of_other_class_count(full_run, tmp_path):
   _assert_trees_equal(merged["backbone"], source["params"]["backbone"])  # taken
 
 
+@pytest.mark.slow
 def test_four_devices_give_the_losses_of_one(full_run, tmp_path):
   """`vidjax.main --config.cpu_devices=4`: the CPU backend as 4 devices, the batch split
   over them, trains like the 1-device run."""
@@ -257,6 +258,7 @@ def test_frozen_parameters_get_no_update_not_even_weight_decay():
   assert flat["['head']['fc']['kernel']"] > 0
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(full_run, tmp_path):
   """SIGKILL a training process mid-run; rerunning the command finishes the run with the
   parameters of the uninterrupted one."""
