@@ -12,6 +12,7 @@ from conftest import ROOT, load_config, subprocess_env
 from vidjax import models
 
 
+@pytest.mark.slow
 def test_benchmark_compares_the_same_model_with_torch(tmp_path):
   out = tmp_path / "bench.json"
   proc = subprocess.run(
@@ -56,6 +57,7 @@ def test_benchmark_compares_the_same_model_with_torch(tmp_path):
   assert "JAX/PyTorch" in proc.stdout
 
 
+@pytest.mark.slow
 def test_benchmark_splits_one_clips_frames_over_two_devices(tmp_path):
   """One clip on 2 devices: inference splits its frames, and still gives the reference's
   logits."""
@@ -74,6 +76,7 @@ def test_benchmark_splits_one_clips_frames_over_two_devices(tmp_path):
   assert "frames split over the devices" in proc.stdout
 
 
+@pytest.mark.slow
 def test_benchmark_without_batchnorm_removes_it_from_both_frameworks(tmp_path):
   """--no-batchnorm: the JAX program loses the BatchNorms' FLOPs, and its logits still
   equal the reference's, so the reference lost its BatchNorms too."""

@@ -152,6 +152,7 @@ def test_cpu_devices_minus_one_means_one_per_core(monkeypatch):
     sharding.set_cpu_devices(-2)
 
 
+@pytest.mark.slow
 def test_grouped_batchnorm_normalises_each_group_on_its_own():
   """The grouped forward of the train step (bn_group_size=N) equals separate forwards of
   the groups: what DDP computes on each GPU."""

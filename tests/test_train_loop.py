@@ -134,6 +134,7 @@ def test_eval_batch_the_devices_do_not_divide_splits_frames(full_run):
     assert abs(split[k] - v) <= 6e-5, (k, split[k], v)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_naming_step_and_keeps_last_checkpoint(tmp_path):
   # Warm-up from lr 0: step 1 is harmless and saved, later steps blow up.
   config = _smoke(total_steps=6, checkpoint_every_steps=1,
@@ -182,6 +183,7 @@ def test_step_0_logs_parameters_and_flops(full_run):
   assert 1e8 < first["flops_per_clip"] < 2e8
 
 
+@pytest.mark.slow
 def test_refuses_workdir_of_another_config(full_run, tmp_path):
   _, workdir, _ = full_run
   config = _smoke(total_steps=7, **{"model.backbone.depth": 34, "batch_size": 4})
