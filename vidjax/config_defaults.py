@@ -23,6 +23,10 @@ def trainer_defaults() -> ml_collections.ConfigDict:
   c.eval_every_steps = -1          # <= 0: only at the end
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
+  c.best_metric = ""               # e.g. "eval/top1": also keep the variables of the eval
+                                   # with the best value in WORKDIR/best (best.json names
+                                   # the step); "" = off
+  c.best_metric_mode = "auto"      # max | min | auto (min for a loss, else max)
   c.check_finite = True            # stop on a NaN/inf loss, naming the step
   c.init_from = ""                 # variables dir or workdir (converter output, ImageNet init)
   c.init_from_drop = r"(^|/)(fc|fc_cls|new_fc)/"   # reinitialised when their shape differs

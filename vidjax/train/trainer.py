@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
+import sys
 import time
 from typing import Any, Optional
 
@@ -28,7 +30,8 @@ from clu import parameter_overview, periodic_actions
 from vidjax import models
 from vidjax.data import pipeline
 from vidjax.train import checkpoint as ckpt_lib
-from vidjax.train import mix, optim, sharding, steps, writers, xla_options
+from vidjax.train import metrics as metrics_lib
+from vidjax.train import mix, optim, preemption, sharding, steps, writers, xla_options
 
 # Raised by the loop and by checkpoint.py's resume checks; main reports it without a traceback.
 TrainingError = ckpt_lib.TrainingError
@@ -50,6 +53,14 @@ def _check_eval_batch(config: ml_collections.ConfigDict, mesh: Any) -> None:
     logging.info("config.eval.batch_size=%d is not a multiple of the %d devices: each "
                  "clip's %d frames are split over them.", config.eval.batch_size,
                  sharding.num_batch_shards(mesh), config.data.num_frames)
+
+
+def _check_best_metric(name: str) -> None:
+  known = sorted({f"eval/{k}" for k in metrics_lib.EvalMetrics.__annotations__}
+                 | {"eval/skipped_files"})
+  if name not in known:
+    raise ValueError(f"config.best_metric={name!r} is not an eval metric; expected one of "
+                     f"{', '.join(known)}.")
 
 
 # ---------------------------------------------------------------------------- mesh and model
@@ -186,10 +197,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
   ckpt_lib.check_workdir_config(config, workdir,
                                 has_checkpoint=checkpointer.latest_step() is not None)
+  best = None
+  if config.get("best_metric"):
+    _check_best_metric(config.best_metric)
+    best = ckpt_lib.BestCheckpoint(workdir, config.best_metric,
+                                   config.get("best_metric_mode", "auto"))
   train_iter = pipeline.train_iterator(config.data, config.batch_size, seed=config.seed)
-  latest = checkpointer.latest_step()
+  # The newest step that reads back; damaged newer ones are reported and set aside.
+  latest, restored = checkpointer.restore_latest(_abstract(_to_dict(state)),
+                                                 data_iter=train_iter)
   if latest is not None:
-    restored = checkpointer.restore(latest, _abstract(_to_dict(state)), data_iter=train_iter)
     state = flax.serialization.from_state_dict(state, restored)
     logging.info("Resumed from %s at step %d.", checkpointer.directory, latest)
   elif config.init_from:
@@ -202,8 +219,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         opt_state=jax.jit(tx.init, out_shardings=shardings.opt_state)(params))
     logging.info("Initialised from %s.", config.init_from)
 
-  writer = writers.create_writer(workdir)
   start = int(state.step)
+  writer = writers.create_writer(workdir, resume_step=start)
   if start == 0:
     num_params = parameter_overview.count_parameters(state.params)
     flops = xla_options.flops_per_clip(model, abstract_variables, _clip_shape(config))
@@ -227,48 +244,79 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                total_steps, steps_per_epoch, start, config.batch_size, dict(mesh.shape),
                jax.process_count(), sharding.describe(shardings, state))
 
+  def run_eval(step: int) -> dict[str, float]:
+    # Eval workers are started shielded from the signals, as the train workers are.
+    results = preemption.shield_workers(lambda: evaluate(config, state, eval_fn, mesh),
+                                        config.data.num_workers)
+    writer.write_scalars(step, results)
+    if best is not None:
+      best.update(step, results, {"params": state.params, "batch_stats": state.batch_stats})
+    return results
+
   train_metrics = None
   # The first non-finite step stays on the device, so the host never waits on a step just
   # to check it; it is read where the host waits anyway (log, eval) and before every save.
   first_nonfinite = np.zeros((), np.int32)
   eval_results: dict[str, float] = {}
   t0 = time.time()
-  for step in range(start + 1, total_steps + 1):
-    batch = sharding.global_batch(next(train_iter), mesh)
-    state, m, finite = train_fn(state, batch, dropout_rng)
-    train_metrics = m if train_metrics is None else train_metrics.merge(m)
-    log_now = step % config.log_every_steps == 0 or step == total_steps
-    eval_now = (config.eval_every_steps > 0 and step % config.eval_every_steps == 0
-                and step != total_steps)
-    save_now = step % config.checkpoint_every_steps == 0 or step == total_steps
-    if config.check_finite:
-      first_nonfinite = _first_nonfinite(first_nonfinite, finite, step)
-      if (log_now or eval_now or save_now) and int(first_nonfinite):
-        checkpointer.wait()
-        raise TrainingError(
-            f"Non-finite loss (or gradients/parameters) at step {int(first_nonfinite)}: "
-            f"found at step {step}, training stopped before saving it. The last good "
-            f"checkpoint (step {checkpointer.latest_step()}) in {checkpointer.directory} "
-            "is intact; lower optim.lr or set optim.clip_grad_norm.")
-    progress(step)
-    if log_now:
-      writer.write_scalars(step, {f"train/{k}": float(v)
-                                  for k, v in train_metrics.compute().items()}
-                           | {"train/skipped_files": train_iter.skipped_files})
-      train_metrics = None
-    if eval_now:
-      eval_results = evaluate(config, state, eval_fn, mesh)
-      writer.write_scalars(step, eval_results)
-    if save_now:
-      checkpointer.save(step, _to_dict(state), data_iter=train_iter, force=True)
+  stop = preemption.StopSignals()
+  try:
+    with stop:
+      for step in range(start + 1, total_steps + 1):
+        if step == start + 1:  # the first batch starts the data workers
+          batch = preemption.shield_workers(lambda: next(train_iter), config.data.num_workers)
+        else:
+          batch = next(train_iter)
+        state, m, finite = train_fn(state, sharding.global_batch(batch, mesh), dropout_rng)
+        train_metrics = m if train_metrics is None else train_metrics.merge(m)
+        log_now = step % config.log_every_steps == 0 or step == total_steps
+        eval_now = (config.eval_every_steps > 0 and step % config.eval_every_steps == 0
+                    and step != total_steps)
+        save_now = step % config.checkpoint_every_steps == 0 or step == total_steps
+        # Asked at every step boundary; a stop saves this step and skips its eval (a
+        # preemption leaves seconds, and the eval can run after the resume).
+        stop_now = step < total_steps and stop.should_stop(step, log_now or eval_now or save_now)
+        log_now, eval_now, save_now = log_now or stop_now, eval_now and not stop_now, \
+            save_now or stop_now
+        if config.check_finite:
+          first_nonfinite = _first_nonfinite(first_nonfinite, finite, step)
+          if (log_now or eval_now or save_now) and int(first_nonfinite):
+            checkpointer.wait()
+            raise TrainingError(
+                f"Non-finite loss (or gradients/parameters) at step {int(first_nonfinite)}: "
+                f"found at step {step}, training stopped before saving it. The last good "
+                f"checkpoint (step {checkpointer.latest_step()}) in {checkpointer.directory} "
+                "is intact; lower optim.lr or set optim.clip_grad_norm.")
+        progress(step)
+        if log_now:
+          writer.write_scalars(step, {f"train/{k}": float(v)
+                                      for k, v in train_metrics.compute().items()}
+                               | {"train/skipped_files": train_iter.skipped_files})
+          train_metrics = None
+        if eval_now:
+          eval_results = run_eval(step)
+        if save_now:
+          stop.saving = stop_now
+          checkpointer.save(step, _to_dict(state), data_iter=train_iter, force=True)
+        if stop_now:
+          checkpointer.wait()
+          message = (f"stopped by {stop.source} at step {step}: saved checkpoint {step} in "
+                     f"{checkpointer.directory}; run the same command to resume.")
+          logging.warning("%s", message)
+          if jax.process_index() == 0:
+            print(message, file=sys.stderr, flush=True)
+          raise ckpt_lib.TrainingStopped(message, stop.signum or signal.SIGTERM, step,
+                                         checkpointer.directory)
 
-  # The final eval.
-  if start < total_steps or not eval_results:
-    eval_results = evaluate(config, state, eval_fn, mesh)
-    writer.write_scalars(total_steps, eval_results)
-  checkpointer.wait()
-  checkpointer.close()
-  writer.close()
+      # The final eval.
+      if start < total_steps or not eval_results:
+        eval_results = run_eval(total_steps)
+      checkpointer.wait()
+  finally:
+    # Workers stop here, before the interpreter exits: no leaked shared memory.
+    train_iter.close()
+    checkpointer.close()
+    writer.close()
   logging.info("Done in %.1f s: %s", time.time() - t0,
                ", ".join(f"{k}={v:.4f}" for k, v in sorted(eval_results.items())))
   return eval_results

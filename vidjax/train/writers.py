@@ -1,28 +1,71 @@
 """Metric writers: clu's default (log + TensorBoard) plus a JSON-lines file.
 
 `WORKDIR/metrics.jsonl` holds one `{"step": s, name: value, ...}` object per write, the
-easy way to read a run's curves from a script (as MMAction2's json log).
+easy way to read a run's curves from a script (as MMAction2's json log). Each (step, name)
+appears once: a resumed run drops what the previous run wrote after the resumed step
+(steps it is about to redo), and a value written again for a step replaces the old one.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import jax
+from absl import logging
 from clu import metric_writers
 
 
 class JsonlWriter(metric_writers.MetricWriter):
-  """Appends scalar writes to a JSON-lines file; other summary kinds are not recorded."""
+  """Appends scalar writes to a JSON-lines file; other summary kinds are not recorded.
 
-  def __init__(self, path: str):
+  With `resume_step`, records of later steps (written by a run that stopped after its
+  last checkpoint) are dropped first, as is a partly written last line.
+  """
+
+  def __init__(self, path: str, resume_step: Optional[int] = None):
+    self._path = path
+    self._resume_step = resume_step
+    if resume_step is not None and os.path.exists(path):
+      self._rewrite(lambda r: r["step"] <= resume_step)
     self._file = open(path, "a")
+
+  def _rewrite(self, keep: Any, drop_keys: frozenset = frozenset(), at_step: int = -1) -> None:
+    """Atomically rewrites the file with the records `keep` accepts, without `drop_keys`
+    at `at_step`."""
+    records, bad = [], 0
+    with open(self._path) as f:
+      for line in f:
+        try:
+          record = json.loads(line)
+          int(record["step"])
+        except (ValueError, KeyError, TypeError):
+          bad += 1  # a line cut short by a kill
+          continue
+        if not keep(record):
+          continue
+        if record["step"] == at_step:
+          record = {k: v for k, v in record.items() if k not in drop_keys}
+          if len(record) == 1:
+            continue
+        records.append(record)
+    if bad:
+      logging.warning("%s: left out %d unreadable line(s).", self._path, bad)
+    tmp = f"{self._path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in records)
+    os.replace(tmp, self._path)
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     record = {"step": int(step)}
     record.update({k: float(v) for k, v in scalars.items()})
+    if self._resume_step is not None and step <= self._resume_step:
+      # A step the previous run may have written already (the resumed step's final
+      # eval, step 0's statistics): its values are replaced, not repeated.
+      self._file.close()
+      self._rewrite(lambda r: True, frozenset(record) - {"step"}, int(step))
+      self._file = open(self._path, "a")
     self._file.write(json.dumps(record) + "\n")
     self._file.flush()
 
@@ -54,12 +97,17 @@ class JsonlWriter(metric_writers.MetricWriter):
     self._file.close()
 
 
-def create_writer(workdir: str) -> metric_writers.MetricWriter:
-  """Log + TensorBoard + metrics.jsonl on process 0; log only on the others."""
+def create_writer(workdir: str, resume_step: Optional[int] = None) -> metric_writers.MetricWriter:
+  """Log + TensorBoard + metrics.jsonl on process 0; log only on the others.
+
+  `resume_step`: the step this run starts from (0 for a fresh run); metrics.jsonl keeps
+  nothing after it.
+  """
   if jax.process_index() > 0:
     return metric_writers.create_default_writer(workdir, just_logging=True, asynchronous=False)
   default = metric_writers.create_default_writer(workdir, asynchronous=False)
-  return metric_writers.MultiWriter([default, JsonlWriter(os.path.join(workdir, "metrics.jsonl"))])
+  return metric_writers.MultiWriter(
+      [default, JsonlWriter(os.path.join(workdir, "metrics.jsonl"), resume_step)])
 
 
 def read_jsonl(path: str) -> list[dict[str, float]]:
