@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import json
 import logging as std_logging
 import os
@@ -35,6 +36,7 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from absl import logging
 
 VARIABLES_ITEM = "variables"
@@ -77,9 +79,9 @@ def _abspath(path: str) -> str:
 def describe_error(error: BaseException, limit: int = 300) -> str:
   """One line for an exception chain: the innermost message that says what failed.
 
-  Orbax wraps TensorStore's reason ("OUT_OF_RANGE: Error reading X ... value of size
-  100") in generic errors ("Encountered error while reading array index"); the reason is
-  the line a person needs.
+  Orbax wraps TensorStore's reason ("OUT_OF_RANGE: Error reading ... local file F ...
+  value of size 100") in generic errors ("Encountered error while reading array index");
+  the reason, shortened to the file and what is wrong with it, is the line a person needs.
   """
   chain, seen = [], set()
   while error is not None and id(error) not in seen:
@@ -94,14 +96,42 @@ def describe_error(error: BaseException, limit: int = 300) -> str:
     e, text = chain[0], str(chain[0]).strip()
   if isinstance(e, OSError) and e.strerror:
     text = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
-  line = " ".join(text.split()) or type(e).__name__
-  return line if len(line) <= limit else line[:limit - 3] + "..."
+  line = _tensorstore_reason(" ".join(text.split())) or " ".join(text.split())
+  line = line or type(e).__name__
+  return line if len(line) <= limit else line[:limit - 5] + " [...]"
+
+
+def _tensorstore_reason(text: str) -> Optional[str]:
+  """"FILE is truncated (N bytes)" and the like for TensorStore's read errors."""
+  files = re.findall(r'local file "([^"]+)"', text)
+  if not files:
+    return None
+  name = files[-1]
+  code = text.split(":", 1)[0]
+  size = re.search(r"is not valid for value of size (\d+)", text)
+  if size:
+    n = int(size.group(1))
+    if os.path.isdir(name):  # the database directory: find the short file in it
+      short = [os.path.join(r, f) for r, _, fs in os.walk(name) for f in fs
+               if os.path.getsize(os.path.join(r, f)) == n]
+      if len(short) == 1:
+        name = short[0]
+      else:
+        return f"a file under {name} is truncated ({n} bytes)"
+    return f"{name} is truncated ({n} bytes)"
+  detail = text.rsplit(": ", 1)[-1][:120]
+  if os.path.isdir(name):
+    return f"a file under {name} is missing or damaged ({code}: {detail})"
+  return f"{name} is damaged ({code}: {detail})"
 
 
 class _DropLibraryErrors(std_logging.Filter):
+  """Drops the errors orbax and TensorStore log for a failure that is raised anyway."""
+
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return not ("/orbax/" in record.pathname or "/tensorstore/" in record.pathname
-                or record.name == "asyncio")
+    library = ("/orbax/" in record.pathname or "/tensorstore/" in record.pathname
+               or record.name == "asyncio")
+    return not (library and record.levelno >= std_logging.ERROR)
 
 
 @contextlib.contextmanager
@@ -110,16 +140,18 @@ def _quiet_failures() -> Iterator[None]:
   read, and its abandoned coroutines report themselves as unraisable exceptions."""
   hook, sys.unraisablehook = sys.unraisablehook, lambda _: None
   drop = _DropLibraryErrors()
-  loggers = [std_logging.getLogger(), std_logging.getLogger("absl"),
-             std_logging.getLogger("asyncio")]
-  handlers = [h for l in loggers for h in l.handlers]
-  for h in handlers:
-    h.addFilter(drop)
+  # Orbax logs through absl's logger; a filter on it (and on the root handlers, where
+  # records of other loggers end) drops the records before any handler sees them.
+  targets = [std_logging.getLogger("absl"), std_logging.getLogger("asyncio"),
+             *std_logging.getLogger().handlers]
+  for t in targets:
+    t.addFilter(drop)
   try:
     yield
   finally:
-    for h in handlers:
-      h.removeFilter(drop)
+    gc.collect()  # the failed read's abandoned coroutines end now, while still quiet
+    for t in targets:
+      t.removeFilter(drop)
     sys.unraisablehook = hook
 
 
@@ -183,7 +215,7 @@ def _restore_tree(path: str, what: str) -> Any:
       # The item's own metadata: the Checkpointer's `metadata` looks for a step-level
       # _CHECKPOINT_METADATA inside the item directory, which a CheckpointManager writes
       # one level up, and warns on every healthy training checkpoint.
-      metadata = ocp.StandardCheckpointHandler().metadata(path)
+      metadata = ocp.StandardCheckpointHandler().metadata(epath.Path(path))
       target = jax.tree.map(
           lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
       return ckptr.restore(path, target)
@@ -218,9 +250,9 @@ def load_variables(path: str) -> dict:
       try:
         state = _restore_tree(os.path.join(step_dir, "state"), _step_name(step_dir))
       except CheckpointError as e:
-        hint = (f" Evaluate an older step with --checkpoint {ckpt_dir}/{older[-1]}, or resume "
-                "training, which falls back to it." if older else "")
-        raise CheckpointError(f"{e}{hint}") from e
+        hint = (f" An older step may be intact: {ckpt_dir}/{older[-1]} (training resumes "
+                "from the newest intact step by itself)." if older else "")
+        raise CheckpointError(f"{str(e).rstrip('.')}.{hint}") from e
       return _variables_from_state(state, path)
   raise CheckpointError(
       f"load_variables: no checkpoint in {path}: expected '{VARIABLES_ITEM}/' (converter "
@@ -257,8 +289,9 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save)
     try:
-      self._manager = ocp.CheckpointManager(
-          self.directory, options=options, item_names=("state", "data"))
+      with _quiet_failures():  # a damaged step's metadata: reported when it is restored
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "data"))
     except OSError as e:
       raise CheckpointError(f"Cannot create the checkpoint directory {self.directory}: "
                             f"{describe_error(e)}. Use a --workdir that can be written.") from e
@@ -277,17 +310,19 @@ class Checkpointer:
       items["data"] = grain.checkpoint.CheckpointSave(data_iter)
     previous = self.latest_step()
     try:
-      return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
+      with _quiet_failures():  # orbax logs the failure with its traceback; one line here
+        return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
     except Exception as e:  # pylint: disable=broad-except
       raise self._save_error(step, previous, e) from e
 
   def _save_error(self, step: int, previous: Optional[int], e: Exception) -> CheckpointError:
-    path = getattr(e, "filename", None) or os.path.join(self.directory, str(step))
     kept = (f"the previous checkpoint (step {previous}) is intact" if previous is not None
             else "no earlier checkpoint exists")
-    full = " (the disk is full)" if getattr(e, "errno", None) == errno.ENOSPC else ""
-    return CheckpointError(f"Could not save checkpoint step {step} to {path}{full}: "
-                           f"{describe_error(e)}; {kept}.")
+    advice = ("Free some space or use a --workdir on another disk, then rerun to resume"
+              if getattr(e, "errno", None) == errno.ENOSPC else "Rerun to resume once it "
+              "can be written")
+    return CheckpointError(f"Could not save checkpoint step {step} in {self.directory}: "
+                           f"{describe_error(e)}; {kept}. {advice}.")
 
   def restore(self, step: int, abstract_state: Any, data_iter: Any = None) -> Any:
     """The state of `step` (and the data position into `data_iter`); CheckpointError in
@@ -348,7 +383,8 @@ class Checkpointer:
         suffix += 1
       shutil.move(os.path.join(self.directory, str(step)), target)
     _sync("vidjax_move_damaged_checkpoint")
-    self._manager.reload()
+    with _quiet_failures():
+      self._manager.reload()
     return target
 
   def wait(self) -> None:
