@@ -495,3 +495,48 @@ def test_ctrl_c_with_data_workers_stops_cleanly(tmp_path):
   _, err = proc.communicate(timeout=600)
   assert proc.returncode == 0, err[-3000:]
   assert "leaked" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("service", ["jax preemption sync", "all-gather"])
+def test_two_processes_stop_at_the_same_step(tmp_path, service):
+  """Two processes joined by jax.distributed; Ctrl-C reaches only process 1. Both stop
+  after the same step, each saving its part of one checkpoint, and both resume from it.
+  With JAX's preemption service, process 0 learns of a preemption notice (exit 143);
+  without it, the all-gathered flag carries the SIGINT itself (exit 130)."""
+  import socket
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  workdir = tmp_path / "work"
+  jax_sync = service == "jax preemption sync"
+
+  def launch(pid):
+    return subprocess.Popen(
+        [sys.executable, "-m", "vidjax.main", "--config", "configs/tsn_r50.py:smoke",
+         "--workdir", str(workdir), "--config.total_steps=12", "--config.log_every_steps=1",
+         "--config.checkpoint_every_steps=4", f"--config.optim.lr={_SMALL_LR['optim.lr']}",
+         f"--config.distributed.coordinator_address=localhost:{port}",
+         "--config.distributed.num_processes=2", f"--config.distributed.process_id={pid}"],
+        cwd=ROOT, env=subprocess_env(JAX_PLATFORMS="cpu", XLA_FLAGS="",
+                                     JAX_ENABLE_PREEMPTION_SERVICE=str(jax_sync).lower()),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+  procs = [launch(0), launch(1)]
+  _wait_for_step(procs[0], str(workdir), 2)
+  procs[1].send_signal(signal.SIGINT)
+  errs = [p.communicate(timeout=600)[1] for p in procs]
+  assert [p.returncode for p in procs] == [143 if jax_sync else 130, 130], [
+      e[-2000:] for e in errs]
+  stops = [[l for l in e.splitlines() if "stopped by" in l and "trainer.py" in l] for e in errs]
+  steps = {int(s[0].split("at step ")[1].split(":")[0]) for s in stops}
+  assert len(steps) == 1, stops
+  step = steps.pop()
+  assert 2 <= step < 12 and "stopped by SIGINT" in stops[1][0]
+  assert sorted(os.listdir(workdir / "checkpoints" / str(step) / "data")) == [
+      "commit_success.txt", "process_0-of-2.json", "process_1-of-2.json"]
+  procs = [launch(0), launch(1)]
+  errs = [p.communicate(timeout=600)[1] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for e in errs]
+  assert f"at step {step}." in errs[0] and f"at step {step}." in errs[1]
+  _assert_no_repeated_entries(str(workdir))
