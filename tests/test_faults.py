@@ -235,6 +235,14 @@ def test_no_intact_step_is_one_line_and_nothing_is_deleted(saved, tmp_path):
   assert "is empty" in str(e.value) and "\n" not in str(e.value)
 
 
+def test_healthy_checkpoints_load_without_warnings(saved, caplog):
+  """The step-level _CHECKPOINT_METADATA sits beside the items, not in them: reading an
+  item by itself must not look for it there (orbax warned on every evaluation)."""
+  variables = load_variables(saved)
+  assert variables["params"]["w"].shape == (256, 256)
+  assert not [r for r in caplog.records if r.levelno >= 30], caplog.text
+
+
 # ---------------------------------------------------------------------------- saving
 def _failing_writes(monkeypatch, fragment, error):
   """Makes orbax's and grain's small-file writes under paths containing `fragment` fail."""

@@ -6,6 +6,10 @@ resumes the workdir's latest checkpoint (state and data position) when there is 
 starts from `config.init_from`; trains with periodic logging, evaluation and checkpoints;
 and evaluates at the end. `evaluate_only` evaluates a checkpoint.
 
+SIGTERM and SIGINT stop the loop at the next step boundary: it saves that step (with the
+data position) and raises `checkpoint.TrainingStopped`, which ends `vidjax.main` with
+status 143 (SIGTERM) or 130 (SIGINT) after one line naming the step (preemption.py).
+
 What is not the loop lives in its module: resume checks and init_from in checkpoint.py,
 frozen parameters in optim.py, BatchNorm groups and auxiliary losses in steps.py.
 """
