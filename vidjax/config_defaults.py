@@ -78,8 +78,8 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       name="kinetics400",
       format="videos",     # videos | frames | kinetics_csv | tfds (name "demo": generated)
       root="~/data/kinetics400",
-      train_list="~/data/kinetics400/kinetics400_train_list_videos.txt",
-      eval_list="~/data/kinetics400/kinetics400_val_list_videos.txt",
+      train_list="kinetics400_train_list_videos.txt",   # relative: under root, else
+      eval_list="kinetics400_val_list_videos.txt",      # the working directory
       label_names="",      # class names, one a line (kinetics_csv: maps names to labels)
       num_classes=400,
       multi_label=False,   # lists with several labels a line; labels become multi-hot [K]

@@ -30,7 +30,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from vidjax.data import decode, demo, sampling, sources, transforms
+from vidjax.data import decode, demo, resolve, sampling, sources, transforms
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -63,12 +63,12 @@ def _source(data_config: ml_collections.ConfigDict, split: str) -> Any:
       raise DataNotFoundError(missing_data_message(
           data_config, split, f"TFDS data set {data_config.tfds_name!r} split "
           f"{_split_name(data_config, split)!r} in {where} ({type(e).__name__}: {e})")) from e
-  list_file = os.path.expanduser(data_config.get(f"{split}_list", "") or "")
+  list_file = resolve.find_list(data_config.root, data_config.get(f"{split}_list", "") or "")
   if not list_file or not os.path.exists(list_file):
     raise DataNotFoundError(missing_data_message(data_config, split, list_file))
   names = None
   if data_config.label_names:
-    path = os.path.expanduser(data_config.label_names)
+    path = resolve.find_list(data_config.root, data_config.label_names)
     if not os.path.exists(path):
       raise DataNotFoundError(f"data.label_names: {path} does not exist.")
     names = sources.read_label_names(path)

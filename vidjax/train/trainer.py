@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 import time
 from typing import Any, Optional
 
@@ -26,7 +27,7 @@ import numpy as np
 from clu import parameter_overview, periodic_actions
 
 from vidjax import models
-from vidjax.data import pipeline
+from vidjax.data import pipeline, resolve
 from vidjax.train import checkpoint as ckpt_lib
 from vidjax.train import mix, optim, sharding, steps, writers, xla_options
 
@@ -35,6 +36,16 @@ TrainingError = ckpt_lib.TrainingError
 
 
 # ---------------------------------------------------------------------------- config checks
+def resolve_data(config: ml_collections.ConfigDict, workdir: Optional[str]) -> None:
+  """Resolves `config.data` (lists, class folders, class count; vidjax/data/resolve.py)
+  and checks both splits' files, before anything slow; logs what the run reads."""
+  lists_dir = (os.path.join(workdir, "data") if workdir
+               else tempfile.mkdtemp(prefix="vidjax_lists_"))
+  description = resolve.resolve(config, lists_dir)
+  if description:
+    logging.info("Data: %s.", description)
+
+
 def _check_num_classes(config: ml_collections.ConfigDict) -> None:
   expected = pipeline.num_classes(config.data)
   if config.model.num_classes != expected:
@@ -163,6 +174,7 @@ def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (resuming from `workdir` if it has a checkpoint); returns the final eval."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
+  resolve_data(config, workdir)
   _check_num_classes(config)
   mesh, model, eval_fn = _setup(config)
   sharding.check_batch_divides(config.batch_size, mesh, field="config.batch_size")
@@ -277,6 +289,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
 def evaluate_only(config: ml_collections.ConfigDict, workdir: str,
                   checkpoint: Optional[str] = None) -> dict[str, float]:
   """Evaluates the latest checkpoint of `workdir`, or `checkpoint` / `config.init_from`."""
+  resolve_data(config, workdir and os.path.abspath(os.path.expanduser(workdir)))
   _check_num_classes(config)
   mesh, model, eval_fn = _setup(config)
   _check_eval_batch(config, mesh)
