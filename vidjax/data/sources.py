@@ -89,6 +89,21 @@ def read_lines(path: str, what: str = "annotation list") -> list[str]:
   return lines
 
 
+def listable(path: str) -> bool:
+  """True when `path` reads back from a list line as the same string.
+
+  It must be UTF-8 (a non-UTF-8 file name arrives with surrogate escapes), hold no line
+  break and no leading or trailing whitespace (the readers strip fields), and not start
+  with a byte-order mark.
+  """
+  try:
+    path.encode("utf-8")
+  except UnicodeEncodeError:
+    return False
+  return (path == path.strip() and "\n" not in path and "\r" not in path
+          and "\0" not in path and not path.startswith("\ufeff"))
+
+
 def _entries(path: str, what: str, expected: str) -> list[tuple[int, str]]:
   """(line number, text) of the non-blank lines; an empty file is an error."""
   out = [(n, text) for n, text in enumerate(read_lines(path, what), 1) if text.strip()]
