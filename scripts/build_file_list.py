@@ -122,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
   if skipped:
     shown = ", ".join(_show(s) for s in skipped[:_SHOWN])
     more = f" and {len(skipped) - _SHOWN} more" if len(skipped) > _SHOWN else ""
-    print(f"warning: left out {len(skipped)} names that a list line cannot hold (not UTF-8, "
-          f"a line break, or leading/trailing whitespace; rename them to list them): "
+    plural = "s" if len(skipped) > 1 else ""
+    print(f"warning: left out {len(skipped)} name{plural} that a list line cannot hold (not "
+          f"UTF-8, a line break, or leading/trailing whitespace; rename them to list them): "
           f"{shown}{more}", file=sys.stderr)
   kind = "frame folders" if args.frames else "videos"
   if not lines:
