@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 import data_fixtures as fx
 from conftest import ROOT, subprocess_env

@@ -30,6 +30,7 @@ def test_extract_frames_resize_and_frame_lists(tmp_path):
               "--list", str(tmp_path / "in.txt"), "--out-list", str(tmp_path / "frames.txt"),
               "--processes", "1")
   assert proc.returncode == 0, proc.stderr
+  assert "extract: 100%" in proc.stderr and "2/2" in proc.stderr   # the progress bar
   assert (tmp_path / "frames.txt").read_text().split("\n")[:2] == ["a/clip_a 12 0", "b/clip_b 9 1"]
   frames = decode.read_frame_folder(str(tmp_path / "fr" / "b" / "clip_b"), np.arange(9))
   np.testing.assert_array_equal(fx.clip_indices(frames), np.arange(9))
@@ -42,6 +43,7 @@ def test_extract_frames_resize_and_frame_lists(tmp_path):
   proc = _run("scripts/resize_videos.py", "--src", str(src), "--out", str(tmp_path / "small"),
               "--short-side", "24", "--processes", "2")
   assert proc.returncode == 1 and "b/broken.mp4" in proc.stderr
+  assert "resize: 100%" in proc.stderr and "3/3" in proc.stderr
   small = decode.decode_video(str(tmp_path / "small" / "a" / "clip_a.mp4"),
                               lambda n: np.arange(n))
   assert small.shape == (12, 24, 32, 3)
