@@ -71,7 +71,7 @@ def _source(data_config: ml_collections.ConfigDict, split: str) -> Any:
     path = resolve.find_list(data_config.root, data_config.label_names)
     if not os.path.exists(path):
       raise DataNotFoundError(f"data.label_names: {path} does not exist.")
-    names = sources.read_label_names(path)
+    names = sources.read_label_names(path, data_config.num_classes)
   return sources.ListSource(list_file=list_file, fmt=fmt, root=data_config.root,
                             multi_label=data_config.multi_label,
                             num_classes=data_config.num_classes, label_names=names,
