@@ -31,7 +31,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vidjax.data import prepare
 from vidjax.data import sources
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _SHOWN = 10   # skipped names printed in the warning
 
 
@@ -42,60 +41,6 @@ def _show(name: str) -> str:
     return repr(name)
   except UnicodeEncodeError:
     return repr(os.fsencode(name))
-
-
-def _class_entries(folder: str, root: str, frames: bool) -> list[tuple[str, int]]:
-  """(path relative to root, image count or 0) of the videos (frame folders) in folder."""
-  out = []
-  for dirpath, dirnames, files in os.walk(folder):
-    dirnames.sort()
-    if frames:
-      n = sum(1 for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
-      if n:
-        out.append((os.path.relpath(dirpath, root), n))
-      continue
-    for f in sorted(files):
-      if f.lower().endswith(prepare.VIDEO_EXTENSIONS):
-        out.append((os.path.relpath(os.path.join(dirpath, f), root), 0))
-  return out
-
-
-def build(root: str, class_names: list[str] | None = None, frames: bool = False,
-          labels_path: str = "") -> tuple[list[str], list[str], list[str]]:
-  """(list lines, class names, skipped names) for the videos (frame folders) of root/<class>/.
-
-  Labels index `class_names` (read from `labels_path`), or the sorted class folders when
-  it is None.
-  """
-  root = os.path.expanduser(root)
-  if not os.path.isdir(root):
-    raise FileNotFoundError(f"--root {root} is not a directory of class folders.")
-  found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-  skipped = [d for d in found if not sources.listable(d)]
-  found = [d for d in found if sources.listable(d)]
-  if class_names is None:
-    class_names = found
-  known = set(class_names)
-  unknown = [d for d in found if d not in known]
-  if unknown:
-    more = f" (and {len(unknown) - 1} more: {unknown[1:6]})" if len(unknown) > 1 else ""
-    raise ValueError(
-        f"class folder {os.path.join(root, unknown[0])!r}{more} is not in the label-name "
-        f"file {labels_path}; its line numbers are the labels of every split. Build the "
-        f"lists from the split that has every class first, or append the new class names "
-        f"to {labels_path} (appending keeps the existing labels).")
-  lines = []
-  for label, name in prepare.progress(list(enumerate(class_names)), len(class_names),
-                                      desc="scan", unit="class"):
-    folder = os.path.join(root, name)
-    if not os.path.isdir(folder):
-      continue  # a class without videos in this split keeps its label unused
-    for rel, n in _class_entries(folder, root, frames):
-      if not sources.listable(rel):
-        skipped.append(rel)
-      else:
-        lines.append(f"{rel} {n} {label}" if frames else f"{rel} {label}")
-  return lines, class_names, skipped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
   labels_exist = os.path.exists(labels_path)
   try:
     names = sources.read_label_names(labels_path) if labels_exist else None
-    lines, names, skipped = build(args.root, names, frames=args.frames,
-                                  labels_path=labels_path)
+    lines, names, skipped = prepare.build_list(args.root, names, frames=args.frames,
+                                               labels_path=labels_path)
   except (FileNotFoundError, ValueError) as e:  # AnnotationError is a ValueError
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -18,8 +18,11 @@ from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
 import numpy as np
 
+from vidjax.data import sources
+
 T = TypeVar("T")
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".flv")
 
 
@@ -196,3 +199,60 @@ def run_jobs(fn: Callable[..., int], jobs: Iterable[tuple[str, dict]], processes
   with ctx.Pool(processes) as pool:
     results = list(progress(pool.imap_unordered(_call, jobs), len(jobs), desc))
   return sorted(results)
+
+
+def _class_entries(folder: str, root: str, frames: bool) -> list[tuple[str, int]]:
+  """(path relative to root, image count or 0) of the videos (frame folders) in folder."""
+  out = []
+  for dirpath, dirnames, files in os.walk(folder):
+    dirnames.sort()
+    if frames:
+      n = sum(1 for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
+      if n:
+        out.append((os.path.relpath(dirpath, root), n))
+      continue
+    for f in sorted(files):
+      if f.lower().endswith(VIDEO_EXTENSIONS):
+        out.append((os.path.relpath(os.path.join(dirpath, f), root), 0))
+  return out
+
+
+def build_list(root: str, class_names: list[str] | None = None, frames: bool = False,
+               labels_path: str = "", relative_to: str = ""
+               ) -> tuple[list[str], list[str], list[str]]:
+  """(list lines, class names, skipped names) for the videos (frame folders) of root/<class>/.
+
+  Labels index `class_names` (read from `labels_path`), or the sorted class folders when
+  it is None. Paths are relative to `relative_to` (default: root). The one scan of class
+  folders: scripts/build_file_list.py and vidjax/data/resolve.py use it.
+  """
+  root = os.path.expanduser(root)
+  base = os.path.expanduser(relative_to) if relative_to else root
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f"--root {root} is not a directory of class folders.")
+  found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+  skipped = [d for d in found if not sources.listable(d)]
+  found = [d for d in found if sources.listable(d)]
+  if class_names is None:
+    class_names = found
+  known = set(class_names)
+  unknown = [d for d in found if d not in known]
+  if unknown:
+    more = f" (and {len(unknown) - 1} more: {unknown[1:6]})" if len(unknown) > 1 else ""
+    raise ValueError(
+        f"class folder {os.path.join(root, unknown[0])!r}{more} is not in the label-name "
+        f"file {labels_path}; its line numbers are the labels of every split. Build the "
+        f"lists from the split that has every class first, or append the new class names "
+        f"to {labels_path} (appending keeps the existing labels).")
+  lines = []
+  for label, name in progress(list(enumerate(class_names)), len(class_names),
+                                      desc="scan", unit="class"):
+    folder = os.path.join(root, name)
+    if not os.path.isdir(folder):
+      continue  # a class without videos in this split keeps its label unused
+    for rel, n in _class_entries(folder, base, frames):
+      if not sources.listable(rel):
+        skipped.append(rel)
+      else:
+        lines.append(f"{rel} {n} {label}" if frames else f"{rel} {label}")
+  return lines, class_names, skipped

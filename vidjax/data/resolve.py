@@ -28,12 +28,10 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from vidjax.data import demo, sources
+from vidjax.data import demo, prepare, sources
 
 TRAIN_DIRS = ("train", "training")
 EVAL_DIRS = ("val", "validation", "test", "eval")
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".mpg", ".mpeg", ".m4v")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _LIST_FIELDS = ("train_list", "eval_list")
 _CHECKED_FILES = 256   # files looked up per split at start (evenly spaced over the list)
 
@@ -53,35 +51,17 @@ def _class_dirs(split_dir: str) -> list[str]:
 
 
 def _entries(split_dir: str, names: list[str], root: str) -> tuple[list[str], str]:
-  """`path label` lines (videos) or `dir num_frames label` (frame folders), paths
-  relative to `root`."""
-  lines, kinds = [], set()
-  for label, name in enumerate(names):
-    folder = os.path.join(split_dir, name)
-    if not os.path.isdir(folder):
-      continue   # a class without examples in this split keeps its label
-    for dirpath, dirnames, files in os.walk(folder):
-      dirnames.sort()
-      images = [f for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
-      if images:
-        kinds.add("frames")
-        lines.append(f"{os.path.relpath(dirpath, root)} {len(images)} {label}")
-        continue
-      for f in sorted(files):
-        if f.lower().endswith(VIDEO_EXTENSIONS):
-          kinds.add("videos")
-          lines.append(f"{os.path.relpath(os.path.join(dirpath, f), root)} {label}")
-  if len(kinds) > 1:
-    raise sources.AnnotationError(f"{split_dir}: mixes video files and frame folders; "
-                                  "use one kind per data set.")
-  return lines, kinds.pop() if kinds else "videos"
-
-
-def _write(path: str, lines: list[str]) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-    f.write("".join(line + "\n" for line in lines))
-  os.replace(tmp, path)
+  """The list lines of a split's class folders (paths relative to `root`) and their
+  format: videos, else frame folders."""
+  for fmt in ("videos", "frames"):
+    lines, _, skipped = prepare.build_list(split_dir, names, frames=fmt == "frames",
+                                           relative_to=root)
+    if skipped:
+      logging.warning("%s: left out %d names a list line cannot hold (first: %r).",
+                      split_dir, len(skipped), skipped[0])
+    if lines:
+      return lines, fmt
+  return [], "videos"
 
 
 def _first_dir(root: str, names: tuple[str, ...]) -> Optional[str]:
@@ -108,14 +88,15 @@ def _from_class_folders(d: ml_collections.ConfigDict, root: str, lists_dir: str)
   for field, split_dir in (("train_list", train_dir), ("eval_list", eval_dir)):
     lines, kind = _entries(split_dir, names, root)
     if not lines:
-      raise sources.AnnotationError(f"{split_dir}: no videos ({', '.join(VIDEO_EXTENSIONS)}) "
-                                    "or frame folders under its class folders.")
+      raise sources.AnnotationError(
+          f"{split_dir}: no videos ({', '.join(prepare.VIDEO_EXTENSIONS)}) or frame folders "
+          "under its class folders.")
     kinds.add(kind)
     path = os.path.join(lists_dir, f"{field}.txt")
-    _write(path, lines)
+    prepare.write_atomic(path, "\n".join(lines) + "\n")
     d[field] = path
   labels_path = os.path.join(lists_dir, "label_names.txt")
-  _write(labels_path, names)
+  prepare.write_atomic(labels_path, "\n".join(names) + "\n")
   d.label_names = labels_path
   d.format = kinds.pop()
   return True
