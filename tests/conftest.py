@@ -77,3 +77,17 @@ def write_class_folders(root: str, classes: tuple[str, ...] = ("jumping jacks", 
       os.makedirs(folder, exist_ok=True)
       demo._write_mp4(os.path.join(folder, f"v{i:02d}.mp4"), clip[:, :h, :w], 8, codec)  # pylint: disable=protected-access
   return root
+
+
+def pytest_collection_modifyitems(config, items):
+  """The slow tests first, the learning runs first of all: pytest-xdist hands out tests
+  in this order, one at a time (`--maxschedchunk=1` in pyproject.toml), so the two
+  workers end together instead of one finishing a long test alone at the end."""
+  del config
+
+  def rank(item) -> int:
+    if "test_learning.py" in item.nodeid:
+      return 0
+    return 1 if item.get_closest_marker("slow") else 2
+
+  items.sort(key=rank)
