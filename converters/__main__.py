@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
+from typing import Any
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 import converters
-from converters.torch_io import CheckpointFileError, check_checkpoint_file, load_torch_state_dict
+from converters.torch_io import CheckpointFileError, load_torch_state_dict
 from vidjax import config_checks
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -40,19 +40,24 @@ flags.mark_flags_as_required(["config", "source", "checkpoint", "output"])
 _MAX_DETAIL_LINES = 20
 
 
+# --checkpoint -> its state_dict, read by `_parse_flags` before absl loads the config.
+_STATE_DICTS: dict[str, Any] = {}
+
+
 def _check_argv(argv: list[str]) -> None:
-  """The checks that need neither the config nor torch: the files named on the command line."""
+  """Checks the command line's files before absl loads the config (and with it JAX), and
+  reads the checkpoint then: it needs only torch, and a wrong file is the usual mistake."""
   config_checks.check_config_file(config_checks.flag_value(argv, "config"))
   source = config_checks.flag_value(argv, "source")
   if source is not None and source not in converters.known_sources():
     raise config_checks.InputError(f"--source {source!r} is not known; known sources: "
                                    f"{', '.join(converters.known_sources())}.")
-  checkpoint = config_checks.flag_value(argv, "checkpoint")
-  if checkpoint is not None:
-    check_checkpoint_file(checkpoint)
   output = config_checks.flag_value(argv, "output")
   if output is not None:
     config_checks.check_writable_dir(output, "--output")
+  checkpoint = config_checks.flag_value(argv, "checkpoint")
+  if checkpoint is not None:
+    _STATE_DICTS[checkpoint] = load_torch_state_dict(checkpoint)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -97,7 +102,7 @@ def main(argv: list[str]) -> None:
   config = _CONFIG.value
   checkpoint = _CHECKPOINT.value
   try:
-    state_dict = load_torch_state_dict(checkpoint)
+    state_dict = _STATE_DICTS.get(checkpoint) or load_torch_state_dict(checkpoint)
     variables = converters.convert(_SOURCE.value, state_dict, config)
   except CheckpointFileError as e:
     config_checks.exit_with_error(str(e))
