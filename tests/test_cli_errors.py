@@ -86,16 +86,6 @@ def test_bad_override_value_names_field_type_and_value(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
-@pytest.mark.slow
-def test_unknown_override_field_keeps_the_list_of_fields(tmp_path):
-  result, _ = _main("--config", SMOKE, "--workdir", str(tmp_path / "w"),
-                    "--config.optim.lrr=0.1")
-  assert result.returncode == 2 and "Traceback" not in result.stderr
-  lines = [l for l in result.stderr.splitlines() if l.strip()]
-  assert lines[-2].startswith("error: unknown config field config.optim.lrr"), lines[-2:]
-  assert lines[-1].startswith("config.optim has the fields:") and " lr," in lines[-1]
-
-
 def test_unknown_fusion_refused_with_one_view(tmp_path):
   result, _ = _main("--config", SMOKE, "--workdir", str(tmp_path / "w"),
                     "--config.eval.num_views=1", "--config.eval.fusion=mean_sofmax")

@@ -121,3 +121,21 @@ def test_unusable_output_refused_before_reading(tmp_path):
   result = _convert(path, blocker / "out")
   _first_error(result, blocker / "out", "--output", "is a file")
   assert blocker.read_text() == "x" and not os.path.exists(blocker / "out")
+
+
+def test_summary_reads_every_section_back():
+  from converters.common import ConversionError  # pylint: disable=g-import-not-at-top
+  near_fit = ConversionError("checkpoint does not fit the model:\n"
+                             "  2 shape mismatches:\n"
+                             "    new_fc.weight (7, 512) -> params/head/fc/kernel: got ...\n"
+                             "    new_fc.bias (7,) -> params/head/fc/bias: got ...")
+  assert near_fit.summary().startswith(
+      "2 shape mismatches (first of the shape mismatches: new_fc.weight (7, 512)")
+  assert "num_classes" in near_fit.summary()
+  # A source that appends a section of its own (converters/gc.py) is read the same way.
+  extended = ConversionError(f"{near_fit}\n  1 ECal-S BatchNorm shape mismatches:\n    x.bn1")
+  assert extended.problems() == {
+      "shape mismatches": ["new_fc.weight (7, 512) -> params/head/fc/kernel: got ...",
+                           "new_fc.bias (7,) -> params/head/fc/bias: got ..."],
+      "ECal-S BatchNorm shape mismatches": ["x.bn1"]}
+  assert "is --source/--config right?" in extended.summary()
