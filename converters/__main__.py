@@ -47,6 +47,8 @@ _STATE_DICTS: dict[str, Any] = {}
 def _check_argv(argv: list[str]) -> None:
   """Checks the command line's files before absl loads the config (and with it JAX), and
   reads the checkpoint then: it needs only torch, and a wrong file is the usual mistake."""
+  if config_checks.asks_for_help(argv):
+    return
   config_checks.check_config_file(config_checks.flag_value(argv, "config"))
   source = config_checks.flag_value(argv, "source")
   if source is not None and source not in converters.known_sources():

@@ -48,6 +48,12 @@ def flag_value(argv: Sequence[str], name: str) -> Optional[str]:
   return value
 
 
+def asks_for_help(argv: Sequence[str]) -> bool:
+  """absl's help flags: then the other arguments are not checked."""
+  return any(a.split("=")[0] in ("-h", "-?", "--help", "--helpshort", "--helpfull",
+                                 "--helpxml") for a in argv[1:])
+
+
 # ----------------------------------------------------------------- argv, before absl
 def _near_configs(path: str) -> list[str]:
   """Config files whose names are close to `path`'s, spelled as the user would type them."""
@@ -117,6 +123,8 @@ def check_writable_dir(path: str, flag: str) -> None:
 
 def check_main_argv(argv: Sequence[str]) -> None:
   """What `python -m vidjax.main` can check in its arguments before loading anything."""
+  if asks_for_help(argv):
+    return
   check_config_file(flag_value(argv, "config"))
   mode = flag_value(argv, "mode") or "train"
   workdir = flag_value(argv, "workdir")
