@@ -6,13 +6,14 @@ workdir's latest checkpoint (or `config.init_from`) without training.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import logging as std_logging
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from vidjax import config_checks
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, e.g. configs/tsn_r50.py:demo.", lock_config=True)
@@ -33,23 +34,27 @@ class _QuietLibraries(std_logging.Filter):
 
 
 def main(argv: list[str]) -> None:
-  # Imported once the flags parse: a typo in a config field is reported without waiting
-  # for TensorFlow (clu's summary writer) and the data pipeline to load. (The configs
-  # import JAX already: they start from the model registry's defaults.)
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  workdir = _WORKDIR.value
+  try:
+    if _MODE.value == "train" and not workdir:  # a --flagfile escapes _parse_flags' look
+      raise config_checks.InputError("--workdir is required to train.")
+    config_checks.check_config(config)
+  except config_checks.InputError as e:
+    config_checks.exit_with_error(str(e))
+  # Imported once the flags and the config are checked: a typo is reported without
+  # waiting for TensorFlow (clu's summary writer) and the data pipeline to load. (The
+  # configs import JAX already: they start from the model registry's defaults.)
   # pylint: disable=import-outside-toplevel
   import jax
   from vidjax.data import pipeline
   from vidjax.train import checkpoint as ckpt_lib
   from vidjax.train import sharding, trainer
   # pylint: enable=import-outside-toplevel
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  config = _CONFIG.value
-  workdir = _WORKDIR.value
-  if _MODE.value == "train" and not workdir:
-    raise app.UsageError("--workdir is required to train.")
   # Before the first device access below: several hosts join here.
   sharding.set_cpu_devices(config.get("cpu_devices", 0))
   sharding.initialize_distributed(config.get("distributed"))
@@ -75,44 +80,17 @@ def main(argv: list[str]) -> None:
   print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
 
 
-def _config_fields(config_arg: str, dotted: str) -> str:
-  """The fields that exist where `dotted` (e.g. "optim.lrr") points, for the error."""
-  path, _, variant = config_arg.partition(":")
-  try:
-    spec = importlib.util.spec_from_file_location("_vidjax_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    node = module.get_config(variant)
-    parents = dotted.split(".")[:-1]
-    for name in parents:
-      node = node[name]
-    where = "config." + ".".join(parents) if parents else "config"
-    return f"{where} has the fields: {', '.join(sorted(node.keys()))}"
-  except Exception:  # pylint: disable=broad-except
-    return ""  # The original error is clearer than a second one about the config file.
-
-
 def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, with config errors as one clear line instead of a traceback."""
+  """absl's parsing, after the checks of the raw arguments (config path, workdir) that
+  need nothing loaded; every problem is one `error:` line and exit status 2."""
+  try:
+    config_checks.check_main_argv(argv)
+  except config_checks.InputError as e:
+    config_checks.exit_with_error(str(e))
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError, TypeError, ValueError, flags.Error) as e:
-    message = str(e).replace("\\n", " ").replace("\\'", "'").strip("'\"")
-    if "Did you mean" in message:
-      message = message[message.index("Did you mean"):]
-    if "Traceback" in message:  # an error inside the config file: its first and last line
-      lines = [l for l in message.splitlines() if l.strip()]
-      message = f"{lines[0]} {lines[-1]}"
-    overrides = [a[len("--config."):].split("=")[0] for a in argv if a.startswith("--config.")]
-    config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-    if config_arg is None and "--config" in argv[:-1]:
-      config_arg = argv[argv.index("--config") + 1]
-    bad = [o for o in overrides if o.split(".")[-1] in message]
-    hint = _config_fields(config_arg, bad[0]) if bad and config_arg else ""
-    if bad:
-      message = f"unknown config field config.{bad[0]}: {message}"
-    print(f"error: {message}" + (f"\n{hint}" if hint else ""), file=sys.stderr)
-    sys.exit(2)
+    config_checks.exit_with_error(*config_checks.describe_flag_error(argv, e))
 
 
 if __name__ == "__main__":

@@ -112,20 +112,21 @@ def _reader(data_config: ml_collections.ConfigDict) -> decode.Reader:
                        jpeg_backend=decode.resolve_jpeg_backend(data_config.jpeg_backend))
 
 
-def _warn_skip(skipped: Any, warned: set[str], split: str) -> int:
-  """Warns once per file (in the main process, whichever worker read it); returns the count.
+def _warn_skip(skipped: Any, seen: set[str], split: str) -> int:
+  """Warns once per file (in the main process, whichever worker read it); returns how many
+  files of `skipped` are not in `seen` yet, and adds them: a file met again (in a later
+  epoch, or in padded rows) is one file, warned about and counted once.
 
   `skipped`: (path, message) of each file skipped; path "" for rows that were read.
   """
   n = 0
   for path, message in skipped:
     path = str(path)
-    if not path:
+    if not path or path in seen:
       continue
+    seen.add(path)
     n += 1
-    if path not in warned:
-      warned.add(path)
-      logging.warning("Skipping unreadable %s file %s", split, message)
+    logging.warning("Skipping unreadable %s file %s", split, message)
   return n
 
 
@@ -213,22 +214,23 @@ class _BatchReadableIterator(grain.DatasetIterator):
 
 class TrainIterator(grain.DatasetIterator):
   """Batches {"clip" uint8 [b, T, S, S, 3], "label" [b]}; `skipped_files` counts the
-  unreadable files left out so far (this process), and is part of the saved state."""
+  distinct unreadable files left out so far (this process). The files are part of the
+  saved state, so a resumed run neither counts one twice nor warns about it again."""
 
   def __init__(self, parent: grain.DatasetIterator, num_workers: int):
     super().__init__(parent)
     self.skipped_files = 0
     self.num_workers = num_workers
-    self._warned: set[str] = set()
+    self._skipped: set[str] = set()
 
   def __next__(self) -> dict:
     batch = dict(next(self._parent))
-    self.skipped_files += _warn_skip(batch.pop("skipped"), self._warned, "train")
+    self.skipped_files += _warn_skip(batch.pop("skipped"), self._skipped, "train")
     return batch
 
   def get_state(self) -> dict:
     return {"pipeline": self._parent.get_state(), "skipped_files": self.skipped_files,
-            "num_workers": self.num_workers}
+            "skipped_paths": sorted(self._skipped), "num_workers": self.num_workers}
 
   def set_state(self, state: dict) -> None:
     saved = state.get("num_workers", 0)
@@ -240,6 +242,7 @@ class TrainIterator(grain.DatasetIterator):
                       f"order depends on it), not {self.num_workers}.")
     self._parent.set_state(state["pipeline"])
     self.skipped_files = int(state["skipped_files"])
+    self._skipped = set(state.get("skipped_paths", ()))  # absent in older checkpoints
 
   def close(self) -> None:
     close = getattr(self._parent, "close", None)
