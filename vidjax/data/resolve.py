@@ -196,7 +196,6 @@ def resolve(config: ml_collections.ConfigDict, lists_dir: str) -> str:
       if d.get("num_classes") and d.num_classes != demo.NUM_CLASSES:
         raise ValueError(f"config.data.num_classes={d.num_classes}: the demo data set has "
                          f"{demo.NUM_CLASSES} classes (set data.root to train on your data).")
-      config.model.num_classes = demo.NUM_CLASSES
       return (f"demo data set (generated): {d.train_examples} train and {d.eval_examples} "
               f"eval clips, {demo.NUM_CLASSES} classes")
     logging.info("data.%s given: the demo variant reads that data instead of the demo "
@@ -217,8 +216,9 @@ def resolve(config: ml_collections.ConfigDict, lists_dir: str) -> str:
                     "training videos.", d.train_list)
   count, names = _num_classes(d, root)
   if count != d.num_classes or count != config.model.num_classes:
-    logging.info("The data has %d classes: data.num_classes and model.num_classes are set "
-                 "to it (were %d and %d).", count, d.num_classes, config.model.num_classes)
+    logging.warning("The data has %d classes: data.num_classes and model.num_classes are "
+                    "set to it (were %d and %d).", count, d.num_classes,
+                    config.model.num_classes)
   d.num_classes = config.model.num_classes = count
   counts = {}
   for split, field in zip(("train", "eval"), _LIST_FIELDS):

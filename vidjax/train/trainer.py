@@ -27,7 +27,7 @@ import numpy as np
 from clu import parameter_overview, periodic_actions
 
 from vidjax import models
-from vidjax.data import pipeline, resolve
+from vidjax.data import pipeline, prepare, resolve
 from vidjax.train import checkpoint as ckpt_lib
 from vidjax.train import mix, optim, sharding, steps, writers, xla_options
 
@@ -61,6 +61,30 @@ def _check_eval_batch(config: ml_collections.ConfigDict, mesh: Any) -> None:
     logging.info("config.eval.batch_size=%d is not a multiple of the %d devices: each "
                  "clip's %d frames are split over them.", config.eval.batch_size,
                  sharding.num_batch_shards(mesh), config.data.num_frames)
+
+
+def _warn_past_schedule(config: ml_collections.ConfigDict, total_steps: int,
+                        steps_per_epoch: int) -> None:
+  """total_steps past optim.epochs trains on at the schedule's final learning rate."""
+  end = int(round(config.optim.epochs * steps_per_epoch))
+  if total_steps > end:
+    logging.warning(
+        "config.total_steps=%d runs past the schedule, which ends at step %d "
+        "(optim.epochs=%g x %d steps): the learning rate stays at its final value from "
+        "there (0 for a cosine to optim.min_lr=0). Raise optim.epochs to stretch it.",
+        total_steps, end, config.optim.epochs, steps_per_epoch)
+
+
+def _describe_model(config: ml_collections.ConfigDict) -> str:
+  """`recognizer2d (backbone resnet-50, head tsn, shift)`: the parts a config names."""
+  m = config.model
+  parts = [f"backbone {m.backbone.name}" + (f"-{m.backbone.depth}" if "depth" in m.backbone
+                                             else "")]
+  if m.get("neck") and m.neck.get("name"):
+    parts.append(f"neck {m.neck.name}")
+  parts.append(f"head {m.head.name}")
+  parts += [k for k in ("shift", "non_local", "ecal") if k in m and m[k].get("enabled")]
+  return f"{m.name} ({', '.join(parts)})"
 
 
 # ---------------------------------------------------------------------------- mesh and model
@@ -219,24 +243,30 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   if start == 0:
     num_params = parameter_overview.count_parameters(state.params)
     flops = xla_options.flops_per_clip(model, abstract_variables, _clip_shape(config))
-    # Statistics need every shard on this host: only single-process runs log them.
-    logging.info("%s\n%d parameters; %s", parameter_overview.get_parameter_overview(
-        state.params, include_stats=jax.process_count() == 1), num_params,
-        "no FLOP count (XLA has no cost analysis here)" if flops is None else
-        f"{flops / 1e9:.3f} GFLOPs per clip (eval forward)")
-    logging.info("Parameter groups:\n%s", optim.param_group_table(state.params, config.optim))
+    # The tables go to files; the console gets one line.
+    if jax.process_index() == 0:
+      # Statistics need every shard on this host: only single-process runs write them.
+      prepare.write_atomic(os.path.join(workdir, "parameters.txt"), parameter_overview.
+                  get_parameter_overview(state.params, include_stats=jax.process_count() == 1)
+                  + "\n\nParameter groups:\n" + optim.param_group_table(state.params,
+                                                                         config.optim) + "\n")
+    logging.info("Model: %s, %.2fM parameters, %s (tables: %s).", _describe_model(config),
+                 num_params / 1e6, "no FLOP count (XLA has no cost analysis here)"
+                 if flops is None else f"{flops / 1e9:.3f} GFLOPs per clip",
+                 os.path.join(workdir, "parameters.txt"))
     writer.write_scalars(0, {"num_params": num_params, "steps_per_epoch": steps_per_epoch}
                          | ({} if flops is None else {"flops_per_clip": flops}))
   writer.write_hparams({k: v for k, v in ckpt_lib.flat_config(config).items()
                         if isinstance(v, (int, float, str, bool))})
+  _warn_past_schedule(config, total_steps, steps_per_epoch)
 
   train_fn = make_train_fn(config, model, tx, schedule, mesh, shardings)
   progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                              every_steps=config.log_every_steps,
                                              every_secs=None)
-  logging.info("Training %s for %d steps (%d per epoch) from step %d, global batch %d on "
-               "mesh %s (%d processes). Sharded state leaves:\n%s", config.model.name,
-               total_steps, steps_per_epoch, start, config.batch_size, dict(mesh.shape),
+  logging.info("Training for %d steps (%d per epoch) from step %d, global batch %d on "
+               "mesh %s (%d processes). Sharded state leaves:\n%s", total_steps,
+               steps_per_epoch, start, config.batch_size, dict(mesh.shape),
                jax.process_count(), sharding.describe(shardings, state))
 
   train_metrics = None
