@@ -1,0 +1,197 @@
+"""Evaluation outputs (vidjax/train/eval_outputs.py): the per-video scores file against the
+model's own logits, the per-class table against a count from the scores, the confusion
+PNG; in process, through `--mode eval` of the CLI on real files, and during training."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import ROOT, load_config, subprocess_env
+from vidjax.checkpoint import load_variables, save_variables
+from vidjax.data import demo, pipeline
+from vidjax.models import build_model
+from vidjax.train import eval_outputs, trainer
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+  """The smoke model's initial variables, saved as a converter would (no training)."""
+  config = load_config("tsn_r50", "smoke")
+  model = build_model(config.model)
+  shape = (1, config.data.num_frames, config.data.image_size, config.data.image_size, 3)
+  variables = model.init(jax.random.key(3), jnp.zeros(shape, jnp.uint8), train=False)
+  path = str(tmp_path_factory.mktemp("ckpt") / "init3")
+  save_variables(path, variables)
+  return path
+
+
+def _expected_rows(config, variables):
+  """(list positions, labels, fused scores [N, K]) computed here from the model's logits."""
+  model = build_model(config.model)
+  apply = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  index, labels, scores = [], [], []
+  for batch in pipeline.eval_iterator(config.data, config.eval.batch_size,
+                                      num_views=config.eval.num_views):
+    clips = batch["clip"]
+    views = clips.shape[1] if clips.ndim == 6 else 1
+    logits = np.asarray(apply(variables, clips.reshape((-1,) + clips.shape[-4:])), np.float64)
+    logits = logits.reshape(len(clips), views, -1)
+    if config.eval.fusion == "mean_logits":
+      fused = logits.mean(1)
+    else:
+      e = np.exp(logits - logits.max(-1, keepdims=True))
+      p = e / e.sum(-1, keepdims=True)
+      fused = p.mean(1) if config.eval.fusion == "mean_softmax" else p.max(1)
+    keep = batch["mask"].astype(bool)
+    index += batch["index"][keep].tolist()
+    labels += batch["label"][keep].tolist()
+    scores.append(fused[keep])
+  return np.array(index), np.array(labels), np.concatenate(scores)
+
+
+def _check_table_and_png(directory, tag, data):
+  """The per-class CSV against a count from the scores file; the PNG is a real PNG."""
+  with open(os.path.join(directory, f"{tag}_per_class.csv"), newline="") as f:
+    rows = list(csv.DictReader(f))
+  k = data["scores"].shape[1]
+  assert [int(r["class"]) for r in rows] == list(range(k))
+  if "class_names" in data:
+    assert [r["name"] for r in rows] == data["class_names"].tolist()
+  predicted = data["scores"].argmax(1)
+  per_class = []
+  for c, row in enumerate(rows):
+    mine = data["labels"] == c
+    assert int(row["count"]) == mine.sum()
+    assert int(row["correct"]) == (predicted[mine] == c).sum()
+    if mine.any():
+      per_class.append((predicted[mine] == c).mean())
+      assert float(row["top1"]) == pytest.approx(per_class[-1], abs=1e-6)
+    else:
+      assert row["top1"] == ""
+  png = os.path.join(directory, f"{tag}_confusion.png")
+  with open(png, "rb") as f:
+    head = f.read(8)
+  assert head == PNG_MAGIC and os.path.getsize(png) > 1000
+  return float(np.mean(per_class))
+
+
+def test_eval_only_writes_scores_of_fused_views(checkpoint, tmp_path):
+  config = load_config("tsn_r50", "smoke", **{"eval.num_views": 2})
+  workdir = str(tmp_path / "run")
+  results = trainer.evaluate_only(config, workdir, checkpoint)
+  directory, tag = os.path.join(workdir, "eval"), "eval_init3_2views"
+  data = eval_outputs.load_scores(os.path.join(directory, tag + "_scores.npz"))
+  n = config.data.eval_examples
+  index, labels, scores = _expected_rows(config, load_variables(checkpoint))
+  # 20 clips in batches of 8: 4 padded rows left out; every row is its clip's.
+  assert len(data["files"]) == n == len(index)
+  np.testing.assert_array_equal(data["index"], index)
+  np.testing.assert_array_equal(data["labels"], labels)
+  np.testing.assert_allclose(data["scores"], scores, rtol=1e-4, atol=1e-6)
+  assert data["files"].tolist() == [f"eval/{demo.CLASS_NAMES[i % 6]}/{i:06d}"
+                                    for i in range(n)]
+  assert data["class_names"].tolist() == list(demo.CLASS_NAMES)
+  assert str(data["fusion"]) == "mean_softmax" and int(data["num_views"]) == 2
+  assert data["skipped_files"].size == 0
+  mean_class = _check_table_and_png(directory, tag, data)
+  assert mean_class == pytest.approx(results["eval/mean_class_accuracy"], abs=1e-6)
+  assert eval_outputs.accuracies(data["scores"], data["labels"])["top1"] == pytest.approx(
+      results["eval/top1"], abs=1e-6)
+
+
+def test_cli_eval_on_files_lists_the_unreadable_one(checkpoint, tmp_path):
+  root = tmp_path / "videos"
+  list_path = demo.write_video_files(str(root), split="eval", num_examples=7, num_frames=8,
+                                     image_size=32, seed=1)
+  lines = open(list_path).read().splitlines()
+  lines.insert(2, "eval/missing.mp4 4")          # unreadable: listed, not scored
+  (root / "eval_list.txt").write_text("\n".join(lines) + "\n")
+  workdir = tmp_path / "work"
+  args = ["--config", "configs/tsn_r50.py:smoke", "--mode", "eval", "--workdir", str(workdir),
+          "--checkpoint", checkpoint, "--config.data.name=files",
+          "--config.data.format=videos", f"--config.data.root={root}",
+          f"--config.data.eval_list={root / 'eval_list.txt'}",
+          f"--config.data.label_names={root / 'label_names.txt'}",
+          "--config.data.num_classes=6", "--config.eval.batch_size=4"]
+  proc = subprocess.run([sys.executable, "-m", "vidjax.main", *args], cwd=ROOT,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  directory, tag = str(workdir / "eval"), "eval_init3"
+  data = eval_outputs.load_scores(os.path.join(directory, tag + "_scores.npz"))
+  good = [l.rsplit(" ", 1) for l in lines if "missing" not in l]
+  assert data["files"].tolist() == [p for p, _ in good]          # as in the list
+  assert data["labels"].tolist() == [int(l) for _, l in good]
+  assert data["skipped_files"].tolist() == ["eval/missing.mp4"]
+  assert data["index"].tolist() == [0, 1, 3, 4, 5, 6, 7]
+  assert data["class_names"].tolist() == list(demo.CLASS_NAMES)
+  config = load_config("tsn_r50", "smoke", **{
+      "data.name": "files", "data.format": "videos", "data.root": str(root),
+      "data.eval_list": str(root / "eval_list.txt"), "eval.batch_size": 4,
+      "data.label_names": str(root / "label_names.txt"), "data.num_classes": 6})
+  _, _, scores = _expected_rows(config, load_variables(checkpoint))
+  np.testing.assert_allclose(data["scores"], scores, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(data["scores"].sum(1), 1.0, atol=1e-5)   # one view: softmax
+  mean_class = _check_table_and_png(directory, tag, data)
+  final = next(l for l in proc.stdout.splitlines() if l.startswith("final:"))
+  assert f"eval/mean_class_accuracy={mean_class:.4f}" in final
+  assert "eval/skipped_files=1.0000" in final
+
+
+@pytest.mark.slow
+def test_training_writes_outputs_of_every_eval(tmp_path):
+  workdir = str(tmp_path)
+  trainer.run(load_config("tsn_r50", "smoke", total_steps=2, eval_every_steps=1,
+                          log_every_steps=1), workdir)
+  names = sorted(os.listdir(os.path.join(workdir, "eval")))
+  assert names == sorted(f"step_{s}_{kind}" for s in (1, 2)
+                         for kind in ("scores.npz", "per_class.csv", "confusion.png"))
+  one, two = (eval_outputs.load_scores(os.path.join(workdir, "eval", f"step_{s}_scores.npz"))
+              for s in (1, 2))
+  assert int(one["step"]) == 1 and int(two["step"]) == 2
+  assert not np.array_equal(one["scores"], two["scores"])   # a step apart
+
+
+def test_output_dir_overrides_and_no_workdir_writes_nothing(checkpoint, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  config = load_config("tsn_r50", "smoke", **{"data.eval_examples": 4})
+  trainer.evaluate_only(config, "", checkpoint)
+  assert os.listdir(tmp_path) == []
+  config = load_config("tsn_r50", "smoke", **{"data.eval_examples": 4,
+                                              "eval.output_dir": str(tmp_path / "out")})
+  trainer.evaluate_only(config, "", checkpoint)
+  assert sorted(os.listdir(tmp_path / "out")) == [
+      "eval_init3_confusion.png", "eval_init3_per_class.csv", "eval_init3_scores.npz"]
+
+
+def test_confusion_png_is_skipped_without_matplotlib(tmp_path, monkeypatch):
+  import builtins  # pylint: disable=import-outside-toplevel
+  real_import = builtins.__import__
+
+  def no_matplotlib(name, *args, **kwargs):
+    if name.startswith("matplotlib"):
+      raise ImportError(name)
+    return real_import(name, *args, **kwargs)
+
+  monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+  path = str(tmp_path / "c.png")
+  assert not eval_outputs.plot_confusion(path, np.eye(3, dtype=np.int64))
+  assert not os.path.exists(path)
+
+
+def test_checkpoint_tags(tmp_path):
+  work = tmp_path / "w"
+  for step in ("4", "12", "12.orbax-checkpoint-tmp-1"):
+    (work / "checkpoints" / step / "state").mkdir(parents=True)
+  assert eval_outputs.checkpoint_tag(str(work)) == "eval_step_12"
+  assert eval_outputs.checkpoint_tag(str(work / "checkpoints" / "4")) == "eval_step_4"
+  assert eval_outputs.checkpoint_tag(str(tmp_path / "tsn k400"), 30) == "eval_tsn_k400_30views"
+  assert eval_outputs.step_of_tag("eval_step_12_3views") == 12
+  assert eval_outputs.step_of_tag("eval_init3") == -1
