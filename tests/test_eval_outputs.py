@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -23,13 +22,22 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-  """The smoke model's initial variables, saved as a converter would (no training)."""
+  """Random variables of the smoke model, saved as a converter would (filled on the host:
+  compiling the model's init takes longer than the evaluation)."""
   config = load_config("tsn_r50", "smoke")
-  model = build_model(config.model)
-  shape = (1, config.data.num_frames, config.data.image_size, config.data.image_size, 3)
-  variables = model.init(jax.random.key(3), jnp.zeros(shape, jnp.uint8), train=False)
+  abstract = trainer._abstract_variables(config, build_model(config.model), jax.random.key(0))
+  rng = np.random.default_rng(3)
+
+  def fill(path, x):
+    name = jax.tree_util.keystr(path)
+    if name.endswith(("['var']", "['scale']")):
+      return (1 + 0.1 * rng.random(x.shape)).astype(x.dtype)
+    if len(x.shape) >= 2:   # kernels: fan-in scaling keeps the logits of order 1
+      return (rng.standard_normal(x.shape) / np.sqrt(np.prod(x.shape[:-1]))).astype(x.dtype)
+    return (0.1 * rng.standard_normal(x.shape)).astype(x.dtype)
+
   path = str(tmp_path_factory.mktemp("ckpt") / "init3")
-  save_variables(path, variables)
+  save_variables(path, jax.tree_util.tree_map_with_path(fill, abstract))
   return path
 
 
@@ -83,66 +91,75 @@ def _check_table_and_png(directory, tag, data):
   return float(np.mean(per_class))
 
 
-def test_eval_only_writes_scores_of_fused_views(checkpoint, tmp_path):
-  config = load_config("tsn_r50", "smoke", **{"eval.num_views": 2})
-  workdir = str(tmp_path / "run")
-  results = trainer.evaluate_only(config, workdir, checkpoint)
-  directory, tag = os.path.join(workdir, "eval"), "eval_init3_2views"
-  data = eval_outputs.load_scores(os.path.join(directory, tag + "_scores.npz"))
-  n = config.data.eval_examples
-  index, labels, scores = _expected_rows(config, load_variables(checkpoint))
-  # 20 clips in batches of 8: 4 padded rows left out; every row is its clip's.
-  assert len(data["files"]) == n == len(index)
-  np.testing.assert_array_equal(data["index"], index)
-  np.testing.assert_array_equal(data["labels"], labels)
-  np.testing.assert_allclose(data["scores"], scores, rtol=1e-4, atol=1e-6)
-  assert data["files"].tolist() == [f"eval/{demo.CLASS_NAMES[i % 6]}/{i:06d}"
-                                    for i in range(n)]
-  assert data["class_names"].tolist() == list(demo.CLASS_NAMES)
-  assert str(data["fusion"]) == "mean_softmax" and int(data["num_views"]) == 2
-  assert data["skipped_files"].size == 0
-  mean_class = _check_table_and_png(directory, tag, data)
-  assert mean_class == pytest.approx(results["eval/mean_class_accuracy"], abs=1e-6)
-  assert eval_outputs.accuracies(data["scores"], data["labels"])["top1"] == pytest.approx(
-      results["eval/top1"], abs=1e-6)
-
-
-def test_cli_eval_on_files_lists_the_unreadable_one(checkpoint, tmp_path):
-  root = tmp_path / "videos"
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+  """7 demo clips as mp4 files, listed with one missing file among them."""
+  root = tmp_path_factory.mktemp("videos")
   list_path = demo.write_video_files(str(root), split="eval", num_examples=7, num_frames=8,
                                      image_size=32, seed=1)
   lines = open(list_path).read().splitlines()
   lines.insert(2, "eval/missing.mp4 4")          # unreadable: listed, not scored
   (root / "eval_list.txt").write_text("\n".join(lines) + "\n")
+  return root, lines
+
+
+def _files_overrides(root):
+  return {"data.name": "files", "data.format": "videos", "data.root": str(root),
+          "data.eval_list": str(root / "eval_list.txt"),
+          "data.label_names": str(root / "label_names.txt"), "data.num_classes": 6,
+          "eval.batch_size": 4}
+
+
+def test_eval_only_on_files_writes_fused_scores_and_lists_the_unreadable(checkpoint, videos,
+                                                                          tmp_path):
+  root, lines = videos
+  config = load_config("tsn_r50", "smoke", **_files_overrides(root), **{"eval.num_views": 2})
+  workdir = str(tmp_path / "run")
+  results = trainer.evaluate_only(config, workdir, checkpoint)
+  directory, tag = os.path.join(workdir, "eval"), "eval_init3_2views"
+  data = eval_outputs.load_scores(os.path.join(directory, tag + "_scores.npz"))
+  index, labels, scores = _expected_rows(config, load_variables(checkpoint))
+  # 8 list entries in batches of 4, one unreadable: 7 rows, each its clip's.
+  np.testing.assert_array_equal(data["index"], index)
+  assert data["index"].tolist() == [0, 1, 3, 4, 5, 6, 7]
+  np.testing.assert_array_equal(data["labels"], labels)
+  np.testing.assert_allclose(data["scores"], scores, rtol=1e-4, atol=1e-6)
+  good = [l.rsplit(" ", 1) for l in lines if "missing" not in l]
+  assert data["files"].tolist() == [p for p, _ in good]          # as in the list
+  assert data["labels"].tolist() == [int(l) for _, l in good]
+  assert data["skipped_files"].tolist() == ["eval/missing.mp4"]
+  assert data["class_names"].tolist() == list(demo.CLASS_NAMES)   # data.label_names
+  assert str(data["fusion"]) == "mean_softmax" and int(data["num_views"]) == 2
+  mean_class = _check_table_and_png(directory, tag, data)
+  assert mean_class == pytest.approx(results["eval/mean_class_accuracy"], abs=1e-6)
+  assert eval_outputs.accuracies(data["scores"], data["labels"])["top1"] == pytest.approx(
+      results["eval/top1"], abs=1e-6)
+  assert results["eval/skipped_files"] == 1
+
+
+@pytest.mark.slow
+def test_cli_eval_writes_demo_scores_into_the_workdir(checkpoint, tmp_path):
   workdir = tmp_path / "work"
   args = ["--config", "configs/tsn_r50.py:smoke", "--mode", "eval", "--workdir", str(workdir),
-          "--checkpoint", checkpoint, "--config.data.name=files",
-          "--config.data.format=videos", f"--config.data.root={root}",
-          f"--config.data.eval_list={root / 'eval_list.txt'}",
-          f"--config.data.label_names={root / 'label_names.txt'}",
-          "--config.data.num_classes=6", "--config.eval.batch_size=4"]
+          "--checkpoint", checkpoint, "--config.eval.fusion=mean_logits"]
   proc = subprocess.run([sys.executable, "-m", "vidjax.main", *args], cwd=ROOT,
                         env=subprocess_env(), capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   directory, tag = str(workdir / "eval"), "eval_init3"
   data = eval_outputs.load_scores(os.path.join(directory, tag + "_scores.npz"))
-  good = [l.rsplit(" ", 1) for l in lines if "missing" not in l]
-  assert data["files"].tolist() == [p for p, _ in good]          # as in the list
-  assert data["labels"].tolist() == [int(l) for _, l in good]
-  assert data["skipped_files"].tolist() == ["eval/missing.mp4"]
-  assert data["index"].tolist() == [0, 1, 3, 4, 5, 6, 7]
+  config = load_config("tsn_r50", "smoke", **{"eval.fusion": "mean_logits"})
+  n = config.data.eval_examples
+  index, labels, scores = _expected_rows(config, load_variables(checkpoint))
+  # 20 clips in batches of 8: the 4 padded rows are left out.
+  assert len(data["files"]) == n and index.tolist() == list(range(n))
+  assert data["files"].tolist() == [f"eval/{demo.CLASS_NAMES[i % 6]}/{i:06d}"
+                                    for i in range(n)]
+  np.testing.assert_array_equal(data["labels"], labels)
+  np.testing.assert_allclose(data["scores"], scores, rtol=1e-4, atol=1e-5)   # the logits
   assert data["class_names"].tolist() == list(demo.CLASS_NAMES)
-  config = load_config("tsn_r50", "smoke", **{
-      "data.name": "files", "data.format": "videos", "data.root": str(root),
-      "data.eval_list": str(root / "eval_list.txt"), "eval.batch_size": 4,
-      "data.label_names": str(root / "label_names.txt"), "data.num_classes": 6})
-  _, _, scores = _expected_rows(config, load_variables(checkpoint))
-  np.testing.assert_allclose(data["scores"], scores, rtol=1e-4, atol=1e-6)
-  np.testing.assert_allclose(data["scores"].sum(1), 1.0, atol=1e-5)   # one view: softmax
   mean_class = _check_table_and_png(directory, tag, data)
   final = next(l for l in proc.stdout.splitlines() if l.startswith("final:"))
   assert f"eval/mean_class_accuracy={mean_class:.4f}" in final
-  assert "eval/skipped_files=1.0000" in final
 
 
 @pytest.mark.slow
@@ -159,16 +176,17 @@ def test_training_writes_outputs_of_every_eval(tmp_path):
   assert not np.array_equal(one["scores"], two["scores"])   # a step apart
 
 
-def test_output_dir_overrides_and_no_workdir_writes_nothing(checkpoint, tmp_path, monkeypatch):
-  monkeypatch.chdir(tmp_path)
-  config = load_config("tsn_r50", "smoke", **{"data.eval_examples": 4})
-  trainer.evaluate_only(config, "", checkpoint)
-  assert os.listdir(tmp_path) == []
+def test_output_dir_overrides_the_workdir(checkpoint, tmp_path):
   config = load_config("tsn_r50", "smoke", **{"data.eval_examples": 4,
                                               "eval.output_dir": str(tmp_path / "out")})
-  trainer.evaluate_only(config, "", checkpoint)
+  trainer.evaluate_only(config, str(tmp_path / "work"), checkpoint)
   assert sorted(os.listdir(tmp_path / "out")) == [
       "eval_init3_confusion.png", "eval_init3_per_class.csv", "eval_init3_scores.npz"]
+  assert not os.path.exists(tmp_path / "work")
+  # --mode eval without a workdir or output_dir writes nothing (and says so in the log).
+  assert eval_outputs.output_dir(load_config("tsn_r50", "smoke"), "") is None
+  assert eval_outputs.output_dir(load_config("tsn_r50", "smoke"), "w") == os.path.abspath(
+      "w/eval")
 
 
 def test_confusion_png_is_skipped_without_matplotlib(tmp_path, monkeypatch):
