@@ -90,7 +90,7 @@ def step_of_tag(tag: str) -> int:
 
 
 # ---------------------------------------------------------------------------- atomic files
-def _replace_atomically(path: str, write: Any, mode: str = "wb") -> None:
+def write_atomically(path: str, write: Any, mode: str = "wb") -> None:
   """`write(file)` into a temporary file beside `path`, then renames it onto `path`."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
@@ -126,7 +126,7 @@ def save_scores(path: str, *, files: Sequence[str], labels: np.ndarray, scores: 
                        "classes.")
     fields["class_names"] = np.asarray(list(class_names), np.str_)
   # np.savez adds ".npz" to a file name without it; a file object keeps the temp name.
-  _replace_atomically(path, lambda f: np.savez(f, **fields))
+  write_atomically(path, lambda f: np.savez(f, **fields))
 
 
 def load_scores(path: str) -> dict[str, np.ndarray]:
@@ -198,7 +198,7 @@ def write_per_class_csv(path: str, count: np.ndarray, correct: np.ndarray,
     for k, (n, c) in enumerate(zip(count, correct)):
       w.writerow([k, names[k], int(n), int(c), f"{c / n:.6f}" if n else ""])
 
-  _replace_atomically(path, write, mode="w")
+  write_atomically(path, write, mode="w")
 
 
 # ---------------------------------------------------------------------------- confusion
@@ -245,7 +245,7 @@ def plot_confusion(path: str, matrix: np.ndarray, class_names: Optional[Sequence
   fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=100)
-  _replace_atomically(path, lambda f: f.write(buffer.getvalue()))
+  write_atomically(path, lambda f: f.write(buffer.getvalue()))
   return True
 
 
