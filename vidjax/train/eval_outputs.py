@@ -223,7 +223,7 @@ def plot_confusion(path: str, matrix: np.ndarray, class_names: Optional[Sequence
   k = matrix.shape[0]
   rows = matrix.sum(axis=1, keepdims=True)
   normalised = matrix / np.maximum(rows, 1)
-  side = float(np.clip(1.5 + 0.4 * k, 4.0, 24.0))
+  side = float(np.clip(1.5 + 0.4 * k, 5.0, 24.0))
   fig = Figure(figsize=(side + 1.5, side))
   FigureCanvasAgg(fig)
   ax = fig.add_subplot()
@@ -299,12 +299,10 @@ def write_all(directory: str, tag: str, outputs: Sequence[dict[str, np.ndarray]]
   seen = np.flatnonzero(count > 0)
   accuracy = correct[seen] / np.maximum(count[seen], 1)
   lowest = seen[np.argsort(accuracy, kind="stable")[:3]]
-  logging.info(
-      "Per-class top-1 over %d classes with eval videos: mean %.4f; lowest %s. Per-video "
-      "scores of %d videos (%d unreadable, left out): %s; per-class table: %s.", len(seen),
-      accuracy.mean() if len(seen) else 0.0,
-      ", ".join(f"{names[k]} {correct[k] / count[k]:.3f}" for k in lowest) or "none",
-      len(labels), len(skipped), paths["scores"], paths["per_class"])
+  logging.info("Per-class top-1 (%d classes with videos): mean %.4f, lowest %s. %d videos scored, %d "
+               "unreadable left out: %s", len(seen), accuracy.mean() if len(seen) else 0.0,
+               ", ".join(f"{names[k]} {correct[k] / count[k]:.3f}" for k in lowest) or "none",
+               len(labels), len(skipped), os.path.join(directory, tag + "_*"))
   matrix = confusion_matrix(labels, scores.argmax(axis=-1), scores.shape[1])
   if not plot_confusion(paths["confusion"], matrix, class_names,
                         title=f"{tag}: top-1 {topk_correct(scores, labels, 1).mean():.3f}"):
