@@ -70,8 +70,10 @@ def run_labels(workdirs: list[str]) -> list[str]:
 def plot(runs: list[tuple[str, dict]], output: str) -> None:
   """Draws the panels of `runs` [(label, read_metrics output)] into the PNG `output`."""
   # The object API, not pyplot: no display backend is needed.
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  # pylint: enable=g-import-not-at-top
   fig = Figure(figsize=(5.0 * len(PANELS), 4.2))
   FigureCanvasAgg(fig)
   axes = fig.subplots(1, len(PANELS))

@@ -434,7 +434,8 @@ def eval_class_names(source: Any, data_config: ml_collections.ConfigDict) -> lis
     return list(names)
   if isinstance(source, sources.TfdsSource):
     try:  # a ClassLabel feature has names; another label feature has none
-      return list(source._open().dataset_info.features[source.label_key].names)  # pylint: disable=protected-access
+      info = source._open().dataset_info  # pylint: disable=protected-access
+      return list(info.features[source.label_key].names)
     except Exception:  # pylint: disable=broad-except
       return None
   return None

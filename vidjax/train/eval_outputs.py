@@ -2,7 +2,9 @@
 confusion matrix.
 
 Every evaluation (the periodic ones, the end-of-training one, `--mode eval`) writes into
-`config.eval.output_dir`, or `WORKDIR/eval` when that is empty:
+`config.eval.output_dir`, or `WORKDIR/eval` when that is empty (`--mode eval` with
+neither writes nothing, and says so in the log). Process 0 writes, from the eval step's
+replicated outputs, which hold the rows of every process:
 
   `{tag}_scores.npz`     the per-video scores (below), MMAction2's `test.py --out` role;
   `{tag}_per_class.csv`  `class,name,count,correct,top1`, one row per class (`top1` is
@@ -214,8 +216,10 @@ def plot_confusion(path: str, matrix: np.ndarray, class_names: Optional[Sequence
   matplotlib is not installed."""
   try:
     # The object API, not pyplot: no global backend is chosen for the caller.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-    from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+    # pylint: disable=g-import-not-at-top
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    # pylint: enable=g-import-not-at-top
   except ImportError:
     logging.info("matplotlib is not installed: no confusion-matrix PNG "
                  "(pip install vidjax[plots]).")
@@ -299,10 +303,11 @@ def write_all(directory: str, tag: str, outputs: Sequence[dict[str, np.ndarray]]
   seen = np.flatnonzero(count > 0)
   accuracy = correct[seen] / np.maximum(count[seen], 1)
   lowest = seen[np.argsort(accuracy, kind="stable")[:3]]
-  logging.info("Per-class top-1 (%d classes with videos): mean %.4f, lowest %s. %d videos scored, %d "
-               "unreadable left out: %s", len(seen), accuracy.mean() if len(seen) else 0.0,
-               ", ".join(f"{names[k]} {correct[k] / count[k]:.3f}" for k in lowest) or "none",
-               len(labels), len(skipped), os.path.join(directory, tag + "_*"))
+  lowest_text = ", ".join(f"{names[k]} {correct[k] / count[k]:.3f}" for k in lowest)
+  logging.info("Per-class top-1 (%d classes with videos): mean %.4f, lowest %s. %d videos "
+               "scored, %d unreadable left out: %s", len(seen),
+               accuracy.mean() if len(seen) else 0.0, lowest_text or "none", len(labels),
+               len(skipped), os.path.join(directory, tag + "_*"))
   matrix = confusion_matrix(labels, scores.argmax(axis=-1), scores.shape[1])
   if not plot_confusion(paths["confusion"], matrix, class_names,
                         title=f"{tag}: top-1 {topk_correct(scores, labels, 1).mean():.3f}"):
