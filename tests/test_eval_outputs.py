@@ -251,3 +251,25 @@ def test_two_processes_write_one_file_of_every_video(checkpoint, tmp_path):
   np.testing.assert_array_equal(data["index"], index)
   np.testing.assert_array_equal(data["labels"], labels)
   np.testing.assert_allclose(data["scores"], scores, rtol=1e-4, atol=1e-6)
+
+
+def test_write_all_keeps_list_order_and_survives_wrong_class_names(tmp_path):
+  """Rows of two processes' interleaved batches come back in list order; padding and the
+  unreadable row are left out; names of the wrong count are replaced by numbers."""
+  rng = np.random.default_rng(0)
+  scores = rng.normal(size=(8, 3)).astype(np.float32)
+  index = np.array([0, 2, 1, 3, 4, -1, 5, -1])   # process 0 reads 0, 2, 4; process 1: 1, 3, 5
+  mask = np.array([1, 1, 1, 0, 1, 0, 1, 0], bool)
+  labels = np.array([0, 1, 2, 0, 1, 0, 2, 0], np.int32)
+  outputs = [{"scores": scores[i:i + 4], "label": labels[i:i + 4], "mask": mask[i:i + 4],
+              "index": index[i:i + 4]} for i in (0, 4)]
+  files = [f"f{i}" for i in range(6)]
+  paths = eval_outputs.write_all(str(tmp_path), "step_7", outputs, files, ["a", "b"],
+                                 fusion="mean_logits", num_views=1)
+  data = eval_outputs.load_scores(paths["scores"])
+  assert data["files"].tolist() == ["f0", "f1", "f2", "f4", "f5"]
+  np.testing.assert_array_equal(data["scores"], scores[[0, 2, 1, 4, 6]])
+  assert data["labels"].tolist() == [0, 2, 1, 1, 2]
+  assert data["skipped_files"].tolist() == ["f3"] and int(data["step"]) == 7
+  assert "class_names" not in data
+  _check_table_and_png(str(tmp_path), "step_7", data)

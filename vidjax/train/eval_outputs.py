@@ -291,6 +291,11 @@ def write_all(directory: str, tag: str, outputs: Sequence[dict[str, np.ndarray]]
     logging.info("Multi-label eval: no per-video scores file or per-class table.")
     return {}
   files = list(files)
+  if class_names is not None and len(class_names) != scores.shape[1]:
+    # e.g. a Kinetics CSV of an eval split that lacks some classes, without a names file
+    logging.warning("%d class names for %d classes: the outputs number the classes "
+                    "instead (set data.label_names).", len(class_names), scores.shape[1])
+    class_names = None
   paths = {"scores": os.path.join(directory, tag + SCORES_SUFFIX),
            "per_class": os.path.join(directory, f"{tag}_per_class.csv"),
            "confusion": os.path.join(directory, f"{tag}_confusion.png")}
