@@ -60,6 +60,8 @@ def trainer_defaults() -> ml_collections.ConfigDict:
                                    # clip's frames are split over them instead
       num_views=1,                 # temporal views per clip, folded into the batch
       fusion="mean_softmax",       # mean_softmax | mean_logits | max_softmax
+      output_dir="",               # per-video scores, per-class table, confusion PNG
+                                   # (vidjax/train/eval_outputs.py); "": WORKDIR/eval
       # XLA compiler options of the jitted eval step (and the benchmark's inference), per
       # backend. On CPU, XLA's own fusions: the train step's elementwise-in-YNNPACK
       # setting slows inference down (scripts/README.md).

@@ -316,8 +316,9 @@ def steps_per_epoch(data_config: ml_collections.ConfigDict, global_batch_size: i
 
 
 class _LoadEval:
-  """Index -> {"clip" [T, ...] or [V, T, ...], "label", "mask", "skipped" [2] str (path
-  and message of an unreadable file, or empty)}."""
+  """Index -> {"clip" [T, ...] or [V, T, ...], "label", "mask", "index" (the position in
+  the source; -1 for padding), "skipped" [2] str (path and message of an unreadable file,
+  or empty)}."""
 
   def __init__(self, source: Any, reader: decode.Reader, sampler: sampling.Sampler,
                transform: transforms.ClipTransform, clips: int, views: int):
@@ -352,16 +353,31 @@ class _LoadEval:
     if ok or i >= self.n:
       skipped = ("", "")
     return {"clip": views[0] if self.views == 1 else views, "label": record["label"],
-            "mask": np.bool_(ok and i < self.n), "skipped": np.array(skipped, np.str_)}
+            "mask": np.bool_(ok and i < self.n), "index": np.int32(i if i < self.n else -1),
+            "skipped": np.array(skipped, np.str_)}
 
 
 class EvalIterator:
-  """One pass of eval batches; `skipped_files` counts the unreadable files (mask 0)."""
+  """One pass of eval batches; `skipped_files` counts the unreadable files (mask 0).
 
-  def __init__(self, it: Iterator[dict]):
+  `files()` and `class_names()` name the rows of the per-video scores file: a batch's
+  "index" indexes `files()`.
+  """
+
+  def __init__(self, it: Iterator[dict], source: Any = None,
+               data_config: ml_collections.ConfigDict | None = None):
     self._it = it
+    self._source, self._data_config = source, data_config
     self.skipped_files = 0
     self._warned: set[str] = set()
+
+  def files(self) -> list[str]:
+    """The name of each eval example, in source order (see `eval_files`)."""
+    return eval_files(self._source, self._data_config)
+
+  def class_names(self) -> list[str] | None:
+    """The class names when the data set has them (see `eval_class_names`)."""
+    return eval_class_names(self._source, self._data_config)
 
   def __iter__(self) -> "EvalIterator":
     return self
@@ -385,7 +401,47 @@ def eval_iterator(data_config: ml_collections.ConfigDict, global_batch_size: int
   ds = ds.batch(_local_batch_size(global_batch_size))
   inner = iter(_mp(ds.to_iter_dataset(_read_options(data_config)), data_config))
   _closed_at_exit(inner, data_config)
-  return EvalIterator(inner)
+  return EvalIterator(inner, source, data_config)
+
+
+def eval_files(source: Any, data_config: ml_collections.ConfigDict) -> list[str]:
+  """Names of the eval examples, in source order, without reading any video.
+
+  List formats: the path as in the list (relative to `data.root` unless the list gives
+  an absolute path; frame lists: the frame folder). Demo: `eval/{class}/{index:06d}`, the
+  name `demo.write_video_files` gives the same clip. TFDS: `{tfds_name}/{split}[{index}]`.
+  """
+  n = len(source)
+  if isinstance(source, demo.DemoSource):
+    return [f"{source.split}/{demo.CLASS_NAMES[label]}/{i:06d}"
+            for i, label in enumerate(source.labels)]
+  if isinstance(source, sources.TfdsSource):
+    return [f"{source.name}/{source.split}[{i}]" for i in range(n)]
+  root = sources.expand(data_config.get("root", "") or "")
+  prefix = root.rstrip(os.sep) + os.sep if root else ""
+  out = []
+  for i in range(n):
+    record = source[i]
+    path = str(record.get("video", record.get("frame_dir", i)))
+    out.append(path[len(prefix):] if prefix and path.startswith(prefix) else path)
+  return out
+
+
+def eval_class_names(source: Any, data_config: ml_collections.ConfigDict) -> list[str] | None:
+  """Class names, line i naming label i: the demo's, `data.label_names`, a Kinetics CSV's,
+  or a TFDS ClassLabel's; None when the data set has none."""
+  if isinstance(source, demo.DemoSource):
+    return list(demo.CLASS_NAMES)
+  names = getattr(source, "label_names", None)
+  if names:
+    return list(names)
+  if isinstance(source, sources.TfdsSource):
+    try:  # a ClassLabel feature has names; another label feature has none
+      info = source._open().dataset_info  # pylint: disable=protected-access
+      return list(info.features[source.label_key].names)
+    except Exception:  # pylint: disable=broad-except
+      return None
+  return None
 
 
 def num_eval_examples(data_config: ml_collections.ConfigDict) -> int:

@@ -29,7 +29,7 @@ from clu import parameter_overview, periodic_actions
 from vidjax import models
 from vidjax.data import pipeline, prepare, resolve
 from vidjax.train import checkpoint as ckpt_lib
-from vidjax.train import mix, optim, sharding, steps, writers, xla_options
+from vidjax.train import eval_outputs, mix, optim, sharding, steps, writers, xla_options
 
 # Raised by the loop and by checkpoint.py's resume checks; main reports it without a traceback.
 TrainingError = ckpt_lib.TrainingError
@@ -176,21 +176,36 @@ def _first_nonfinite(first: jax.Array, finite: jax.Array, step: int) -> jax.Arra
 
 
 def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn: Any,
-             mesh: Any) -> dict[str, float]:
-  """One pass over the eval split; exact over padded batches."""
-  totals = None
+             mesh: Any, workdir: Optional[str] = None, *,
+             tag: Optional[str] = None) -> dict[str, float]:
+  """One pass over the eval split; exact over padded batches.
+
+  Process 0 also writes the per-video scores, the per-class table and the confusion
+  matrix (eval_outputs.py) as `{tag}_*` files in `config.eval.output_dir` or
+  `workdir/eval`; `tag` defaults to `step_{state.step}`.
+  """
+  totals, outputs = None, []
   batches = pipeline.eval_iterator(config.data, config.eval.batch_size,
                                    num_views=config.eval.num_views)
   # Clips the devices do not divide (e.g. one clip on a CPU split into per-core devices):
   # the devices share each clip's frames instead.
   by_frame = sharding.splits_frames(config.eval.batch_size, config.data.num_frames, mesh)
   for batch in batches:
-    m = eval_fn(state, sharding.global_batch(batch, mesh, by_frame))
+    m, out = eval_fn(state, sharding.global_batch(batch, mesh, by_frame))
     totals = m if totals is None else totals.merge(m)
+    outputs.append(out)   # replicated: every process holds the whole batch's rows
   if totals is None:
     raise TrainingError(f"The eval split of data set {config.data.name!r} is empty.")
   results = {f"eval/{k}": float(v) for k, v in totals.compute().items()}
   results["eval/skipped_files"] = float(batches.skipped_files)   # unreadable (masked out)
+  directory = eval_outputs.output_dir(config, workdir)
+  if directory is None:
+    logging.info("No per-video scores written: give --workdir or "
+                 "--config.eval.output_dir=DIR.")
+  elif jax.process_index() == 0:
+    eval_outputs.write_all(directory, tag or f"step_{int(state.step)}",
+                           jax.device_get(outputs), batches.files(), batches.class_names(),
+                           fusion=config.eval.fusion, num_views=config.eval.num_views)
   return results
 
 
@@ -299,14 +314,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                            | {"train/skipped_files": train_iter.skipped_files})
       train_metrics = None
     if eval_now:
-      eval_results = evaluate(config, state, eval_fn, mesh)
+      eval_results = evaluate(config, state, eval_fn, mesh, workdir)
       writer.write_scalars(step, eval_results)
     if save_now:
       checkpointer.save(step, _to_dict(state), data_iter=train_iter, force=True)
 
   # The final eval.
   if start < total_steps or not eval_results:
-    eval_results = evaluate(config, state, eval_fn, mesh)
+    eval_results = evaluate(config, state, eval_fn, mesh, workdir)
     writer.write_scalars(total_steps, eval_results)
   checkpointer.wait()
   checkpointer.close()
@@ -335,7 +350,8 @@ def evaluate_only(config: ml_collections.ConfigDict, workdir: str,
   host_state = steps.TrainState(step=np.zeros((), np.int32), params=params,
                                 batch_stats=batch_stats, opt_state=())
   state = sharding.put(host_state, state_shardings(config, host_state, mesh))
-  results = evaluate(config, state, eval_fn, mesh)
+  results = evaluate(config, state, eval_fn, mesh, workdir,
+                     tag=eval_outputs.checkpoint_tag(source, config.eval.num_views))
   logging.info("Evaluated %s: %s", source,
                ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
   return results
