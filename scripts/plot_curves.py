@@ -20,7 +20,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from vidjax.train import eval_outputs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from vidjax.data import prepare  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 METRICS_FILE = "metrics.jsonl"
 PANELS = (("train/loss", "train loss"), ("eval/top1", "eval top-1 accuracy"),
@@ -98,7 +98,7 @@ def plot(runs: list[tuple[str, dict]], output: str) -> None:
   fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=100)
-  eval_outputs.write_atomically(output, lambda f: f.write(buffer.getvalue()))
+  prepare.write_atomic(output, buffer.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,14 +36,16 @@ def find_videos(root: str) -> list[str]:
   return sorted(out)
 
 
-def write_atomic(path: str, text: str) -> None:
-  """Writes `text` as UTF-8 to `path` through a temporary file in the same directory.
+def write_atomic(path: str, text: str | bytes) -> None:
+  """Writes `text` (str as UTF-8, or bytes) to `path` through a temporary file in the same
+  directory, which is created if missing.
 
   os.replace swaps it in only once it is complete, so a failed run (a full disk, an
   error while writing) leaves an existing file byte-identical and no partial file.
   """
-  data = text.encode("utf-8")
+  data = text.encode("utf-8") if isinstance(text, str) else text
   path = os.path.abspath(path)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path),
                              prefix=f".{os.path.basename(path)}.", suffix=".tmp")
   try:

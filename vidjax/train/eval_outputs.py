@@ -46,6 +46,8 @@ from typing import Any, Optional, Sequence
 from absl import logging
 import numpy as np
 
+from vidjax.data import prepare
+
 SCORES_SUFFIX = "_scores.npz"
 _REQUIRED = ("files", "labels", "scores")
 
@@ -92,20 +94,6 @@ def step_of_tag(tag: str) -> int:
 
 
 # ---------------------------------------------------------------------------- atomic files
-def write_atomically(path: str, write: Any, mode: str = "wb") -> None:
-  """`write(file)` into a temporary file beside `path`, then renames it onto `path`."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-  try:
-    with open(tmp, mode, **({} if "b" in mode else {"newline": ""})) as f:
-      write(f)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
 def save_scores(path: str, *, files: Sequence[str], labels: np.ndarray, scores: np.ndarray,
                 index: Optional[np.ndarray] = None, skipped_files: Sequence[str] = (),
                 class_names: Optional[Sequence[str]] = None, fusion: str = "",
@@ -128,7 +116,9 @@ def save_scores(path: str, *, files: Sequence[str], labels: np.ndarray, scores: 
                        "classes.")
     fields["class_names"] = np.asarray(list(class_names), np.str_)
   # np.savez adds ".npz" to a file name without it; a file object keeps the temp name.
-  write_atomically(path, lambda f: np.savez(f, **fields))
+  buffer = io.BytesIO()
+  np.savez(buffer, **fields)
+  prepare.write_atomic(path, buffer.getvalue())
 
 
 def load_scores(path: str) -> dict[str, np.ndarray]:
@@ -200,7 +190,9 @@ def write_per_class_csv(path: str, count: np.ndarray, correct: np.ndarray,
     for k, (n, c) in enumerate(zip(count, correct)):
       w.writerow([k, names[k], int(n), int(c), f"{c / n:.6f}" if n else ""])
 
-  write_atomically(path, write, mode="w")
+  buffer = io.StringIO(newline="")
+  write(buffer)
+  prepare.write_atomic(path, buffer.getvalue())
 
 
 # ---------------------------------------------------------------------------- confusion
@@ -249,7 +241,7 @@ def plot_confusion(path: str, matrix: np.ndarray, class_names: Optional[Sequence
   fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=100)
-  write_atomically(path, lambda f: f.write(buffer.getvalue()))
+  prepare.write_atomic(path, buffer.getvalue())
   return True
 
 
