@@ -29,10 +29,10 @@ def random_variables(config: ml_collections.ConfigDict, seed: int = 0) -> dict:
     name = path[-1].key
     if name == "kernel":
       fan_in = int(np.prod(leaf.shape[:-1]))
-      return rs.randn(*leaf.shape).astype(np.float32) * np.sqrt(2.0 / fan_in)
+      return (rs.randn(*leaf.shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
     if name in ("scale", "var"):
       return rs.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
-    return rs.randn(*leaf.shape).astype(np.float32) * 0.1
+    return (rs.randn(*leaf.shape) * 0.1).astype(np.float32)
 
   variables = jax.tree_util.tree_map_with_path(fill, dict(abstract))
   if "batch_stats" not in variables:

@@ -266,20 +266,11 @@ def _format_line(ranked: list[dict]) -> str:
 
 def _parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   """Arguments, and the `--config.a.b=value` overrides as `a.b=value`."""
-  overrides, rest, i = [], [], 0
-  argv = list(argv)
-  while i < len(argv):
-    arg = argv[i]
-    if arg.startswith("--config."):
-      field, sep, value = arg[len("--config."):].partition("=")
-      if not sep:   # `--config.a.b value`
-        if i + 1 >= len(argv):
-          _fail(f"{arg} needs a value.")
-        value, i = argv[i + 1], i + 1
-      overrides.append(f"{field}={value}")
-    else:
-      rest.append(arg)
-    i += 1
+  from vidjax import run_config  # pylint: disable=import-outside-toplevel
+  try:
+    overrides, rest = run_config.split_overrides(argv)
+  except run_config.ConfigError as e:
+    _fail(str(e))
   parser = argparse.ArgumentParser(
       prog="python -m vidjax.predict", allow_abbrev=False,
       description="Top classes of video files (see the module docstring).")
@@ -301,29 +292,6 @@ def _parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 def _fail(message: str) -> None:
   print(f"error: {message}", file=sys.stderr)
   sys.exit(2)
-
-
-def _checkpoint_config(checkpoint: str) -> str:
-  """The config spec of a checkpoint without --config: its workdir's config.json."""
-  # pylint: disable-next=import-outside-toplevel
-  from vidjax import run_config
-  path = os.path.abspath(os.path.expanduser(checkpoint))
-  if not os.path.isdir(path):
-    raise PredictError(f"--checkpoint {checkpoint} is not a directory.")
-  # A step directory (WORKDIR/checkpoints/STEP) takes its workdir's config.
-  for where in (path, os.path.dirname(os.path.dirname(path))):
-    if os.path.isfile(os.path.join(where, run_config.CONFIG_FILE)):
-      return where
-  hint = ""
-  meta = os.path.join(path, "vidjax_meta.json")   # converter output names its config
-  if os.path.isfile(meta):
-    try:
-      with open(meta) as f:
-        hint = f" (the converter used {json.load(f).get('config')})"
-    except (OSError, ValueError):
-      pass
-  raise PredictError(f"--checkpoint {checkpoint} has no {run_config.CONFIG_FILE} (training "
-                     f"workdirs have one): pass --config configs/NAME.py[:VARIANT]{hint}.")
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -352,7 +320,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   # pylint: enable=import-outside-toplevel
   logging.set_verbosity(logging.WARNING)   # orbax logs every file it restores at INFO
   try:
-    spec = args.config or _checkpoint_config(args.checkpoint)
+    spec = args.config or run_config.checkpoint_spec(args.checkpoint)
     config = run_config.load(spec, overrides)
     print(f"loading {args.checkpoint} (config {spec})", file=sys.stderr, flush=True)
     predictor = Predictor.load(args.checkpoint, config)

@@ -12,7 +12,8 @@ every config file), and the model and data code expect them.
 
 An override takes the type of the field it sets (`data.num_frames=16` an int,
 `model.pixel_mean=(0, 0, 0)` a tuple); a value of another type or an unknown field is one
-`ConfigError` line naming the field.
+`ConfigError` line naming the field. Command lines pass them as `--config.a.b.c=value`
+(`split_overrides`), as vidjax.main does.
 """
 
 from __future__ import annotations
@@ -191,3 +192,50 @@ def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
     node[leaf] = value
   except (TypeError, ValueError) as e:
     raise ConfigError(f"config.{field}={text!r}: {e}") from e
+
+
+# ---------------------------------------------------------------------------- command lines
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+  """(`a.b=value` overrides, the other arguments) of a command line's `--config.a.b=value`
+  and `--config.a.b value` arguments."""
+  overrides, rest, i = [], [], 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg.startswith("--config."):
+      field, sep, value = arg[len("--config."):].partition("=")
+      if not sep:
+        if i + 1 >= len(argv):
+          raise ConfigError(f"{arg} needs a value: {arg}=VALUE.")
+        i += 1
+        value = argv[i]
+      overrides.append(f"{field}={value}")
+    else:
+      rest.append(arg)
+    i += 1
+  return overrides, rest
+
+
+def checkpoint_spec(checkpoint: str) -> str:
+  """The config of a checkpoint given without a config: its workdir (whose config.json
+  the training run wrote); a step directory WORKDIR/checkpoints/STEP takes WORKDIR's.
+
+  Raises:
+    ConfigError: there is none (a converter's output, for one: it names its config file
+      in vidjax_meta.json, which the message repeats).
+  """
+  path = os.path.abspath(os.path.expanduser(checkpoint))
+  if not os.path.isdir(path):
+    raise ConfigError(f"--checkpoint {checkpoint} is not a directory.")
+  for where in (path, os.path.dirname(os.path.dirname(path))):
+    if os.path.isfile(os.path.join(where, CONFIG_FILE)):
+      return where
+  hint = ""
+  meta = os.path.join(path, "vidjax_meta.json")
+  if os.path.isfile(meta):
+    try:
+      with open(meta) as f:
+        hint = f" (the converter used {json.load(f).get('config')})"
+    except (OSError, ValueError):
+      pass
+  raise ConfigError(f"--checkpoint {checkpoint} has no {CONFIG_FILE} (training workdirs "
+                    f"have one): pass --config configs/NAME.py[:VARIANT]{hint}.")
