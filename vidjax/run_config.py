@@ -34,12 +34,14 @@ class ConfigError(ValueError):
 
 
 # ---------------------------------------------------------------------------- loading
-def _tuples(value: Any) -> Any:
-  """JSON values back to config values: lists become tuples, objects ConfigDicts."""
+def _tuples(value: Any, section: bool = True) -> Any:
+  """JSON values back to config values: lists become tuples, objects ConfigDicts, but
+  objects inside lists stay dicts (a ConfigDict holds a tuple of dicts as it is given)."""
   if isinstance(value, dict):
-    return ml_collections.ConfigDict({k: _tuples(v) for k, v in value.items()})
+    items = {k: _tuples(v, section) for k, v in value.items()}
+    return ml_collections.ConfigDict(items) if section else items
   if isinstance(value, list):
-    return tuple(_tuples(v) for v in value)
+    return tuple(_tuples(v, section=False) for v in value)
   return value
 
 
