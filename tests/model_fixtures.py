@@ -13,7 +13,8 @@ from vidjax.data import demo
 from vidjax.train import checkpoint as ckpt_lib
 
 
-def random_variables(config: ml_collections.ConfigDict, seed: int = 0) -> dict:
+def random_variables(config: ml_collections.ConfigDict, seed: int = 0,
+                     calibrate: bool = True) -> dict:
   """Variables of `config.model`: random He-scaled kernels and biases, filled on the host
   (compiling a real init costs tens of seconds on a busy CPU), then BatchNorm statistics
   calibrated on demo clips, so that the logits are O(1) and depend on the input (with
@@ -35,7 +36,7 @@ def random_variables(config: ml_collections.ConfigDict, seed: int = 0) -> dict:
     return (rs.randn(*leaf.shape) * 0.1).astype(np.float32)
 
   variables = jax.tree_util.tree_map_with_path(fill, dict(abstract))
-  if "batch_stats" not in variables:
+  if not calibrate or "batch_stats" not in variables:
     return variables
   # One train-mode pass with momentum 0 sets the running statistics to the batch's.
   calib_config = config.copy_and_resolve_references()
@@ -52,11 +53,10 @@ def random_variables(config: ml_collections.ConfigDict, seed: int = 0) -> dict:
 
 
 def save_model(directory: str, config: ml_collections.ConfigDict, seed: int = 0,
-               with_config: bool = True) -> dict:
-  """Writes random variables of `config.model` to `directory/variables` and, with
-  `with_config`, the config as `directory/config.json` (the training run's writer)."""
-  variables = random_variables(config, seed)
+               calibrate: bool = True) -> dict:
+  """Writes `random_variables` of `config.model` to `directory/variables` and the config as
+  `directory/config.json` (with the training run's writer)."""
+  variables = random_variables(config, seed, calibrate)
   checkpoint.save_variables(directory, variables)
-  if with_config:
-    ckpt_lib.check_workdir_config(config, directory, has_checkpoint=False)
+  ckpt_lib.check_workdir_config(config, directory, has_checkpoint=False)
   return variables

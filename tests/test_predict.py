@@ -18,7 +18,7 @@ import pytest
 
 import model_fixtures
 from conftest import ROOT, subprocess_env
-from vidjax import models, predict, run_config
+from vidjax import checkpoint, models, predict, run_config
 from vidjax.data import decode, demo, pipeline, transforms
 
 NUM_VIDEOS, VIDEO_FRAMES, FPS = 6, 24, 8   # 3 s videos
@@ -89,6 +89,7 @@ def _printed_blocks(stdout):
   return blocks
 
 
+@pytest.mark.slow
 def test_top5_of_each_video_match_the_eval_pipeline_and_bad_files_are_reported(saved, tmp_path):
   ckpt, variables, videos, paths = saved
   garbage = tmp_path / "garbage.mp4"
@@ -121,6 +122,7 @@ def test_top5_of_each_video_match_the_eval_pipeline_and_bad_files_are_reported(s
   assert gaps[~np.eye(NUM_VIDEOS, dtype=bool)].min() > 1e-3, gaps
 
 
+@pytest.mark.slow
 def test_window_mode_predicts_each_window_as_its_own_clip(saved, tmp_path):
   ckpt, variables, _, paths = saved
   config = _config("eval.fusion=max_softmax")
@@ -157,6 +159,26 @@ def test_window_mode_predicts_each_window_as_its_own_clip(saved, tmp_path):
         f"{probs[i]:.4f} {demo.CLASS_NAMES[i]}" for i in order)
 
 
+@pytest.mark.slow
+def test_workdir_of_a_training_run_without_config(saved, tmp_path):
+  """One training step of vidjax.main: predict reads its checkpoint and config.json."""
+  _, _, videos, paths = saved
+  workdir = tmp_path / "run"
+  proc = subprocess.run(
+      [sys.executable, "-m", "vidjax.main", "--config", "configs/tsn_r50.py:smoke",
+       "--workdir", str(workdir), "--config.total_steps=1", *[f"--config.{o}" for o in OVERRIDES]],
+      cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = _run("--checkpoint", str(workdir), "--top_k", "6", *paths)
+  assert proc.returncode == 0, proc.stderr
+  expected = _eval_pipeline_probs(_config(), checkpoint.load_variables(str(workdir)), videos)
+  blocks = _printed_blocks(proc.stdout)
+  for path, probs in zip(paths, expected):
+    order = np.argsort(-probs, kind="stable")
+    assert [name for _, name in blocks[path]] == [demo.CLASS_NAMES[i] for i in order]
+    np.testing.assert_allclose([p for p, _ in blocks[path]], probs[order], atol=6e-5)
+
+
 def test_checkpoint_without_config_is_one_error_line(tmp_path):
   os.makedirs(tmp_path / "converted" / "variables")
   proc = _run("--checkpoint", str(tmp_path / "converted"), "video.mp4")
@@ -166,9 +188,10 @@ def test_checkpoint_without_config_is_one_error_line(tmp_path):
       "have one): pass --config configs/NAME.py[:VARIANT]."]
 
 
-def test_checkpoint_of_another_model_names_the_mismatch(saved):
-  ckpt, _, _, paths = saved
-  proc = _run("--checkpoint", ckpt, "--config.model.num_classes=5", paths[0])
+def test_checkpoint_of_another_model_names_the_mismatch(tmp_path):
+  ckpt = str(tmp_path / "ckpt")
+  model_fixtures.save_model(ckpt, _config(), calibrate=False)
+  proc = _run("--checkpoint", ckpt, "--config.model.num_classes=5", "video.mp4")
   assert proc.returncode == 2
   lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
   assert len(lines) == 1 and lines[0].startswith(f"error: --checkpoint {ckpt} does not fit")

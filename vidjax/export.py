@@ -244,6 +244,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
     spec = args.config or run_config.checkpoint_spec(args.checkpoint)
     config = run_config.load(spec, overrides)
+    predict.check_config(config)
     names = predict.class_names(config)
     steps(f"loading {args.checkpoint} (config {spec})")
     model, variables = predict.load_model(args.checkpoint, config)

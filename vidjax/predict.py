@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -59,6 +60,20 @@ def clip_shape(config: Any) -> tuple[int, ...]:
   frame = (int(d.num_frames), int(d.image_size), int(d.image_size), 3)
   views = int(config.eval.num_views)
   return ((views,) if views > 1 else ()) + frame
+
+
+def check_config(config: Any) -> None:
+  """Raises ValueError (one line) for a test protocol or fusion that eval would refuse."""
+  # pylint: disable=import-outside-toplevel
+  from vidjax.data import pipeline, transforms
+  from vidjax.train import metrics
+  # pylint: enable=import-outside-toplevel
+  if config.eval.fusion not in metrics.FUSIONS:
+    raise PredictError(f"config.eval.fusion={config.eval.fusion!r} is not known; expected "
+                       f"one of {', '.join(metrics.FUSIONS)}.")
+  pipeline.test_views(config.data, int(config.eval.num_views))
+  pipeline.make_sampler(config.data)
+  transforms.from_config(config.data)
 
 
 def load_model(checkpoint: str, config: Any) -> tuple[Any, dict]:
@@ -166,11 +181,11 @@ class Predictor:
 
   def __post_init__(self):
     # pylint: disable=import-outside-toplevel
-    import functools
     import jax
     from vidjax.data import pipeline, transforms
     from vidjax.train import xla_options
     # pylint: enable=import-outside-toplevel
+    check_config(self.config)
     d = self.config.data
     self.clips, self.crops = pipeline.test_views(d, int(self.config.eval.num_views))
     self.reader, self.sampler = pipeline.make_reader(d), pipeline.make_sampler(d)
@@ -182,6 +197,7 @@ class Predictor:
 
   @classmethod
   def load(cls, checkpoint: str, config: Any) -> "Predictor":
+    check_config(config)   # before the weights load
     names = class_names(config)
     model, variables = load_model(checkpoint, config)
     return cls(config, model, variables, names)
