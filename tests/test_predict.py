@@ -89,7 +89,6 @@ def _printed_blocks(stdout):
   return blocks
 
 
-@pytest.mark.slow
 def test_top5_of_each_video_match_the_eval_pipeline_and_bad_files_are_reported(saved, tmp_path):
   ckpt, variables, videos, paths = saved
   garbage = tmp_path / "garbage.mp4"
