@@ -182,9 +182,9 @@ def test_checkpoint_without_config_is_one_error_line(tmp_path):
   os.makedirs(tmp_path / "converted" / "variables")
   proc = _run("--checkpoint", str(tmp_path / "converted"), "video.mp4")
   assert proc.returncode == 2
-  assert proc.stderr.strip().splitlines() == [
+  assert proc.stderr.strip().splitlines() == [(
       f"error: --checkpoint {tmp_path / 'converted'} has no config.json (training workdirs "
-      "have one): pass --config configs/NAME.py[:VARIANT]."]
+      "have one): pass --config configs/NAME.py[:VARIANT].")]
 
 
 def test_checkpoint_of_another_model_names_the_mismatch(tmp_path):

@@ -59,16 +59,16 @@ def test_overrides_of_a_json_config_keep_the_field_types(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("data.num_frame=3", "unknown config field config.data.num_frame; config.data has the "
-                         "fields: area_range, "),
+    ("data.num_frame=3", ("unknown config field config.data.num_frame; config.data has "
+                          "the fields: area_range, ")),
     ("data.num_frames=x", "config.data.num_frames='x': expected an int (the field holds 2)."),
     ("data.num_frames=2.5", "config.data.num_frames='2.5': expected an int"),
     ("data.flip=maybe", "config.data.flip='maybe': expected a bool (true or false)"),
     ("optim.lr=fast", "config.optim.lr='fast': expected a float"),
     ("model.pixel_mean=abc", "config.model.pixel_mean='abc': expected a tuple"),
     ("model=3", "config.model is a section, not a value: set one of its fields (backbone, "),
-    ("data.num_frames.x=1", "unknown config field config.data.num_frames.x: "
-                            "config.data.num_frames is a value, not a section."),
+    ("data.num_frames.x=1", ("unknown config field config.data.num_frames.x: "
+                             "config.data.num_frames is a value, not a section.")),
     ("data.num_frames", "override 'data.num_frames': expected FIELD=VALUE"),
 ])
 def test_bad_override_is_one_line_naming_the_field(override, message):

@@ -243,8 +243,8 @@ class Predictor:
       def select(n: int, chunk=chunk) -> np.ndarray:   # [windows, clips, T]
         idx = []
         for start, end in chunk:
-          f0 = min(int(round(start * rate)), n - 1)
-          f1 = max(f0 + 1, min(n, int(round(end * rate))))
+          f0 = min(round(start * rate), n - 1)
+          f1 = max(f0 + 1, min(n, round(end * rate)))
           idx.append(f0 + self.sampler.test(f1 - f0, self.clips))
         return np.stack(idx)
 
