@@ -98,14 +98,16 @@ def num_classes(data_config: ml_collections.ConfigDict) -> int:
 
 
 # ---------------------------------------------------------------------------- pieces
-def _sampler(data_config: ml_collections.ConfigDict) -> sampling.Sampler:
+def make_sampler(data_config: ml_collections.ConfigDict) -> sampling.Sampler:
+  """The frame sampler of the data config (training clips and test views)."""
   return sampling.Sampler(kind=data_config.sampler, num_frames=int(data_config.num_frames),
                           frame_interval=int(data_config.frame_interval),
                           test_sampling=data_config.test_sampling,
                           out_of_bound=data_config.out_of_bound)
 
 
-def _reader(data_config: ml_collections.ConfigDict) -> decode.Reader:
+def make_reader(data_config: ml_collections.ConfigDict) -> decode.Reader:
+  """The decoder of the data config's records (video files, frame folders, arrays)."""
   return decode.Reader(threads=int(data_config.decode_threads), seek=bool(data_config.seek),
                        filename_tmpl=data_config.filename_tmpl,
                        start_index=int(data_config.start_index),
@@ -149,6 +151,20 @@ def test_views(data_config: ml_collections.ConfigDict, num_views: int) -> tuple[
     raise ValueError(f"config.eval.num_views={num_views} is not a multiple of the {crops} "
                      f"crops of data.test_crop={data_config.test_crop!r}.")
   return num_views // crops, crops
+
+
+def test_clip_views(transform: transforms.ClipTransform, frames: np.ndarray) -> np.ndarray:
+  """The test views of one example's sampled frames, as eval batches hold them.
+
+  Args:
+    transform: the data config's (`transforms.from_config`).
+    frames: uint8 [clips, T, H, W, 3], the sampler's temporal test clips.
+
+  Returns:
+    uint8 [V, T, S, S, 3], crop-major: view c * clips + k is crop c of clip k.
+  """
+  views = transform.test(frames)                  # [crops, clips, T, S, S, 3]
+  return views.reshape((-1,) + views.shape[2:])
 
 
 class _LoadTrain(grain.transforms.RandomMap):
@@ -303,7 +319,7 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
     raise DataError(f"The train split of {data_config.name!r} has no examples for process "
                     f"{jax.process_index()}.")
   ds = ds.seed(seed).shuffle().repeat()
-  ds = ds.random_map(_LoadTrain(_reader(data_config), _sampler(data_config),
+  ds = ds.random_map(_LoadTrain(make_reader(data_config), make_sampler(data_config),
                                 transforms.from_config(data_config)))
   it = ds.to_iter_dataset(_read_options(data_config))
   it = _BatchReadable(it, _local_batch_size(global_batch_size), max_consecutive=len(source))
@@ -328,8 +344,7 @@ class _LoadEval:
 
   def _views(self, record: dict) -> np.ndarray:
     frames = self.reader(record, lambda n: self.sampler.test(n, self.clips))
-    views = self.transform.test(frames)              # [crops, clips, T, S, S, 3]
-    return views.reshape((-1,) + views.shape[2:])   # crop-major [V, T, S, S, 3]
+    return test_clip_views(self.transform, frames)
 
   def _placeholder(self) -> np.ndarray:
     """Zeros shaped as a readable example's views (for the masked row of a bad file)."""
@@ -395,7 +410,7 @@ def eval_iterator(data_config: ml_collections.ConfigDict, global_batch_size: int
   clips, _ = test_views(data_config, num_views)
   n = len(source)
   padded = -(-n // global_batch_size) * global_batch_size
-  load = _LoadEval(source, _reader(data_config), _sampler(data_config),
+  load = _LoadEval(source, make_reader(data_config), make_sampler(data_config),
                    transforms.from_config(data_config), clips, num_views)
   ds = _process_slice(grain.MapDataset.range(padded)).map(load)
   ds = ds.batch(_local_batch_size(global_batch_size))
