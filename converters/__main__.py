@@ -20,15 +20,14 @@ import shutil
 from typing import Any
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 import converters
 from converters.torch_io import CheckpointFileError, load_torch_state_dict
-from vidjax import config_checks
+from vidjax import config_checks, run_config
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file (configs/NAME.py[:VARIANT]); config.model is used.",
-    lock_config=True)
+_CONFIG = flags.DEFINE_string(
+    "config", None, "Config file (configs/NAME.py[:VARIANT]); config.model is used. "
+    "Fields: --config.FIELD=VALUE.")
 _SOURCE = flags.DEFINE_string(
     "source", None, f"Upstream code base of the checkpoint: {', '.join(converters.known_sources())}.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "PyTorch .pth file.")
@@ -40,8 +39,10 @@ flags.mark_flags_as_required(["config", "source", "checkpoint", "output"])
 _MAX_DETAIL_LINES = 20
 
 
-# --checkpoint -> its state_dict, read by `_parse_flags` before absl loads the config.
+# --checkpoint -> its state_dict, read by `_parse_flags` before the config loads.
 _STATE_DICTS: dict[str, Any] = {}
+# The --config.FIELD=VALUE overrides, taken out of argv before absl parses the rest.
+_OVERRIDES: list[str] = []
 
 
 def _check_argv(argv: list[str]) -> None:
@@ -65,12 +66,13 @@ def _check_argv(argv: list[str]) -> None:
 def _parse_flags(argv: list[str]) -> list[str]:
   try:
     _check_argv(argv)
-  except (config_checks.InputError, CheckpointFileError) as e:
+    _OVERRIDES[:], rest = run_config.split_overrides(argv)
+  except (config_checks.InputError, CheckpointFileError, run_config.ConfigError) as e:
     config_checks.exit_with_error(str(e))
   try:
-    return flags.FLAGS(argv)
-  except (AttributeError, KeyError, TypeError, ValueError, flags.Error) as e:
-    config_checks.exit_with_error(*config_checks.describe_flag_error(argv, e))
+    return flags.FLAGS(rest)
+  except flags.Error as e:
+    config_checks.exit_with_error(str(e))
 
 
 def _model_name(config_arg: str) -> str:
@@ -101,7 +103,10 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:  # orbax logs every file operation at INFO
     logging.set_verbosity(logging.WARNING)
   verbose = flags.FLAGS.verbosity >= 1
-  config = _CONFIG.value
+  try:
+    config = run_config.load(_CONFIG.value, _OVERRIDES)
+  except run_config.ConfigError as e:
+    config_checks.exit_with_error(str(e))
   checkpoint = _CHECKPOINT.value
   try:
     state_dict = _STATE_DICTS.get(checkpoint) or load_torch_state_dict(checkpoint)
@@ -109,7 +114,7 @@ def main(argv: list[str]) -> None:
   except CheckpointFileError as e:
     config_checks.exit_with_error(str(e))
   except converters.ConversionError as e:
-    target = f"{_SOURCE.value}/{_model_name(flags.FLAGS['config'].config_filename)}"
+    target = f"{_SOURCE.value}/{_model_name(_CONFIG.value)}"
     details = str(e)
     if not verbose and details.count("\n") + 1 > _MAX_DETAIL_LINES:
       details = (f"({details.count(chr(10)) + 1} lines list every offending key: rerun with "
@@ -122,7 +127,7 @@ def main(argv: list[str]) -> None:
   meta = {
       "source": _SOURCE.value,
       "checkpoint": os.path.abspath(checkpoint),
-      "config": flags.FLAGS["config"].config_filename,
+      "config": _CONFIG.value,
       "model": json.loads(models.resolve_model_config(config.model).to_json_best_effort()),
   }
   _save(_OUTPUT.value, variables, meta)

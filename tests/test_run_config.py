@@ -53,19 +53,19 @@ def test_overrides_of_a_json_config_keep_the_field_types(tmp_path):
   ckpt_lib.check_workdir_config(run_config.load(SMOKE), str(tmp_path), has_checkpoint=False)
   config = run_config.load(str(tmp_path), ["data.scales=(1.0, 0.5)", "data.test_clips=2"])
   assert config.data.scales == (1.0, 0.5) and config.data.test_clips == 2
-  with pytest.raises(run_config.ConfigError, match=r"config.data.test_clips='two': expected "
-                     r"an int"):
+  with pytest.raises(run_config.ConfigError, match=r"config.data.test_clips: expected an int, "
+                     r"got 'two'"):
     run_config.load(str(tmp_path), ["data.test_clips=two"])
 
 
 @pytest.mark.parametrize("override, message", [
     ("data.num_frame=3", ("unknown config field config.data.num_frame; config.data has "
                           "the fields: area_range, ")),
-    ("data.num_frames=x", "config.data.num_frames='x': expected an int (the field holds 2)."),
-    ("data.num_frames=2.5", "config.data.num_frames='2.5': expected an int"),
-    ("data.flip=maybe", "config.data.flip='maybe': expected a bool (true or false)"),
-    ("optim.lr=fast", "config.optim.lr='fast': expected a float"),
-    ("model.pixel_mean=abc", "config.model.pixel_mean='abc': expected a tuple"),
+    ("data.num_frames=x", "config.data.num_frames: expected an int, got 'x' (the field holds 2)."),
+    ("data.num_frames=2.5", "config.data.num_frames: expected an int, got '2.5'"),
+    ("data.flip=maybe", "config.data.flip: expected a bool (true or false), got 'maybe'"),
+    ("optim.lr=fast", "config.optim.lr: expected a float, got 'fast'"),
+    ("model.pixel_mean=abc", "config.model.pixel_mean: expected a tuple, e.g. (1, 2) or ('a', 'b'), got 'abc'"),
     ("model=3", "config.model is a section, not a value: set one of its fields (backbone, "),
     ("data.num_frames.x=1", ("unknown config field config.data.num_frames.x: "
                              "config.data.num_frames is a value, not a section.")),

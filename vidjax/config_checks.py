@@ -2,19 +2,18 @@
 
 Each failure is an `InputError` whose message is one line naming the flag, file, field
 or value and what was expected; the CLIs (vidjax.main, converters) print it as
-`error: ...` and exit with status 2. The argv checks run before absl loads the config
-file (which imports JAX through the model registry), so a mistyped path or an unusable
-directory is reported at once. Nothing here imports JAX at module level.
+`error: ...` and exit with status 2. The argv checks run before the config file is loaded
+(which imports JAX through the model registry), so a mistyped path or an unusable
+directory is reported at once; vidjax/run_config.py loads the config and its overrides.
+Nothing here imports JAX at module level.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import os
-import re
 import sys
-from typing import Any, NoReturn, Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 import ml_collections
 
@@ -77,13 +76,15 @@ def check_config_file(config_arg: Optional[str]) -> None:
     InputError naming the path, with the closest config files when there are any.
   """
   if config_arg is None:
-    return  # absl reports the missing required flag
-  path = config_arg.split(":", 1)[0]
+    return  # the CLI says the flag is missing
+  path = os.path.expanduser(config_arg.split(":", 1)[0])
   if os.path.isfile(path):
     return
   if os.path.isdir(path):
-    raise InputError(f"--config {path} is a directory; expected a config file such as "
-                     "configs/tsn_r50.py[:VARIANT].")
+    if os.path.isfile(os.path.join(path, "config.json")):
+      return   # a workdir: its recorded config (vidjax/run_config.py)
+    raise InputError(f"--config {path} is a directory without config.json; expected a "
+                     "config file such as configs/tsn_r50.py[:VARIANT] or a workdir.")
   near = _near_configs(path)
   if near:
     hint = f"did you mean {' or '.join(near)}?"
@@ -132,78 +133,6 @@ def check_main_argv(argv: Sequence[str]) -> None:
     if not workdir:
       raise InputError("--workdir is required to train (checkpoints and metrics go there).")
     check_writable_dir(workdir, "--workdir")
-
-
-# ----------------------------------------------------------- absl's parsing errors
-def _load_config(config_arg: str) -> ml_collections.ConfigDict:
-  path, _, variant = config_arg.partition(":")
-  spec = importlib.util.spec_from_file_location("_vidjax_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
-
-
-def _expected(field_type: type, value: Any, dotted: str) -> str:
-  """How an error names the kind of value the field `dotted` takes."""
-  if field_type is bool:
-    return "true or false"
-  if field_type is int:
-    return "an int"
-  if field_type is float:
-    return "a number"
-  if field_type is str:
-    return "a string"
-  if field_type in (tuple, list):
-    return f"a {field_type.__name__} such as {value!r}"
-  if issubclass(field_type, ml_collections.ConfigDict):
-    return f"a group of fields (set them one by one: --config.{dotted}.FIELD=...)"
-  return f"a {field_type.__name__}"
-
-
-def _override_value(argv: Sequence[str], dotted: str) -> Optional[str]:
-  return flag_value(argv, f"config.{dotted}")
-
-
-def describe_flag_error(argv: Sequence[str], error: Exception) -> tuple[str, str]:
-  """absl's error for the config flag -> (one-line message, details or "").
-
-  An override of a field that exists with a value of the wrong type names the field, the
-  expected type and the value; an unknown field is named with the fields that exist
-  there (the details); an error inside the config file keeps its first and last line.
-  """
-  message = str(error).replace("\\n", " ").replace("\\'", "'").strip("'\"")
-  if "Did you mean" in message:
-    message = message[message.index("Did you mean"):]
-  if "Traceback" in message:  # an error inside the config file: its first and last line
-    lines = [l for l in message.splitlines() if l.strip()]
-    last = lines[-1]
-    # A variant error (vidjax/recipes/variant.py) names the file and is complete alone.
-    if last.startswith("ValueError: configs/"):
-      return last.split(": ", 1)[1], ""
-    return f"{lines[0]} {last}", ""
-  config_arg = flag_value(argv, "config")
-  overrides = [a[len("--config."):].split("=")[0] for a in argv if a.startswith("--config.")]
-  named = re.search(r"flag --config\.([\w.]+)=", message)
-  bad = [named.group(1)] if named else [o for o in overrides if o.split(".")[-1] in message]
-  if not bad or not config_arg:
-    return message, ""
-  dotted = bad[0]
-  try:
-    node = _load_config(config_arg)
-    parents, leaf = dotted.split(".")[:-1], dotted.split(".")[-1]
-    for name in parents:
-      node = node[name]
-  except Exception:  # pylint: disable=broad-except
-    # The original error is clearer than a second one about the config file.
-    return f"unknown config field config.{dotted}: {message}", ""
-  if isinstance(node, ml_collections.ConfigDict) and leaf in node:
-    value = _override_value(argv, dotted)
-    got = f", got {value!r}" if value is not None else ""
-    return f"config.{dotted}: expected {_expected(node.get_type(leaf), node[leaf], dotted)}{got}.", ""
-  where = "config." + ".".join(parents) if parents else "config"
-  fields = (f"{where} has the fields: {', '.join(sorted(node.keys()))}"
-            if isinstance(node, ml_collections.ConfigDict) else "")
-  return f"unknown config field config.{dotted}: {message}", fields
 
 
 # ------------------------------------------------------- the config, before training

@@ -1,7 +1,9 @@
 """Entry point: `python -m vidjax.main --config configs/NAME.py[:VARIANT] --workdir DIR`.
 
 Config fields are overridden as `--config.optim.lr=0.01`; `--mode eval` evaluates the
-workdir's latest checkpoint (or `config.init_from`) without training.
+workdir's latest checkpoint (or `config.init_from`) without training, with the config the
+workdir recorded when `--config` is not given. `--config` also takes a workdir or its
+config.json (vidjax/run_config.py).
 """
 
 from __future__ import annotations
@@ -11,18 +13,19 @@ import sys
 import logging as std_logging
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-from vidjax import config_checks
+from vidjax import config_checks, run_config
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, e.g. configs/tsn_r50.py:demo.", lock_config=True)
+_CONFIG = flags.DEFINE_string(
+    "config", None, "Config file, e.g. configs/tsn_r50.py:demo, or a workdir (its "
+    "config.json); --mode eval: the workdir's by default. Fields: --config.FIELD=VALUE.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "Train (and evaluate), or "
                           "only evaluate a checkpoint.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "--mode eval: a checkpoint to evaluate "
                                   "instead of the workdir's latest.")
-flags.mark_flags_as_required(["config"])
+# The --config.FIELD=VALUE overrides, taken out of argv before absl parses the rest.
+_OVERRIDES: list[str] = []
 
 
 class _QuietLibraries(std_logging.Filter):
@@ -36,13 +39,17 @@ class _QuietLibraries(std_logging.Filter):
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config = _CONFIG.value
   workdir = _WORKDIR.value
   try:
     if _MODE.value == "train" and not workdir:  # a --flagfile escapes _parse_flags' look
       raise config_checks.InputError("--workdir is required to train.")
+    spec = _CONFIG.value or (workdir if _MODE.value == "eval" else None)
+    if not spec:
+      raise config_checks.InputError("--config is required: configs/NAME.py[:VARIANT] (with "
+                                     "--mode eval, a --workdir that has config.json).")
+    config = run_config.load(spec, _OVERRIDES)
     config_checks.check_config(config)
-  except config_checks.InputError as e:
+  except (config_checks.InputError, run_config.ConfigError) as e:
     config_checks.exit_with_error(str(e))
   # Imported once the flags and the config are checked: a typo is reported without
   # waiting for TensorFlow (clu's summary writer) and the data pipeline to load. (The
@@ -58,9 +65,9 @@ def main(argv: list[str]) -> None:
   # Before the first device access below: several hosts join here.
   sharding.set_cpu_devices(config.get("cpu_devices", 0))
   sharding.initialize_distributed(config.get("distributed"))
-  logging.info("JAX %s on %d %s device(s), process %d of %d.", jax.__version__,
-               jax.device_count(), jax.default_backend(), jax.process_index(),
-               jax.process_count())
+  logging.info("%s %s: JAX %s on %d %s device(s), process %d of %d.", _MODE.value, spec,
+               jax.__version__, jax.device_count(), jax.default_backend(),
+               jax.process_index(), jax.process_count())
   cores = sharding.host_cores()
   if jax.default_backend() == "cpu" and jax.device_count() == 1 and cores > 1:
     logging.info("This CPU has %d cores: --config.cpu_devices=-1 runs one device per core, "
@@ -81,16 +88,18 @@ def main(argv: list[str]) -> None:
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, after the checks of the raw arguments (config path, workdir) that
-  need nothing loaded; every problem is one `error:` line and exit status 2."""
+  """absl's parsing of all but the config overrides, after the checks of the raw
+  arguments (config path, workdir) that need nothing loaded; every problem is one
+  `error:` line and exit status 2."""
   try:
     config_checks.check_main_argv(argv)
-  except config_checks.InputError as e:
+    _OVERRIDES[:], rest = run_config.split_overrides(argv)
+  except (config_checks.InputError, run_config.ConfigError) as e:
     config_checks.exit_with_error(str(e))
   try:
-    return flags.FLAGS(argv)
-  except (AttributeError, KeyError, TypeError, ValueError, flags.Error) as e:
-    config_checks.exit_with_error(*config_checks.describe_flag_error(argv, e))
+    return flags.FLAGS(rest)
+  except flags.Error as e:
+    config_checks.exit_with_error(str(e))
 
 
 if __name__ == "__main__":

@@ -132,8 +132,8 @@ def parse_value(field: str, current: Any, text: str) -> Any:
   """`text` as a value of `current`'s type; ConfigError naming `field` otherwise."""
 
   def bad(expected: str) -> ConfigError:
-    return ConfigError(f"config.{field}={text!r}: expected {expected} (the field holds "
-                       f"{current!r}).")
+    return ConfigError(f"config.{field}: expected {expected}, got {text!r} (the field "
+                       f"holds {current!r}).")
 
   if isinstance(current, bool):
     if text.lower() in _TRUE:
