@@ -39,7 +39,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from vidjax import predict, run_config
+from vidjax import config_checks, predict, run_config
 
 JAX_FILE = "model.jax_exported"
 SAVED_MODEL_DIR = "saved_model"
@@ -53,11 +53,6 @@ _PROTOCOL_FIELDS = ("sampler", "num_frames", "frame_interval", "out_of_bound",
 
 class ExportError(RuntimeError):
   """An artefact could not be written or does not reproduce the model; one line."""
-
-
-def _fail(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
 
 
 class _Steps:
@@ -201,18 +196,8 @@ def _replace_dir(tmp: str, out: str) -> None:
 
 
 def _parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-  try:
-    overrides, rest = run_config.split_overrides(argv)
-  except run_config.ConfigError as e:
-    _fail(str(e))
-  parser = argparse.ArgumentParser(
-      prog="python -m vidjax.export", allow_abbrev=False,
-      description="Exports the inference function (see the module docstring).")
-  parser.add_argument("--checkpoint", required=True,
-                      help="training workdir, one of its step directories, or converter output")
-  parser.add_argument("--config", default=None,
-                      help="configs/NAME.py[:VARIANT], a config.json or a workdir; default: "
-                           "the checkpoint's workdir config.json")
+  parser = run_config.checkpoint_parser(
+      "python -m vidjax.export", "Exports the inference function (see the module docstring).")
   parser.add_argument("--output", required=True, help="output directory")
   parser.add_argument("--batch_size", type=int, default=0,
                       help="fixed batch size; 0 (default): any batch size (symbolic)")
@@ -221,7 +206,7 @@ def _parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
   parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
                       help="reload the artefacts and compare them with the model")
-  return parser.parse_args(rest), overrides
+  return run_config.parse_command_line(parser, argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -231,12 +216,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   platforms = [p.strip() for p in args.platforms.split(",") if p.strip()]
   known = ("cpu", "cuda", "rocm", "tpu")
   if not platforms or set(platforms) - set(known):
-    _fail(f"--platforms={args.platforms!r}: expected a comma-separated subset of "
+    config_checks.exit_with_error(f"--platforms={args.platforms!r}: expected a comma-separated subset of "
           f"{', '.join(known)}.")
   if args.batch_size < 0:
-    _fail(f"--batch_size={args.batch_size}: expected 0 (any) or a batch size.")
+    config_checks.exit_with_error(f"--batch_size={args.batch_size}: expected 0 (any) or a batch size.")
   if os.path.exists(out) and not args.overwrite:
-    _fail(f"--output {args.output} exists: remove it, pass --overwrite or choose another.")
+    config_checks.exit_with_error(f"--output {args.output} exists: remove it, pass --overwrite or choose another.")
 
   from absl import logging  # pylint: disable=import-outside-toplevel
   logging.set_verbosity(logging.WARNING)   # orbax logs every file it restores at INFO
@@ -249,7 +234,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     steps(f"loading {args.checkpoint} (config {spec})")
     model, variables = predict.load_model(args.checkpoint, config)
   except ValueError as e:   # PredictError, ConfigError and the config checks
-    _fail(str(e))
+    config_checks.exit_with_error(str(e))
 
   fn = inference_function(config, model, variables)
   if os.path.exists(tmp):   # left by an interrupted export
@@ -274,7 +259,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _replace_dir(tmp, out)
   except (ExportError, ValueError) as e:
     shutil.rmtree(tmp, ignore_errors=True)
-    _fail(str(e))
+    config_checks.exit_with_error(str(e))
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise

@@ -40,6 +40,9 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from vidjax import config_checks
+from vidjax.data import prepare
+
 # The pipeline's pieces and the models import JAX; `main` imports this module's
 # heavy parts only after the arguments parse, so a usage error is instant.
 
@@ -283,18 +286,8 @@ def _format_line(ranked: list[dict]) -> str:
 def _parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
   """Arguments, and the `--config.a.b=value` overrides as `a.b=value`."""
   from vidjax import run_config  # pylint: disable=import-outside-toplevel
-  try:
-    overrides, rest = run_config.split_overrides(argv)
-  except run_config.ConfigError as e:
-    _fail(str(e))
-  parser = argparse.ArgumentParser(
-      prog="python -m vidjax.predict", allow_abbrev=False,
-      description="Top classes of video files (see the module docstring).")
-  parser.add_argument("--checkpoint", required=True,
-                      help="training workdir, one of its step directories, or converter output")
-  parser.add_argument("--config", default=None,
-                      help="configs/NAME.py[:VARIANT], a config.json or a workdir; default: "
-                           "the checkpoint's workdir config.json")
+  parser = run_config.checkpoint_parser(
+      "python -m vidjax.predict", "Top classes of video files (see the module docstring).")
   parser.add_argument("--top_k", type=int, default=DEFAULT_TOP_K)
   parser.add_argument("--window_seconds", type=float, default=None,
                       help="predict each time window of this length")
@@ -302,32 +295,19 @@ def _parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
                       help="start of one window to the next (default: --window_seconds)")
   parser.add_argument("--json", default=None, help="also write the results to this file")
   parser.add_argument("videos", nargs="+", metavar="VIDEO")
-  return parser.parse_args(rest), overrides
-
-
-def _fail(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
-def _write_json(path: str, data: dict) -> None:
-  path = os.path.abspath(os.path.expanduser(path))
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(data, f, indent=2)
-  os.replace(tmp, path)
+  return run_config.parse_command_line(parser, argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args, overrides = _parse_args(sys.argv[1:] if argv is None else argv)
   if args.top_k < 1:
-    _fail(f"--top_k={args.top_k}: expected at least 1.")
+    config_checks.exit_with_error(f"--top_k={args.top_k}: expected at least 1.")
   if args.stride_seconds is not None and args.window_seconds is None:
-    _fail("--stride_seconds needs --window_seconds.")
+    config_checks.exit_with_error("--stride_seconds needs --window_seconds.")
   window = args.window_seconds
   stride = args.stride_seconds if args.stride_seconds is not None else window
   if window is not None and (window <= 0 or stride <= 0):
-    _fail(f"--window_seconds ({window}) and --stride_seconds ({stride}) must be > 0.")
+    config_checks.exit_with_error(f"--window_seconds ({window}) and --stride_seconds ({stride}) must be > 0.")
 
   # pylint: disable=import-outside-toplevel
   from absl import logging
@@ -341,7 +321,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"loading {args.checkpoint} (config {spec})", file=sys.stderr, flush=True)
     predictor = Predictor.load(args.checkpoint, config)
   except ValueError as e:   # PredictError, ConfigError and the config checks
-    _fail(str(e))
+    config_checks.exit_with_error(str(e))
   k = min(args.top_k, len(predictor.names))
 
   results, failed = [], 0
@@ -373,11 +353,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sys.stdout.flush()
 
   if args.json:
-    _write_json(args.json, {
+    prepare.write_atomic(os.path.expanduser(args.json), json.dumps({
         "checkpoint": os.path.abspath(os.path.expanduser(args.checkpoint)), "config": spec,
         "overrides": overrides, "fusion": config.eval.fusion,
         "views": int(config.eval.num_views), "window_seconds": window,
-        "stride_seconds": stride, "results": results})
+        "stride_seconds": stride, "results": results}, indent=2))
   if failed:
     print(f"error: {failed} of {len(args.videos)} videos could not be predicted.",
           file=sys.stderr)

@@ -18,6 +18,7 @@ An override takes the type of the field it sets (`data.num_frames=16` an int,
 
 from __future__ import annotations
 
+import argparse
 import ast
 import importlib.util
 import json
@@ -241,3 +242,27 @@ def checkpoint_spec(checkpoint: str) -> str:
       pass
   raise ConfigError(f"--checkpoint {checkpoint} has no {CONFIG_FILE} (training workdirs "
                     f"have one): pass --config configs/NAME.py[:VARIANT]{hint}.")
+
+
+def checkpoint_parser(prog: str, description: str) -> argparse.ArgumentParser:
+  """The arguments of the commands that read a checkpoint (vidjax.predict, vidjax.export):
+  `--checkpoint` and `--config`."""
+  parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False, description=description)
+  parser.add_argument("--checkpoint", required=True,
+                      help="training workdir, one of its step directories, or converter output")
+  parser.add_argument("--config", default=None,
+                      help="configs/NAME.py[:VARIANT], a config.json or a workdir; default: "
+                           "the checkpoint's workdir config.json")
+  return parser
+
+
+def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]
+                       ) -> tuple[argparse.Namespace, list[str]]:
+  """`parser`'s arguments and the `--config.a.b=value` overrides (as `a.b=value`); a bad
+  override is one `error:` line and exit status 2."""
+  from vidjax import config_checks  # pylint: disable=import-outside-toplevel
+  try:
+    overrides, rest = split_overrides(argv)
+  except ConfigError as e:
+    config_checks.exit_with_error(str(e))
+  return parser.parse_args(rest), overrides
