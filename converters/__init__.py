@@ -12,14 +12,12 @@ strict rest is shared (converters/common.py).
 from __future__ import annotations
 
 import importlib
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import jax
-import jax.numpy as jnp
-import ml_collections
+if TYPE_CHECKING:
+  import ml_collections
 
-from converters.common import ConversionError, abstract_variables, assign
-from vidjax import models
+  from converters.common import ConversionError
 
 # SOURCE name -> module. Later: tcpnet, gc, mmaction2, cost, clip, tc_clip.
 _SOURCES = {
@@ -29,6 +27,17 @@ _SOURCES = {
 }
 
 __all__ = ["ConversionError", "convert", "known_sources"]
+
+# JAX, flax and the model registry load on first use (PEP 562), so that the CLI refuses a
+# missing or damaged file, an unknown source or an unusable output before importing them.
+_LAZY = ("ConversionError", "abstract_variables", "assign")
+
+
+def __getattr__(name: str) -> Any:
+  if name in _LAZY:
+    from converters import common  # pylint: disable=g-import-not-at-top
+    return getattr(common, name)
+  raise AttributeError(f"module 'converters' has no attribute {name!r}")
 
 
 def known_sources() -> list[str]:
@@ -44,6 +53,13 @@ def _source_module(source: str):
 
 def expected_variables(model_config: ml_collections.ConfigDict) -> dict:
   """ShapeDtypeStructs of every variable the model declares (jax.eval_shape, no compute)."""
+  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
+
+  from converters.common import abstract_variables
+  from vidjax import models
+  # pylint: enable=g-import-not-at-top
   module = models.build_model(model_config)
   shape = models.example_input_shape(model_config)
   return abstract_variables(module, jax.ShapeDtypeStruct(shape, jnp.uint8), train=False)
@@ -65,6 +81,8 @@ def convert(source: str, state_dict: Mapping[str, Any],
     ValueError for an unknown source or a model the source does not provide;
     ConversionError listing every unused key, missing variable and shape mismatch.
   """
+  from converters.common import assign  # pylint: disable=g-import-not-at-top
+  from vidjax import models  # pylint: disable=g-import-not-at-top
   module = _source_module(source)
   model_config = config.model if "model" in config else config
   resolved = models.resolve_model_config(model_config)

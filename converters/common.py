@@ -54,7 +54,45 @@ RenameFn = Callable[[str], Optional[str]]
 
 
 class ConversionError(ValueError):
-  """A checkpoint does not fit the model; the message lists every offending key."""
+  """A checkpoint does not fit the model; the message lists every offending key.
+
+  The message's layout, which `problems` reads back (sources extend messages with more
+  sections of the same layout):
+
+      checkpoint does not fit the model:
+        N <title>:
+          <entry>
+          ...
+  """
+
+  def problems(self) -> dict[str, list[str]]:
+    """<title> -> its entries, e.g. {"unused checkpoint keys": ["fc.bias (7,): ...", ...]}."""
+    found: dict[str, list[str]] = {}
+    entries = None
+    for line in str(self).splitlines():
+      section = re.match(r"^  \d+ (.+):$", line)
+      if section:
+        entries = found.setdefault(section.group(1), [])
+      elif entries is not None and line.startswith("    "):
+        entries.append(line.strip())
+      else:
+        entries = None
+    return found
+
+  def summary(self) -> str:
+    """One line: the count of each kind of problem and the first entries, then a hint."""
+    problems = self.problems()
+    if not problems:
+      lines = str(self).splitlines()
+      more = f" (+{len(lines) - 1} lines)" if len(lines) > 1 else ""
+      return lines[0].rstrip(":") + more if lines else "conversion failed"
+    counts = ", ".join(f"{len(v)} {k}" for k, v in problems.items())
+    firsts = "; ".join(f"first of the {k}: {v[0]}" for k, v in list(problems.items())[:2])
+    if set(problems) <= {"shape mismatches"}:
+      hint = "are the config's variant and --config.model.num_classes right?"
+    else:
+      hint = "is --source/--config right?"
+    return f"{counts} ({firsts}); {hint}"
 
 
 def to_numpy(value: Any) -> np.ndarray:

@@ -157,7 +157,7 @@ def bench_direct(fmt: str, list_file: str, root: str, recipe: dict, clips: int) 
   data = _data_config(fmt, list_file, root, recipe, 0)
   source = pipeline._source(data, "train")  # pylint: disable=protected-access
   # pylint: disable=protected-access
-  reader, sampler = pipeline._reader(data), pipeline._sampler(data)
+  reader, sampler = pipeline.make_reader(data), pipeline.make_sampler(data)
   transform = transforms.from_config(data)
   rng = np.random.default_rng(0)
   t = time.perf_counter()

@@ -5,10 +5,19 @@
 
 Each line of the list is `relative/path/to/video.mp4 LABEL`; with `--frames` (class
 folders of extracted frame folders, e.g. from scripts/extract_frames.py) it is
-`relative/frame_dir NUM_FRAMES LABEL`, counting the images of each folder. Labels index
-the sorted class-folder names, which are written one per line to `--labels` (default: beside the
-list, `label_names.txt`). With `--labels` pointing at an existing file, its order is used,
-so train and val lists share one label map.
+`relative/frame_dir NUM_FRAMES LABEL`, counting the images of each folder. Paths may
+contain spaces: the readers (vidjax/data/sources.py) take the last fields as the numbers.
+
+Labels index the label-name file `--labels` (default: `label_names.txt` beside the list),
+one class name a line. When that file exists it is read and never rewritten, so the
+lists of all splits share one label map: a class folder it does not name is an error, and
+a class without a folder in this split leaves the other labels as they are. When it does
+not exist, it is written from the sorted class folders (build the split that has every
+class first).
+
+Names that a list line cannot hold (not UTF-8, a line break, leading or trailing
+whitespace) are left out with one warning line naming them. Both files are written
+atomically: a failed run leaves existing files as they were.
 """
 
 from __future__ import annotations
@@ -17,77 +26,66 @@ import argparse
 import os
 import sys
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from vidjax.data import prepare
+from vidjax.data import sources
+
+_SHOWN = 10   # skipped names printed in the warning
 
 
-def _frame_dirs(folder: str, root: str) -> list[str]:
-  """`rel_dir num_frames` of every folder under `folder` that holds images."""
-  out = []
-  for dirpath, _, files in sorted(os.walk(folder)):
-    n = sum(1 for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
-    if n:
-      out.append(f"{os.path.relpath(dirpath, root)} {n}")
-  return out
-
-
-def build(root: str, class_names: list[str] | None = None,
-          frames: bool = False) -> tuple[list[str], list[str]]:
-  """Returns (lines, class_names) for the videos (or frame folders) under root/<class>/."""
-  root = os.path.expanduser(root)
-  if not os.path.isdir(root):
-    raise FileNotFoundError(f"--root {root} is not a directory of class folders.")
-  found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-  if class_names is None:
-    class_names = found
-  unknown = sorted(set(found) - set(class_names))
-  if unknown:
-    raise ValueError(f"class folders {unknown} of {root} are not in the label names.")
-  lines = []
-  for label, name in enumerate(class_names):
-    folder = os.path.join(root, name)
-    if not os.path.isdir(folder):
-      continue
-    if frames:
-      lines += [f"{entry} {label}" for entry in _frame_dirs(folder, root)]
-      continue
-    for dirpath, _, files in sorted(os.walk(folder)):
-      for f in sorted(files):
-        if f.lower().endswith(VIDEO_EXTENSIONS):
-          rel = os.path.relpath(os.path.join(dirpath, f), root)
-          lines.append(f"{rel} {label}")
-  return lines, class_names
+def _show(name: str) -> str:
+  """repr of the name, or of its bytes when it is not UTF-8."""
+  try:
+    name.encode("utf-8")
+    return repr(name)
+  except UnicodeEncodeError:
+    return repr(os.fsencode(name))
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--root", required=True, help="folder with one sub-folder per class")
   parser.add_argument("--output", required=True, help="annotation list to write")
-  parser.add_argument("--labels", default=None, help="label-name file (read if it exists)")
+  parser.add_argument("--labels", default=None,
+                      help="label-name file: read if it exists (never rewritten), else "
+                           "written (default: label_names.txt beside --output)")
   parser.add_argument("--frames", action="store_true",
                       help="frame folders (`dir num_frames label` lines) instead of videos")
   args = parser.parse_args(argv)
-  labels_path = args.labels or os.path.join(os.path.dirname(os.path.abspath(args.output)),
-                                            "label_names.txt")
-  names = None
-  if args.labels and os.path.exists(labels_path):
-    with open(labels_path) as f:
-      names = [line.strip() for line in f if line.strip()]
+  output = os.path.expanduser(args.output)
+  labels_path = os.path.expanduser(args.labels) if args.labels else os.path.join(
+      os.path.dirname(os.path.abspath(output)), "label_names.txt")
+  labels_exist = os.path.exists(labels_path)
   try:
-    lines, names = build(args.root, names, frames=args.frames)
-  except (FileNotFoundError, ValueError) as e:
+    names = sources.read_label_names(labels_path) if labels_exist else None
+    lines, names, skipped = prepare.build_list(args.root, names, frames=args.frames,
+                                               labels_path=labels_path)
+  except (FileNotFoundError, ValueError) as e:  # AnnotationError is a ValueError
     print(f"error: {e}", file=sys.stderr)
     return 2
-  if not lines:
-    kind = "frame folders" if args.frames else f"videos ({', '.join(VIDEO_EXTENSIONS)})"
-    print(f"error: no {kind} under {args.root}.", file=sys.stderr)
-    return 2
-  with open(args.output, "w") as f:
-    f.write("\n".join(lines) + "\n")
-  with open(labels_path, "w") as f:
-    f.write("\n".join(names) + "\n")
+  if skipped:
+    shown = ", ".join(_show(s) for s in skipped[:_SHOWN])
+    more = f" and {len(skipped) - _SHOWN} more" if len(skipped) > _SHOWN else ""
+    plural = "s" if len(skipped) > 1 else ""
+    print(f"warning: left out {len(skipped)} name{plural} that a list line cannot hold (not "
+          f"UTF-8, a line break, or leading/trailing whitespace; rename them to list them): "
+          f"{shown}{more}", file=sys.stderr)
   kind = "frame folders" if args.frames else "videos"
-  print(f"{len(lines)} {kind} in {len(names)} classes -> {args.output}, {labels_path}")
+  if not lines:
+    what = "frame folders" if args.frames else f"videos ({', '.join(prepare.VIDEO_EXTENSIONS)})"
+    print(f"error: no {what} under the class folders of {args.root}.", file=sys.stderr)
+    return 2
+  writes = [(output, lines)] if labels_exist else [(labels_path, names), (output, lines)]
+  for path, text in writes:
+    try:
+      prepare.write_atomic(path, "\n".join(text) + "\n")
+    except OSError as e:
+      print(f"error: cannot write {path}: {e.strerror or e}", file=sys.stderr)
+      return 1
+  labels_note = "read" if labels_exist else "written"
+  print(f"{len(lines)} {kind} in {len(names)} classes -> {output} "
+        f"(label names {labels_note}: {labels_path})")
   return 0
 
 

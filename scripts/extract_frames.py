@@ -6,9 +6,10 @@
 
 `SRC/a/b.mp4` becomes the folder `OUT/a/b/` of JPEG files `tmpl.format(i + start_index)`
 (the TSM / MMAction2 rawframe layout). With `--list` (a `path label` video list relative
-to SRC), `--out-list` gets the matching `dir num_frames label` frame list; otherwise every
-video under SRC is extracted. Videos that fail are listed on stderr and left out; the
-exit status is 1 if any failed.
+to SRC), `--out-list` gets the matching `dir num_frames label` frame list (written
+atomically); otherwise every video under SRC is extracted. A progress bar with an ETA
+goes to stderr. Videos that fail are listed on stderr and left out; the exit status is 1
+if any failed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from vidjax.data import prepare  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from vidjax.data import prepare
+from vidjax.data import sources
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,11 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   labels = {}
   if args.list:
-    with open(os.path.expanduser(args.list)) as f:
-      for line in f:
-        if line.strip():
-          path, label = line.rsplit(maxsplit=1)
-          labels[path] = label
+    try:
+      entries = sources.parse_video_list(os.path.expanduser(args.list))
+    except sources.AnnotationError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
+    labels = {path: label for path, (label,) in entries}
     videos = list(labels)
   else:
     videos = prepare.find_videos(src)
@@ -58,10 +62,14 @@ def main(argv: list[str] | None = None) -> int:
   for rel, err in failed:
     print(f"failed: {rel}: {err}", file=sys.stderr)
   if args.out_list and labels:
-    with open(args.out_list, "w") as f:
-      for rel, n, err in results:
-        if not err:
-          f.write(f"{os.path.splitext(rel)[0]} {n} {labels[rel]}\n")
+    # `dir num_frames label`: the readers take the last two fields, so dirs may have spaces.
+    dirs = [(os.path.splitext(rel)[0], n, labels[rel]) for rel, n, err in results if not err]
+    for d, _, _ in dirs:
+      if not sources.listable(d):
+        print(f"warning: left out of --out-list: {d!r} ends in whitespace, which a list "
+              "line cannot hold", file=sys.stderr)
+    prepare.write_atomic(os.path.expanduser(args.out_list), "".join(
+        f"{d} {n} {label}\n" for d, n, label in dirs if sources.listable(d)))
   print(f"{len(results) - len(failed)} of {len(results)} videos -> {out}")
   return 1 if failed else 0
 

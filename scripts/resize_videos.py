@@ -7,8 +7,8 @@
 sides rounded to even numbers). Decoding 256-pixel videos is several times faster than
 full-resolution ones, and the training transforms start from a 256 short side anyway.
 `--gop 32` trades file size for faster seeks of dense clips. Videos already in OUT are
-skipped (rerun to resume). Failures are listed on stderr; the
-exit status is 1 if any failed.
+skipped (rerun to resume). A progress bar with an ETA goes to stderr; failures
+are listed there too, and the exit status is 1 if any failed.
 """
 
 from __future__ import annotations

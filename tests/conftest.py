@@ -57,3 +57,37 @@ def subprocess_env(**extra) -> dict:
 @pytest.fixture
 def config_loader():
   return load_config
+
+
+def write_class_folders(root: str, classes: tuple[str, ...] = ("jumping jacks", "push_up", "run"),
+                        per_split: tuple[tuple[str, int], ...] = (("train", 12), ("val", 6)),
+                        num_frames: int = 8) -> str:
+  """Real mp4 files `root/SPLIT/CLASS/vNN.mp4` in three sizes (32x40, 48x48, 40x48),
+  of the demo data set's first classes (folder c holds demo class c); returns root."""
+  from vidjax.data import demo  # pylint: disable=import-outside-toplevel
+  codec = demo._video_codec()  # pylint: disable=protected-access
+  sizes = ((32, 40), (48, 48), (40, 48))
+  for split, n in per_split:
+    for i in range(n):
+      label = i % len(classes)
+      clip, _ = demo.make_clip(demo.NUM_CLASSES * i + label, seed=0, split=split,
+                               num_frames=num_frames, image_size=48)
+      h, w = sizes[i % len(sizes)]
+      folder = os.path.join(root, split, classes[label])
+      os.makedirs(folder, exist_ok=True)
+      demo._write_mp4(os.path.join(folder, f"v{i:02d}.mp4"), clip[:, :h, :w], 8, codec)  # pylint: disable=protected-access
+  return root
+
+
+def pytest_collection_modifyitems(config, items):
+  """The slow tests first, the learning runs first of all: pytest-xdist hands out tests
+  in this order, one at a time (`--maxschedchunk=1` in pyproject.toml), so the two
+  workers end together instead of one finishing a long test alone at the end."""
+  del config
+
+  def rank(item) -> int:
+    if "test_learning.py" in item.nodeid:
+      return 0
+    return 1 if item.get_closest_marker("slow") else 2
+
+  items.sort(key=rank)

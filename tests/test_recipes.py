@@ -7,8 +7,7 @@ import os
 import re
 
 import pytest
-from absl import flags
-from ml_collections import config_flags
+from vidjax import run_config
 
 from conftest import ROOT, load_config
 from vidjax.data import transforms
@@ -159,14 +158,10 @@ def test_every_default_field_can_be_overridden(name):
 
 
 def test_overrides_reach_fields_a_recipe_leaves_at_default():
-  argv = ["prog", f"--config={ROOT}/configs/tsm_r50.py:sthv1",
-          "--config.model.head.dropout_rate=0.8", "--config.model.non_local.mode=gaussian",
-          "--config.model.backbone.out_stages=(3,4)", "--config.optim.nesterov=True"]
-  values = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=True,
-                                  sys_argv=argv)
-  values(argv)
-  config = values.config
+  overrides, _ = run_config.split_overrides([
+      "--config.model.head.dropout_rate=0.8", "--config.model.non_local.mode=gaussian",
+      "--config.model.backbone.out_stages=(3,4)", "--config.optim.nesterov=True"])
+  config = run_config.load(f"{ROOT}/configs/tsm_r50.py:sthv1", overrides)
   assert config.model.head.dropout_rate == 0.8 and config.model.non_local.mode == "gaussian"
   assert tuple(config.model.backbone.out_stages) == (3, 4) and config.optim.nesterov
 

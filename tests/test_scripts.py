@@ -1,34 +1,12 @@
-"""scripts/build_file_list.py on the demo data written as real video files."""
+"""scripts/: frame extraction, resizing and the data benchmark on real video files
+(build_file_list.py: tests/test_build_file_list.py)."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 
 from conftest import ROOT, subprocess_env
-from vidjax.data import demo
-
-
-def test_build_file_list_from_class_folders(tmp_path):
-  demo.write_video_files(str(tmp_path / "videos"), split="train", num_examples=12,
-                         num_frames=4, image_size=32, seed=0)
-  root = tmp_path / "videos" / "train"
-  out = tmp_path / "list.txt"
-  proc = subprocess.run([sys.executable, "scripts/build_file_list.py", "--root", str(root),
-                         "--output", str(out)], cwd=ROOT, env=subprocess_env(),
-                        capture_output=True, text=True)
-  assert proc.returncode == 0, proc.stderr
-  lines = out.read_text().split()
-  paths, labels = lines[0::2], [int(x) for x in lines[1::2]]
-  names = (tmp_path / "label_names.txt").read_text().split()
-  assert len(paths) == 12 and sorted(names) == sorted(demo.CLASS_NAMES)
-  for path, label in zip(paths, labels):
-    assert os.path.exists(root / path) and path.split("/")[0] == names[label]
-  proc = subprocess.run([sys.executable, "scripts/build_file_list.py", "--root",
-                         str(tmp_path / "nope"), "--output", str(out)], cwd=ROOT,
-                        env=subprocess_env(), capture_output=True, text=True)
-  assert proc.returncode == 2 and "nope is not a directory" in proc.stderr
 
 
 def _run(*args):
@@ -52,6 +30,7 @@ def test_extract_frames_resize_and_frame_lists(tmp_path):
               "--list", str(tmp_path / "in.txt"), "--out-list", str(tmp_path / "frames.txt"),
               "--processes", "1")
   assert proc.returncode == 0, proc.stderr
+  assert "extract: 100%" in proc.stderr and "2/2" in proc.stderr   # the progress bar
   assert (tmp_path / "frames.txt").read_text().split("\n")[:2] == ["a/clip_a 12 0", "b/clip_b 9 1"]
   frames = decode.read_frame_folder(str(tmp_path / "fr" / "b" / "clip_b"), np.arange(9))
   np.testing.assert_array_equal(fx.clip_indices(frames), np.arange(9))
@@ -64,6 +43,7 @@ def test_extract_frames_resize_and_frame_lists(tmp_path):
   proc = _run("scripts/resize_videos.py", "--src", str(src), "--out", str(tmp_path / "small"),
               "--short-side", "24", "--processes", "2")
   assert proc.returncode == 1 and "b/broken.mp4" in proc.stderr
+  assert "resize: 100%" in proc.stderr and "3/3" in proc.stderr
   small = decode.decode_video(str(tmp_path / "small" / "a" / "clip_a.mp4"),
                               lambda n: np.arange(n))
   assert small.shape == (12, 24, 32, 3)

@@ -64,6 +64,8 @@ def trainer_defaults() -> ml_collections.ConfigDict:
                                    # clip's frames are split over them instead
       num_views=1,                 # temporal views per clip, folded into the batch
       fusion="mean_softmax",       # mean_softmax | mean_logits | max_softmax
+      output_dir="",               # per-video scores, per-class table, confusion PNG
+                                   # (vidjax/train/eval_outputs.py); "": WORKDIR/eval
       # XLA compiler options of the jitted eval step (and the benchmark's inference), per
       # backend. On CPU, XLA's own fusions: the train step's elementwise-in-YNNPACK
       # setting slows inference down (scripts/README.md).
@@ -82,8 +84,8 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       name="kinetics400",
       format="videos",     # videos | frames | kinetics_csv | tfds (name "demo": generated)
       root="~/data/kinetics400",
-      train_list="~/data/kinetics400/kinetics400_train_list_videos.txt",
-      eval_list="~/data/kinetics400/kinetics400_val_list_videos.txt",
+      train_list="kinetics400_train_list_videos.txt",   # relative: under root, else
+      eval_list="kinetics400_val_list_videos.txt",      # the working directory
       label_names="",      # class names, one a line (kinetics_csv: maps names to labels)
       num_classes=400,
       multi_label=False,   # lists with several labels a line; labels become multi-hot [K]

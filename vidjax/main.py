@@ -1,27 +1,31 @@
 """Entry point: `python -m vidjax.main --config configs/NAME.py[:VARIANT] --workdir DIR`.
 
 Config fields are overridden as `--config.optim.lr=0.01`; `--mode eval` evaluates the
-workdir's latest checkpoint (or `config.init_from`) without training.
+workdir's latest checkpoint (or `config.init_from`) without training, with the config the
+workdir recorded when `--config` is not given. `--config` also takes a workdir or its
+config.json (vidjax/run_config.py).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import logging as std_logging
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, e.g. configs/tsn_r50.py:demo.", lock_config=True)
+from vidjax import config_checks, run_config
+
+_CONFIG = flags.DEFINE_string(
+    "config", None, "Config file, e.g. configs/tsn_r50.py:demo, or a workdir (its "
+    "config.json); --mode eval: the workdir's by default. Fields: --config.FIELD=VALUE.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "Train (and evaluate), or "
                           "only evaluate a checkpoint.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "--mode eval: a checkpoint to evaluate "
                                   "instead of the workdir's latest.")
-flags.mark_flags_as_required(["config"])
+# The --config.FIELD=VALUE overrides, taken out of argv before absl parses the rest.
+_OVERRIDES: list[str] = []
 
 
 class _QuietLibraries(std_logging.Filter):
@@ -33,29 +37,37 @@ class _QuietLibraries(std_logging.Filter):
 
 
 def main(argv: list[str]) -> None:
-  # Imported once the flags parse: a typo in a config field is reported without waiting
-  # for TensorFlow (clu's summary writer) and the data pipeline to load. (The configs
-  # import JAX already: they start from the model registry's defaults.)
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  workdir = _WORKDIR.value
+  try:
+    if _MODE.value == "train" and not workdir:  # a --flagfile escapes _parse_flags' look
+      raise config_checks.InputError("--workdir is required to train.")
+    spec = _CONFIG.value or (workdir if _MODE.value == "eval" else None)
+    if not spec:
+      raise config_checks.InputError("--config is required: configs/NAME.py[:VARIANT] (with "
+                                     "--mode eval, a --workdir that has config.json).")
+    config = run_config.load(spec, _OVERRIDES)
+    config_checks.check_config(config)
+  except (config_checks.InputError, run_config.ConfigError) as e:
+    config_checks.exit_with_error(str(e))
+  # Imported once the flags and the config are checked: a typo is reported without
+  # waiting for TensorFlow (clu's summary writer) and the data pipeline to load. (The
+  # configs import JAX already: they start from the model registry's defaults.)
   # pylint: disable=import-outside-toplevel
   import jax
   from vidjax.data import pipeline
   from vidjax.train import checkpoint as ckpt_lib
   from vidjax.train import sharding, trainer
   # pylint: enable=import-outside-toplevel
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  config = _CONFIG.value
-  workdir = _WORKDIR.value
-  if _MODE.value == "train" and not workdir:
-    raise app.UsageError("--workdir is required to train.")
   # Before the first device access below: several hosts join here.
   sharding.set_cpu_devices(config.get("cpu_devices", 0))
   sharding.initialize_distributed(config.get("distributed"))
-  logging.info("JAX %s on %d %s device(s), process %d of %d.", jax.__version__,
-               jax.device_count(), jax.default_backend(), jax.process_index(),
-               jax.process_count())
+  logging.info("%s %s: JAX %s on %d %s device(s), process %d of %d.", _MODE.value, spec,
+               jax.__version__, jax.device_count(), jax.default_backend(),
+               jax.process_index(), jax.process_count())
   cores = sharding.host_cores()
   if jax.default_backend() == "cpu" and jax.device_count() == 1 and cores > 1:
     logging.info("This CPU has %d cores: --config.cpu_devices=-1 runs one device per core, "
@@ -75,44 +87,19 @@ def main(argv: list[str]) -> None:
   print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
 
 
-def _config_fields(config_arg: str, dotted: str) -> str:
-  """The fields that exist where `dotted` (e.g. "optim.lrr") points, for the error."""
-  path, _, variant = config_arg.partition(":")
-  try:
-    spec = importlib.util.spec_from_file_location("_vidjax_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    node = module.get_config(variant)
-    parents = dotted.split(".")[:-1]
-    for name in parents:
-      node = node[name]
-    where = "config." + ".".join(parents) if parents else "config"
-    return f"{where} has the fields: {', '.join(sorted(node.keys()))}"
-  except Exception:  # pylint: disable=broad-except
-    return ""  # The original error is clearer than a second one about the config file.
-
-
 def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, with config errors as one clear line instead of a traceback."""
+  """absl's parsing of all but the config overrides, after the checks of the raw
+  arguments (config path, workdir) that need nothing loaded; every problem is one
+  `error:` line and exit status 2."""
   try:
-    return flags.FLAGS(argv)
-  except (AttributeError, KeyError, TypeError, ValueError, flags.Error) as e:
-    message = str(e).replace("\\n", " ").replace("\\'", "'").strip("'\"")
-    if "Did you mean" in message:
-      message = message[message.index("Did you mean"):]
-    if "Traceback" in message:  # an error inside the config file: its first and last line
-      lines = [l for l in message.splitlines() if l.strip()]
-      message = f"{lines[0]} {lines[-1]}"
-    overrides = [a[len("--config."):].split("=")[0] for a in argv if a.startswith("--config.")]
-    config_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
-    if config_arg is None and "--config" in argv[:-1]:
-      config_arg = argv[argv.index("--config") + 1]
-    bad = [o for o in overrides if o.split(".")[-1] in message]
-    hint = _config_fields(config_arg, bad[0]) if bad and config_arg else ""
-    if bad:
-      message = f"unknown config field config.{bad[0]}: {message}"
-    print(f"error: {message}" + (f"\n{hint}" if hint else ""), file=sys.stderr)
-    sys.exit(2)
+    config_checks.check_main_argv(argv)
+    _OVERRIDES[:], rest = run_config.split_overrides(argv)
+  except (config_checks.InputError, run_config.ConfigError) as e:
+    config_checks.exit_with_error(str(e))
+  try:
+    return flags.FLAGS(rest)
+  except flags.Error as e:
+    config_checks.exit_with_error(str(e))
 
 
 if __name__ == "__main__":

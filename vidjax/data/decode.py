@@ -179,6 +179,21 @@ def video_num_frames(src: VideoInput) -> int:
     raise DecodeError(_describe(src), f"cannot read the frame count ({e})") from e
 
 
+def video_frame_rate(src: VideoInput) -> float:
+  """Frames per second of the video stream (its average rate, else FFmpeg's guess):
+  frame i shows time i / rate."""
+  import av  # pylint: disable=g-import-not-at-top
+  try:
+    with av.open(src if isinstance(src, str) else io.BytesIO(src)) as container:
+      stream = container.streams.video[0]
+      rate = stream.average_rate or stream.guessed_rate
+  except (av.FFmpegError, OSError, IndexError) as e:
+    raise DecodeError(_describe(src), f"cannot read the frame rate ({e})") from e
+  if not rate or rate <= 0:
+    raise DecodeError(_describe(src), "states no frame rate")
+  return float(rate)
+
+
 # ------------------------------------------------------------------------- frame folders
 JPEG_BACKENDS = ("auto", "cv2", "pil")
 

@@ -30,7 +30,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from vidjax.data import decode, demo, sampling, sources, transforms
+from vidjax.data import decode, demo, resolve, sampling, sources, transforms
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -63,15 +63,15 @@ def _source(data_config: ml_collections.ConfigDict, split: str) -> Any:
       raise DataNotFoundError(missing_data_message(
           data_config, split, f"TFDS data set {data_config.tfds_name!r} split "
           f"{_split_name(data_config, split)!r} in {where} ({type(e).__name__}: {e})")) from e
-  list_file = os.path.expanduser(data_config.get(f"{split}_list", "") or "")
+  list_file = resolve.find_list(data_config.root, data_config.get(f"{split}_list", "") or "")
   if not list_file or not os.path.exists(list_file):
     raise DataNotFoundError(missing_data_message(data_config, split, list_file))
   names = None
   if data_config.label_names:
-    path = os.path.expanduser(data_config.label_names)
+    path = resolve.find_list(data_config.root, data_config.label_names)
     if not os.path.exists(path):
       raise DataNotFoundError(f"data.label_names: {path} does not exist.")
-    names = sources.read_label_names(path)
+    names = sources.read_label_names(path, data_config.num_classes)
   return sources.ListSource(list_file=list_file, fmt=fmt, root=data_config.root,
                             multi_label=data_config.multi_label,
                             num_classes=data_config.num_classes, label_names=names,
@@ -98,34 +98,37 @@ def num_classes(data_config: ml_collections.ConfigDict) -> int:
 
 
 # ---------------------------------------------------------------------------- pieces
-def _sampler(data_config: ml_collections.ConfigDict) -> sampling.Sampler:
+def make_sampler(data_config: ml_collections.ConfigDict) -> sampling.Sampler:
+  """The frame sampler of the data config (training clips and test views)."""
   return sampling.Sampler(kind=data_config.sampler, num_frames=int(data_config.num_frames),
                           frame_interval=int(data_config.frame_interval),
                           test_sampling=data_config.test_sampling,
                           out_of_bound=data_config.out_of_bound)
 
 
-def _reader(data_config: ml_collections.ConfigDict) -> decode.Reader:
+def make_reader(data_config: ml_collections.ConfigDict) -> decode.Reader:
+  """The decoder of the data config's records (video files, frame folders, arrays)."""
   return decode.Reader(threads=int(data_config.decode_threads), seek=bool(data_config.seek),
                        filename_tmpl=data_config.filename_tmpl,
                        start_index=int(data_config.start_index),
                        jpeg_backend=decode.resolve_jpeg_backend(data_config.jpeg_backend))
 
 
-def _warn_skip(skipped: Any, warned: set[str], split: str) -> int:
-  """Warns once per file (in the main process, whichever worker read it); returns the count.
+def _warn_skip(skipped: Any, seen: set[str], split: str) -> int:
+  """Warns once per file (in the main process, whichever worker read it); returns how many
+  files of `skipped` are not in `seen` yet, and adds them: a file met again (in a later
+  epoch, or in padded rows) is one file, warned about and counted once.
 
   `skipped`: (path, message) of each file skipped; path "" for rows that were read.
   """
   n = 0
   for path, message in skipped:
     path = str(path)
-    if not path:
+    if not path or path in seen:
       continue
+    seen.add(path)
     n += 1
-    if path not in warned:
-      warned.add(path)
-      logging.warning("Skipping unreadable %s file %s", split, message)
+    logging.warning("Skipping unreadable %s file %s", split, message)
   return n
 
 
@@ -148,6 +151,20 @@ def test_views(data_config: ml_collections.ConfigDict, num_views: int) -> tuple[
     raise ValueError(f"config.eval.num_views={num_views} is not a multiple of the {crops} "
                      f"crops of data.test_crop={data_config.test_crop!r}.")
   return num_views // crops, crops
+
+
+def test_clip_views(transform: transforms.ClipTransform, frames: np.ndarray) -> np.ndarray:
+  """The test views of one example's sampled frames, as eval batches hold them.
+
+  Args:
+    transform: the data config's (`transforms.from_config`).
+    frames: uint8 [clips, T, H, W, 3], the sampler's temporal test clips.
+
+  Returns:
+    uint8 [V, T, S, S, 3], crop-major: view c * clips + k is crop c of clip k.
+  """
+  views = transform.test(frames)                  # [crops, clips, T, S, S, 3]
+  return views.reshape((-1,) + views.shape[2:])
 
 
 class _LoadTrain(grain.transforms.RandomMap):
@@ -213,22 +230,23 @@ class _BatchReadableIterator(grain.DatasetIterator):
 
 class TrainIterator(grain.DatasetIterator):
   """Batches {"clip" uint8 [b, T, S, S, 3], "label" [b]}; `skipped_files` counts the
-  unreadable files left out so far (this process), and is part of the saved state."""
+  distinct unreadable files left out so far (this process). The files are part of the
+  saved state, so a resumed run neither counts one twice nor warns about it again."""
 
   def __init__(self, parent: grain.DatasetIterator, num_workers: int):
     super().__init__(parent)
     self.skipped_files = 0
     self.num_workers = num_workers
-    self._warned: set[str] = set()
+    self._skipped: set[str] = set()
 
   def __next__(self) -> dict:
     batch = dict(next(self._parent))
-    self.skipped_files += _warn_skip(batch.pop("skipped"), self._warned, "train")
+    self.skipped_files += _warn_skip(batch.pop("skipped"), self._skipped, "train")
     return batch
 
   def get_state(self) -> dict:
     return {"pipeline": self._parent.get_state(), "skipped_files": self.skipped_files,
-            "num_workers": self.num_workers}
+            "skipped_paths": sorted(self._skipped), "num_workers": self.num_workers}
 
   def set_state(self, state: dict) -> None:
     saved = state.get("num_workers", 0)
@@ -240,6 +258,7 @@ class TrainIterator(grain.DatasetIterator):
                       f"order depends on it), not {self.num_workers}.")
     self._parent.set_state(state["pipeline"])
     self.skipped_files = int(state["skipped_files"])
+    self._skipped = set(state.get("skipped_paths", ()))  # absent in older checkpoints
 
   def close(self) -> None:
     close = getattr(self._parent, "close", None)
@@ -300,7 +319,7 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
     raise DataError(f"The train split of {data_config.name!r} has no examples for process "
                     f"{jax.process_index()}.")
   ds = ds.seed(seed).shuffle().repeat()
-  ds = ds.random_map(_LoadTrain(_reader(data_config), _sampler(data_config),
+  ds = ds.random_map(_LoadTrain(make_reader(data_config), make_sampler(data_config),
                                 transforms.from_config(data_config)))
   it = ds.to_iter_dataset(_read_options(data_config))
   it = _BatchReadable(it, _local_batch_size(global_batch_size), max_consecutive=len(source))
@@ -313,8 +332,9 @@ def steps_per_epoch(data_config: ml_collections.ConfigDict, global_batch_size: i
 
 
 class _LoadEval:
-  """Index -> {"clip" [T, ...] or [V, T, ...], "label", "mask", "skipped" [2] str (path
-  and message of an unreadable file, or empty)}."""
+  """Index -> {"clip" [T, ...] or [V, T, ...], "label", "mask", "index" (the position in
+  the source; -1 for padding), "skipped" [2] str (path and message of an unreadable file,
+  or empty)}."""
 
   def __init__(self, source: Any, reader: decode.Reader, sampler: sampling.Sampler,
                transform: transforms.ClipTransform, clips: int, views: int):
@@ -324,8 +344,7 @@ class _LoadEval:
 
   def _views(self, record: dict) -> np.ndarray:
     frames = self.reader(record, lambda n: self.sampler.test(n, self.clips))
-    views = self.transform.test(frames)              # [crops, clips, T, S, S, 3]
-    return views.reshape((-1,) + views.shape[2:])   # crop-major [V, T, S, S, 3]
+    return test_clip_views(self.transform, frames)
 
   def _placeholder(self) -> np.ndarray:
     """Zeros shaped as a readable example's views (for the masked row of a bad file)."""
@@ -349,16 +368,31 @@ class _LoadEval:
     if ok or i >= self.n:
       skipped = ("", "")
     return {"clip": views[0] if self.views == 1 else views, "label": record["label"],
-            "mask": np.bool_(ok and i < self.n), "skipped": np.array(skipped, np.str_)}
+            "mask": np.bool_(ok and i < self.n), "index": np.int32(i if i < self.n else -1),
+            "skipped": np.array(skipped, np.str_)}
 
 
 class EvalIterator:
-  """One pass of eval batches; `skipped_files` counts the unreadable files (mask 0)."""
+  """One pass of eval batches; `skipped_files` counts the unreadable files (mask 0).
 
-  def __init__(self, it: Iterator[dict]):
+  `files()` and `class_names()` name the rows of the per-video scores file: a batch's
+  "index" indexes `files()`.
+  """
+
+  def __init__(self, it: Iterator[dict], source: Any = None,
+               data_config: ml_collections.ConfigDict | None = None):
     self._it = it
+    self._source, self._data_config = source, data_config
     self.skipped_files = 0
     self._warned: set[str] = set()
+
+  def files(self) -> list[str]:
+    """The name of each eval example, in source order (see `eval_files`)."""
+    return eval_files(self._source, self._data_config)
+
+  def class_names(self) -> list[str] | None:
+    """The class names when the data set has them (see `eval_class_names`)."""
+    return eval_class_names(self._source, self._data_config)
 
   def __iter__(self) -> "EvalIterator":
     return self
@@ -376,13 +410,53 @@ def eval_iterator(data_config: ml_collections.ConfigDict, global_batch_size: int
   clips, _ = test_views(data_config, num_views)
   n = len(source)
   padded = -(-n // global_batch_size) * global_batch_size
-  load = _LoadEval(source, _reader(data_config), _sampler(data_config),
+  load = _LoadEval(source, make_reader(data_config), make_sampler(data_config),
                    transforms.from_config(data_config), clips, num_views)
   ds = _process_slice(grain.MapDataset.range(padded)).map(load)
   ds = ds.batch(_local_batch_size(global_batch_size))
   inner = iter(_mp(ds.to_iter_dataset(_read_options(data_config)), data_config))
   _closed_at_exit(inner, data_config)
-  return EvalIterator(inner)
+  return EvalIterator(inner, source, data_config)
+
+
+def eval_files(source: Any, data_config: ml_collections.ConfigDict) -> list[str]:
+  """Names of the eval examples, in source order, without reading any video.
+
+  List formats: the path as in the list (relative to `data.root` unless the list gives
+  an absolute path; frame lists: the frame folder). Demo: `eval/{class}/{index:06d}`, the
+  name `demo.write_video_files` gives the same clip. TFDS: `{tfds_name}/{split}[{index}]`.
+  """
+  n = len(source)
+  if isinstance(source, demo.DemoSource):
+    return [f"{source.split}/{demo.CLASS_NAMES[label]}/{i:06d}"
+            for i, label in enumerate(source.labels)]
+  if isinstance(source, sources.TfdsSource):
+    return [f"{source.name}/{source.split}[{i}]" for i in range(n)]
+  root = sources.expand(data_config.get("root", "") or "")
+  prefix = root.rstrip(os.sep) + os.sep if root else ""
+  out = []
+  for i in range(n):
+    record = source[i]
+    path = str(record.get("video", record.get("frame_dir", i)))
+    out.append(path[len(prefix):] if prefix and path.startswith(prefix) else path)
+  return out
+
+
+def eval_class_names(source: Any, data_config: ml_collections.ConfigDict) -> list[str] | None:
+  """Class names, line i naming label i: the demo's, `data.label_names`, a Kinetics CSV's,
+  or a TFDS ClassLabel's; None when the data set has none."""
+  if isinstance(source, demo.DemoSource):
+    return list(demo.CLASS_NAMES)
+  names = getattr(source, "label_names", None)
+  if names:
+    return list(names)
+  if isinstance(source, sources.TfdsSource):
+    try:  # a ClassLabel feature has names; another label feature has none
+      info = source._open().dataset_info  # pylint: disable=protected-access
+      return list(info.features[source.label_key].names)
+    except Exception:  # pylint: disable=broad-except
+      return None
+  return None
 
 
 def num_eval_examples(data_config: ml_collections.ConfigDict) -> int:

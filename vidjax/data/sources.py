@@ -3,14 +3,23 @@
 Formats (`data.format`):
 
   "videos"     MMAction2 / TSM video lists, one `path label` line per video, paths
-               relative to `data.root`; `data.multi_label`: `path l1 l2 ...`.
+               relative to `data.root` (they may contain spaces: the label is the last
+               field); `data.multi_label`: `path l1 l2 ...` (the path is the first field,
+               so it cannot contain spaces).
   "frames"     frame-folder lists, `dir num_frames label` (TSM's and MMAction2's rawframe
-               lists); the files are `dir/data.filename_tmpl.format(i + data.start_index)`.
+               lists; the last two fields are num_frames and the label, so `dir` may
+               contain spaces); multi-label: `dir num_frames l1 l2 ...` (`dir` is the
+               first field); the files are `dir/data.filename_tmpl.format(i +
+               data.start_index)`.
   "kinetics_csv"  the Kinetics annotation CSV (`label,youtube_id,time_start,time_end,
                split[,is_cc]`), files `root/data.csv_path_tmpl`; class names index the
                label-name file, or the sorted names in the CSV when there is none.
   "tfds"       a TFDS-prepared data set, read with `tfds.data_source` (array_record).
   "demo"       the embedded generated data set (`data.name = "demo"`).
+
+Lists are UTF-8 text, one entry per line; blank lines are skipped. Labels are integers
+0 <= label < data.num_classes. A malformed list raises AnnotationError (a ValueError)
+`path:LINE: what is wrong; what was expected` when the source is made, before training.
 
 A record is a dict: `{"video": path}` or `{"frame_dir": path, "num_frames": n}` (or, for
 TFDS, `{"video": bytes}` / `{"clip": uint8 [N, H, W, 3]}`), plus `"label"` (int32, or a
@@ -21,8 +30,10 @@ grain worker processes.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import os
+import re
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -38,81 +49,225 @@ def expand(path: str) -> str:
   return os.path.abspath(os.path.expanduser(path)) if path else ""
 
 
-def read_label_names(path: str) -> list[str]:
-  """Class names, one per line (line i names label i); blank lines are ignored."""
-  with open(expand(path)) as f:
-    return [line.strip() for line in f if line.strip()]
+_UINT = re.compile(r"[0-9]+")        # ASCII only: int() would also take "١" and "1_0"
+_NEGATIVE = re.compile(r"-[0-9]+")
+_MAX_INT = 2**31 - 1                 # labels and frame counts become int32 downstream
 
 
-def _lines(list_file: str) -> list[tuple[int, list[str]]]:
-  with open(list_file) as f:
-    return [(n, line.split()) for n, line in enumerate(f, 1) if line.strip()]
+def read_lines(path: str, what: str = "annotation list") -> list[str]:
+  """The lines of a UTF-8 text file, line i + 1 at index i (blank ones included).
 
-
-def _labels(tokens: Sequence[str], list_file: str, n: int) -> list[int]:
+  Lines end at a newline (a carriage return before it and a UTF-8 BOM at the start are
+  dropped), the numbering that editors and `grep -n` use; bytes that are not UTF-8, a NUL
+  or a carriage return inside a line raise an AnnotationError `path:LINE: ...`.
+  """
   try:
-    return [int(t) for t in tokens]
-  except ValueError as e:
-    raise AnnotationError(f"{list_file}:{n}: labels must be integers, got {list(tokens)}.") from e
-
-
-def parse_video_list(list_file: str, root: str = "", multi_label: bool = False
-                     ) -> list[tuple[str, list[int]]]:
-  """[(absolute path, labels)] of a `path label` (or `path l1 l2 ...`) list."""
-  out = []
-  for n, tokens in _lines(list_file):
-    if len(tokens) < 2:
-      raise AnnotationError(f"{list_file}:{n}: expected `path label`, got {' '.join(tokens)!r}.")
-    if multi_label:
-      path, labels = tokens[0], _labels(tokens[1:], list_file, n)
-    else:
-      # Paths may contain spaces; the label is the last field.
-      path, labels = " ".join(tokens[:-1]), _labels(tokens[-1:], list_file, n)
-    out.append((os.path.join(root, path), labels))
-  return out
-
-
-def parse_frame_list(list_file: str, root: str = "", multi_label: bool = False
-                     ) -> list[tuple[str, int, list[int]]]:
-  """[(absolute dir, num_frames, labels)] of a `dir num_frames label...` list."""
-  out = []
-  for n, tokens in _lines(list_file):
-    if len(tokens) < 3 or (not multi_label and len(tokens) != 3):
-      raise AnnotationError(f"{list_file}:{n}: expected `dir num_frames label`, got "
-                            f"{' '.join(tokens)!r}.")
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError as e:
+    raise AnnotationError(f"{path}: cannot read the {what}: {e.strerror or e}.") from e
+  if data.startswith(codecs.BOM_UTF8):
+    data = data[len(codecs.BOM_UTF8):]
+  raw = data.split(b"\n")
+  if raw[-1] == b"":  # the piece after the final newline is not a line
+    raw.pop()
+  lines = []
+  for n, line in enumerate(raw, 1):
+    if line.endswith(b"\r"):
+      line = line[:-1]
     try:
-      num_frames = int(tokens[1])
-    except ValueError as e:
-      raise AnnotationError(f"{list_file}:{n}: num_frames must be an integer, got "
-                            f"{tokens[1]!r}.") from e
-    out.append((os.path.join(root, tokens[0]), num_frames, _labels(tokens[2:], list_file, n)))
+      text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise AnnotationError(
+          f"{path}:{n}: bytes {line[e.start:e.end]!r} at byte {e.start + 1} of the line are "
+          f"not UTF-8; expected a UTF-8 text {what}.") from None
+    if "\r" in text or "\0" in text:
+      char = "a carriage return (\\r)" if "\r" in text else "a NUL byte"
+      raise AnnotationError(f"{path}:{n}: {char} inside the line; expected a text {what} "
+                            "with lines ending in \\n or \\r\\n.")
+    lines.append(text)
+  return lines
+
+
+def listable(path: str) -> bool:
+  """True when `path` reads back from a list line as the same string.
+
+  It must be UTF-8 (a non-UTF-8 file name arrives with surrogate escapes), hold no line
+  break and no leading or trailing whitespace (the readers strip fields), and not start
+  with a byte-order mark.
+  """
+  try:
+    path.encode("utf-8")
+  except UnicodeEncodeError:
+    return False
+  return (path == path.strip() and "\n" not in path and "\r" not in path
+          and "\0" not in path and not path.startswith("\ufeff"))
+
+
+def _entries(path: str, what: str, expected: str) -> list[tuple[int, str]]:
+  """(line number, text) of the non-blank lines; an empty file is an error."""
+  out = [(n, text) for n, text in enumerate(read_lines(path, what), 1) if text.strip()]
+  if not out:
+    raise AnnotationError(f"{path}:1: empty {what}; expected one {expected} line per entry.")
   return out
+
+
+def read_label_names(path: str, num_classes: int = 0) -> list[str]:
+  """Class names, one per line: label i is the i-th non-blank line (names are stripped).
+
+  A repeated name, an empty file or (with `num_classes` > 0) another count than
+  `num_classes` raise an AnnotationError naming the file.
+  """
+  path = expand(path)
+  names, seen = [], {}
+  for n, text in _entries(path, "label-name file", "`class name`"):
+    name = text.strip()
+    if name in seen:
+      raise AnnotationError(f"{path}:{n}: class name {name!r} repeats line {seen[name]}; "
+                            "expected each class once (line i names label i).")
+    seen[name] = n
+    names.append(name)
+  if num_classes and len(names) != num_classes:
+    raise AnnotationError(f"{path}: {len(names)} class names, but data.num_classes="
+                          f"{num_classes}; expected one name per class (line i names label i).")
+  return names
+
+
+def _label(token: str, where: str, num_classes: int) -> int:
+  """An integer label 0 <= label < num_classes (any size when num_classes is 0)."""
+  allowed = f"0..{num_classes - 1}" if num_classes else "an integer >= 0"
+  if _NEGATIVE.fullmatch(token):
+    raise AnnotationError(f"{where}: label {token} is negative; expected {allowed}.")
+  if not _UINT.fullmatch(token):
+    raise AnnotationError(f"{where}: labels must be integers, got {token!r}; expected "
+                          f"{allowed}.")
+  label = int(token)
+  if num_classes and label >= num_classes:
+    raise AnnotationError(f"{where}: label {label} is out of range for data.num_classes="
+                          f"{num_classes}; expected {allowed}.")
+  if label > _MAX_INT:
+    raise AnnotationError(f"{where}: label {label} is too large; expected {allowed}.")
+  return label
+
+
+def _num_frames(token: str, where: str) -> int:
+  if not _UINT.fullmatch(token) or not 0 < int(token) <= _MAX_INT:
+    raise AnnotationError(f"{where}: num_frames must be a positive integer, got {token!r}.")
+  return int(token)
+
+
+def parse_video_list(list_file: str, root: str = "", multi_label: bool = False,
+                     num_classes: int = 0) -> list[tuple[str, list[int]]]:
+  """[(root/path, labels)] of a `path label` (or multi-label `path l1 l2 ...`) list.
+
+  Single-label paths may contain spaces (the label is the last field); multi-label paths
+  are the first field, so they cannot. `num_classes` > 0 bounds the labels.
+  """
+  expected = "`path l1 l2 ...`" if multi_label else "`path label`"
+  out = []
+  for n, text in _entries(list_file, "annotation list", expected):
+    where = f"{list_file}:{n}"
+    fields = text.split() if multi_label else text.rsplit(None, 1)
+    if len(fields) < 2:
+      raise AnnotationError(f"{where}: expected {expected}, got {text.strip()!r}.")
+    labels = [_label(t, where, num_classes) for t in fields[1:]]
+    out.append((os.path.join(root, fields[0].strip()), labels))
+  return out
+
+
+def parse_frame_list(list_file: str, root: str = "", multi_label: bool = False,
+                     num_classes: int = 0) -> list[tuple[str, int, list[int]]]:
+  """[(root/dir, num_frames, labels)] of a `dir num_frames label` list.
+
+  Single-label lines: the last two fields are num_frames and the label, so directory
+  names may contain spaces. Multi-label lines (`dir num_frames l1 l2 ...`): the first
+  field is the directory and the second num_frames, so directory names cannot.
+  """
+  expected = "`dir num_frames l1 l2 ...`" if multi_label else "`dir num_frames label`"
+  out = []
+  for n, text in _entries(list_file, "frame list", expected):
+    where = f"{list_file}:{n}"
+    fields = text.split() if multi_label else text.rsplit(None, 2)
+    if len(fields) < 3:
+      raise AnnotationError(f"{where}: expected {expected}, got {text.strip()!r}.")
+    num_frames = _num_frames(fields[1], where)
+    labels = [_label(t, where, num_classes) for t in fields[2:]]
+    out.append((os.path.join(root, fields[0].strip()), num_frames, labels))
+  return out
+
+
+_CSV_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
 
 
 def parse_kinetics_csv(csv_file: str, root: str = "",
                        label_names: Optional[Sequence[str]] = None,
-                       path_tmpl: str = "{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"
+                       path_tmpl: str = "{youtube_id}_{time_start:06d}_{time_end:06d}.mp4",
+                       num_classes: int = 0
                        ) -> tuple[list[tuple[str, list[int]]], list[str]]:
-  """[(absolute path, [label])] and the class names of a Kinetics annotation CSV.
+  """[(root/path, [label])] and the class names of a Kinetics annotation CSV.
 
   `path_tmpl` gets the row's fields (`label`, `youtube_id`, `time_start`, `time_end` as
   ints, `split`); e.g. "{label}/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4" for
-  class folders.
+  class folders. Labels index `label_names`, or this CSV's sorted class names when there
+  are none.
   """
-  with open(csv_file, newline="") as f:
-    rows = list(csv.DictReader(f))
-  need = {"label", "youtube_id", "time_start", "time_end"}
-  if rows and not need <= set(rows[0]):
-    raise AnnotationError(f"{csv_file}: expected the columns {sorted(need)}, got "
-                          f"{sorted(rows[0])}.")
-  names = list(label_names) if label_names else sorted({r["label"] for r in rows})
+  lines = read_lines(csv_file, "Kinetics CSV")
+  reader = csv.reader(line + "\n" for line in lines)
+  rows = []   # (line number where the row starts, fields); quoted fields span lines
+  try:
+    start = 1
+    for fields in reader:
+      if any(f.strip() for f in fields):
+        rows.append((start, fields))
+      start = reader.line_num + 1
+  except csv.Error as e:
+    n = min(max(reader.line_num, 1), max(len(lines), 1))
+    raise AnnotationError(f"{csv_file}:{n}: {e}; expected comma-separated fields.") from None
+  if not rows:
+    raise AnnotationError(f"{csv_file}:1: empty Kinetics CSV; expected a header "
+                          f"({','.join(_CSV_COLUMNS)},...) and one row per video.")
+  header_line, header = rows[0]
+  header = [h.strip() for h in header]
+  missing = [c for c in _CSV_COLUMNS if c not in header]
+  if missing:
+    raise AnnotationError(f"{csv_file}:{header_line}: expected a header with the columns "
+                          f"{','.join(_CSV_COLUMNS)}, got {','.join(header)!r}.")
+  if len(rows) == 1:
+    raise AnnotationError(f"{csv_file}:{header_line}: no rows after the header; expected "
+                          "one row per video.")
+  records = []
+  for n, fields in rows[1:]:
+    where = f"{csv_file}:{n}"
+    if len(fields) != len(header):
+      raise AnnotationError(f"{where}: expected {len(header)} fields ({','.join(header)}), "
+                            f"got {len(fields)}.")
+    row = dict(zip(header, fields))
+    row["label"] = row["label"].strip()
+    for key in ("time_start", "time_end"):
+      try:
+        row[key] = int(float(row[key]))
+      except (ValueError, OverflowError):
+        raise AnnotationError(f"{where}: {key} must be a number of seconds, got "
+                              f"{row[key]!r}.") from None
+    records.append((where, row))
+  names = list(label_names) if label_names else sorted({r["label"] for _, r in records})
+  if num_classes and len(names) != num_classes:
+    origin = "" if label_names else " (the sorted classes of this CSV; data.label_names sets them)"
+    raise AnnotationError(f"{csv_file}: {len(names)} label names, but data.num_classes="
+                          f"{num_classes}{origin}.")
   index = {name: i for i, name in enumerate(names)}
   out = []
-  for n, r in enumerate(rows, 2):
-    if r["label"] not in index:
-      raise AnnotationError(f"{csv_file}:{n}: class {r['label']!r} is not in the label names.")
-    fields = dict(r, time_start=int(float(r["time_start"])), time_end=int(float(r["time_end"])))
-    out.append((os.path.join(root, path_tmpl.format(**fields)), [index[r["label"]]]))
+  for where, row in records:
+    if row["label"] not in index:
+      raise AnnotationError(f"{where}: class {row['label']!r} is not in the label names; "
+                            "expected one of the data.label_names file's lines.")
+    try:
+      path = path_tmpl.format(**row)
+    except (KeyError, IndexError, ValueError) as e:
+      raise AnnotationError(f"{where}: data.csv_path_tmpl {path_tmpl!r} cannot be filled "
+                            f"from this row ({type(e).__name__}: {e}); its fields are "
+                            f"{sorted(row)}.") from None
+    out.append((os.path.join(root, path), [index[row["label"]]]))
   return out, names
 
 
@@ -125,7 +280,11 @@ def _label_value(labels: list[int], multi_label: bool, num_classes: int) -> np.n
 
 
 class ListSource:
-  """Records of a video list, frame-folder list or Kinetics CSV (grain random access)."""
+  """Records of a video list, frame-folder list or Kinetics CSV (grain random access).
+
+  The whole list is read and checked here, so a bad line (or a label outside
+  `num_classes`) fails before training starts.
+  """
 
   def __init__(self, *, list_file: str, fmt: str = "videos", root: str = "",
                multi_label: bool = False, num_classes: int = 0,
@@ -136,31 +295,25 @@ class ListSource:
     list_file, root = expand(list_file), expand(root)
     self.list_file, self.fmt, self.multi_label = list_file, fmt, multi_label
     self.label_names = list(label_names) if label_names else None
+    if self.label_names and num_classes and len(self.label_names) != num_classes:
+      raise AnnotationError(f"{len(self.label_names)} label names, but data.num_classes="
+                            f"{num_classes}.")
     self._frames: Optional[np.ndarray] = None
     if fmt == "videos":
-      entries = parse_video_list(list_file, root, multi_label)
+      entries = parse_video_list(list_file, root, multi_label, num_classes)
       self._paths = [p for p, _ in entries]
       labels = [l for _, l in entries]
     elif fmt == "frames":
-      entries3 = parse_frame_list(list_file, root, multi_label)
+      entries3 = parse_frame_list(list_file, root, multi_label, num_classes)
       self._paths = [p for p, _, _ in entries3]
       self._frames = np.array([n for _, n, _ in entries3], np.int64)
       labels = [l for _, _, l in entries3]
     else:
       entries, self.label_names = parse_kinetics_csv(list_file, root, self.label_names,
-                                                     csv_path_tmpl)
+                                                     csv_path_tmpl, num_classes)
       self._paths = [p for p, _ in entries]
       labels = [l for _, l in entries]
-    if self.label_names and num_classes and len(self.label_names) != num_classes:
-      raise AnnotationError(f"{len(self.label_names)} label names, but data.num_classes="
-                            f"{num_classes}.")
-    top = max((max(l) for l in labels), default=-1)
-    if num_classes and top >= num_classes:
-      raise AnnotationError(f"{list_file}: label {top} is out of range for "
-                            f"data.num_classes={num_classes}.")
-    if min((min(l) for l in labels), default=0) < 0:
-      raise AnnotationError(f"{list_file}: negative labels.")
-    self.num_classes = num_classes or top + 1
+    self.num_classes = num_classes or max(max(l) for l in labels) + 1
     self._labels = labels
 
   def __len__(self) -> int:

@@ -22,7 +22,7 @@ class Dataset:
   """The `data` fields of one data set."""
   name: str
   root: str
-  train_list: str
+  train_list: str                     # relative: under root (vidjax/data/resolve.py)
   eval_list: str
   num_classes: int
   format: str = "videos"              # videos | frames (data.format)
@@ -33,15 +33,14 @@ class Dataset:
 
 
 def _videos(name: str, folder: str, train: str, val: str, num_classes: int) -> Dataset:
-  root = f"~/data/{folder}"
-  return Dataset(name, root, f"{root}/{train}", f"{root}/{val}", num_classes)
+  return Dataset(name, f"~/data/{folder}", train, val, num_classes)
 
 
 def _videofolder(name: str, folder: str, num_classes: int, digits: int,
                  **fields) -> Dataset:
   """Frame folders with TSM's lists (tools/gen_label_*.py: `dir num_frames label`)."""
-  return Dataset(name, f"~/data/{folder}/frames", f"~/data/{folder}/train_videofolder.txt",
-                 f"~/data/{folder}/val_videofolder.txt", num_classes, format="frames",
+  return Dataset(name, f"~/data/{folder}/frames", "../train_videofolder.txt",
+                 "../val_videofolder.txt", num_classes, format="frames",
                  filename_tmpl="{:0%dd}.jpg" % digits, **fields)
 
 

@@ -187,12 +187,19 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
-              fusion: str = "mean_softmax") -> metrics_lib.EvalMetrics:
-  """Metrics of one eval batch; padded rows (mask 0) count as nothing.
+              fusion: str = "mean_softmax"
+              ) -> tuple[metrics_lib.EvalMetrics, dict[str, jax.Array]]:
+  """Metrics and per-clip outputs of one eval batch; padded rows (mask 0) count as nothing.
 
   Args:
     batch: "clip" [B, T, H, W, 3] or multi-view [B, V, T, H, W, 3]; "label" [B];
-      "mask" [B] (1 for real examples).
+      "mask" [B] (1 for real examples); optional "index" [B] (the clip's position in the
+      eval split, -1 for padding), passed through to the outputs.
+
+  Returns:
+    The batch's metrics, and {"scores" [B, K] (`fusion` over the views, also for one
+    view, so a scores file means the same whatever the view count), "label", "mask",
+    "index"} for eval_outputs.py's per-video scores file.
   """
   clips = batch["clip"]
   views = 1
@@ -204,5 +211,10 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modul
   scores = metrics_lib.fuse_views(logits, fusion) if views > 1 else logits[:, 0]
   # The loss is that of the view-averaged logits, comparable across view counts.
   loss = cross_entropy(logits.mean(axis=1), batch["label"])
-  return metrics_lib.EvalMetrics.single_from_model_output(
+  metrics = metrics_lib.EvalMetrics.single_from_model_output(
       loss=loss, scores=scores, labels=batch["label"], mask=batch["mask"])
+  outputs = {"scores": metrics_lib.fuse_views(logits, fusion) if views == 1 else scores,
+             "label": batch["label"], "mask": batch["mask"]}
+  if "index" in batch:
+    outputs["index"] = batch["index"]
+  return metrics, outputs

@@ -21,6 +21,7 @@ import gc
 import os
 import signal
 import sys
+import tempfile
 import time
 from typing import Any, Optional
 
@@ -33,16 +34,27 @@ import numpy as np
 from clu import parameter_overview, periodic_actions
 
 from vidjax import models
-from vidjax.data import pipeline
+from vidjax.data import pipeline, prepare, resolve
 from vidjax.train import checkpoint as ckpt_lib
 from vidjax.train import metrics as metrics_lib
-from vidjax.train import mix, optim, preemption, sharding, steps, writers, xla_options
+from vidjax.train import (eval_outputs, mix, optim, preemption, sharding, steps, writers,
+                          xla_options)
 
 # Raised by the loop and by checkpoint.py's resume checks; main reports it without a traceback.
 TrainingError = ckpt_lib.TrainingError
 
 
 # ---------------------------------------------------------------------------- config checks
+def resolve_data(config: ml_collections.ConfigDict, workdir: Optional[str]) -> None:
+  """Resolves `config.data` (lists, class folders, class count; vidjax/data/resolve.py)
+  and checks both splits' files, before anything slow; logs what the run reads."""
+  lists_dir = (os.path.join(workdir, "data") if workdir
+               else tempfile.mkdtemp(prefix="vidjax_lists_"))
+  description = resolve.resolve(config, lists_dir)
+  if description:
+    logging.info("Data: %s.", description)
+
+
 def _check_num_classes(config: ml_collections.ConfigDict) -> None:
   expected = pipeline.num_classes(config.data)
   if config.model.num_classes != expected:
@@ -66,6 +78,30 @@ def _check_best_metric(name: str) -> None:
   if name not in known:
     raise ValueError(f"config.best_metric={name!r} is not an eval metric; expected one of "
                      f"{', '.join(known)}.")
+
+
+def _warn_past_schedule(config: ml_collections.ConfigDict, total_steps: int,
+                        steps_per_epoch: int) -> None:
+  """total_steps past optim.epochs trains on at the schedule's final learning rate."""
+  end = int(round(config.optim.epochs * steps_per_epoch))
+  if total_steps > end:
+    logging.warning(
+        "config.total_steps=%d runs past the schedule, which ends at step %d "
+        "(optim.epochs=%g x %d steps): the learning rate stays at its final value from "
+        "there (0 for a cosine to optim.min_lr=0). Raise optim.epochs to stretch it.",
+        total_steps, end, config.optim.epochs, steps_per_epoch)
+
+
+def _describe_model(config: ml_collections.ConfigDict) -> str:
+  """`recognizer2d (backbone resnet-50, head tsn, shift)`: the parts a config names."""
+  m = config.model
+  parts = [f"backbone {m.backbone.name}" + (f"-{m.backbone.depth}" if "depth" in m.backbone
+                                             else "")]
+  if m.get("neck") and m.neck.get("name"):
+    parts.append(f"neck {m.neck.name}")
+  parts.append(f"head {m.head.name}")
+  parts += [k for k in ("shift", "non_local", "ecal") if k in m and m[k].get("enabled")]
+  return f"{m.name} ({', '.join(parts)})"
 
 
 # ---------------------------------------------------------------------------- mesh and model
@@ -157,21 +193,36 @@ def _first_nonfinite(first: jax.Array, finite: jax.Array, step: int) -> jax.Arra
 
 
 def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn: Any,
-             mesh: Any) -> dict[str, float]:
-  """One pass over the eval split; exact over padded batches."""
-  totals = None
+             mesh: Any, workdir: Optional[str] = None, *,
+             tag: Optional[str] = None) -> dict[str, float]:
+  """One pass over the eval split; exact over padded batches.
+
+  Process 0 also writes the per-video scores, the per-class table and the confusion
+  matrix (eval_outputs.py) as `{tag}_*` files in `config.eval.output_dir` or
+  `workdir/eval`; `tag` defaults to `step_{state.step}`.
+  """
+  totals, outputs = None, []
   batches = pipeline.eval_iterator(config.data, config.eval.batch_size,
                                    num_views=config.eval.num_views)
   # Clips the devices do not divide (e.g. one clip on a CPU split into per-core devices):
   # the devices share each clip's frames instead.
   by_frame = sharding.splits_frames(config.eval.batch_size, config.data.num_frames, mesh)
   for batch in batches:
-    m = eval_fn(state, sharding.global_batch(batch, mesh, by_frame))
+    m, out = eval_fn(state, sharding.global_batch(batch, mesh, by_frame))
     totals = m if totals is None else totals.merge(m)
+    outputs.append(out)   # replicated: every process holds the whole batch's rows
   if totals is None:
     raise TrainingError(f"The eval split of data set {config.data.name!r} is empty.")
   results = {f"eval/{k}": float(v) for k, v in totals.compute().items()}
   results["eval/skipped_files"] = float(batches.skipped_files)   # unreadable (masked out)
+  directory = eval_outputs.output_dir(config, workdir)
+  if directory is None:
+    logging.info("No per-video scores written: give --workdir or "
+                 "--config.eval.output_dir=DIR.")
+  elif jax.process_index() == 0:
+    eval_outputs.write_all(directory, tag or f"step_{int(state.step)}",
+                           jax.device_get(outputs), batches.files(), batches.class_names(),
+                           fusion=config.eval.fusion, num_views=config.eval.num_views)
   return results
 
 
@@ -179,6 +230,7 @@ def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (resuming from `workdir` if it has a checkpoint); returns the final eval."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
+  resolve_data(config, workdir)
   _check_num_classes(config)
   mesh, model, eval_fn = _setup(config)
   sharding.check_batch_divides(config.batch_size, mesh, field="config.batch_size")
@@ -229,30 +281,36 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   if start == 0:
     num_params = parameter_overview.count_parameters(state.params)
     flops = xla_options.flops_per_clip(model, abstract_variables, _clip_shape(config))
-    # Statistics need every shard on this host: only single-process runs log them.
-    logging.info("%s\n%d parameters; %s", parameter_overview.get_parameter_overview(
-        state.params, include_stats=jax.process_count() == 1), num_params,
-        "no FLOP count (XLA has no cost analysis here)" if flops is None else
-        f"{flops / 1e9:.3f} GFLOPs per clip (eval forward)")
-    logging.info("Parameter groups:\n%s", optim.param_group_table(state.params, config.optim))
+    # The tables go to files; the console gets one line.
+    if jax.process_index() == 0:
+      # Statistics need every shard on this host: only single-process runs write them.
+      prepare.write_atomic(os.path.join(workdir, "parameters.txt"), parameter_overview.
+                  get_parameter_overview(state.params, include_stats=jax.process_count() == 1)
+                  + "\n\nParameter groups:\n" + optim.param_group_table(state.params,
+                                                                         config.optim) + "\n")
+    logging.info("Model: %s, %.2fM parameters, %s (tables: %s).", _describe_model(config),
+                 num_params / 1e6, "no FLOP count (XLA has no cost analysis here)"
+                 if flops is None else f"{flops / 1e9:.3f} GFLOPs per clip",
+                 os.path.join(workdir, "parameters.txt"))
     writer.write_scalars(0, {"num_params": num_params, "steps_per_epoch": steps_per_epoch}
                          | ({} if flops is None else {"flops_per_clip": flops}))
   writer.write_hparams({k: v for k, v in ckpt_lib.flat_config(config).items()
                         if isinstance(v, (int, float, str, bool))})
+  _warn_past_schedule(config, total_steps, steps_per_epoch)
 
   train_fn = make_train_fn(config, model, tx, schedule, mesh, shardings)
   progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                              every_steps=config.log_every_steps,
                                              every_secs=None)
-  logging.info("Training %s for %d steps (%d per epoch) from step %d, global batch %d on "
-               "mesh %s (%d processes). Sharded state leaves:\n%s", config.model.name,
-               total_steps, steps_per_epoch, start, config.batch_size, dict(mesh.shape),
+  logging.info("Training for %d steps (%d per epoch) from step %d, global batch %d on "
+               "mesh %s (%d processes). Sharded state leaves:\n%s", total_steps,
+               steps_per_epoch, start, config.batch_size, dict(mesh.shape),
                jax.process_count(), sharding.describe(shardings, state))
 
   def run_eval(step: int) -> dict[str, float]:
     # Eval workers are started shielded from the signals, as the train workers are.
-    results = preemption.shield_workers(lambda: evaluate(config, state, eval_fn, mesh),
-                                        config.data.num_workers)
+    results = preemption.shield_workers(
+        lambda: evaluate(config, state, eval_fn, mesh, workdir), config.data.num_workers)
     writer.write_scalars(step, results)
     if best is not None:
       best.update(step, results, {"params": state.params, "batch_stats": state.batch_stats})
@@ -335,6 +393,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
 def evaluate_only(config: ml_collections.ConfigDict, workdir: str,
                   checkpoint: Optional[str] = None) -> dict[str, float]:
   """Evaluates the latest checkpoint of `workdir`, or `checkpoint` / `config.init_from`."""
+  resolve_data(config, workdir and os.path.abspath(os.path.expanduser(workdir)))
   _check_num_classes(config)
   mesh, model, eval_fn = _setup(config)
   _check_eval_batch(config, mesh)
@@ -350,7 +409,8 @@ def evaluate_only(config: ml_collections.ConfigDict, workdir: str,
   host_state = steps.TrainState(step=np.zeros((), np.int32), params=params,
                                 batch_stats=batch_stats, opt_state=())
   state = sharding.put(host_state, state_shardings(config, host_state, mesh))
-  results = evaluate(config, state, eval_fn, mesh)
+  results = evaluate(config, state, eval_fn, mesh, workdir,
+                     tag=eval_outputs.checkpoint_tag(source, config.eval.num_views))
   logging.info("Evaluated %s: %s", source,
                ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items())))
   return results
