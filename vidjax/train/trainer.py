@@ -292,14 +292,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
                  num_params / 1e6, "no FLOP count (XLA has no cost analysis here)"
                  if flops is None else f"{flops / 1e9:.3f} GFLOPs per clip",
                  os.path.join(workdir, "parameters.txt"))
-    writer.write_scalars(0, {"num_params": num_params, "steps_per_epoch": steps_per_epoch}
+    writer.files.write_scalars(0, {"num_params": num_params, "steps_per_epoch": steps_per_epoch}
                          | ({} if flops is None else {"flops_per_clip": flops}))
-  writer.write_hparams({k: v for k, v in ckpt_lib.flat_config(config).items()
+  writer.files.write_hparams({k: v for k, v in ckpt_lib.flat_config(config).items()
                         if isinstance(v, (int, float, str, bool))})
   _warn_past_schedule(config, total_steps, steps_per_epoch)
 
   train_fn = make_train_fn(config, model, tx, schedule, mesh, shardings)
-  progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
+  progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer.files,
                                              every_steps=config.log_every_steps,
                                              every_secs=None)
   logging.info("Training for %d steps (%d per epoch) from step %d, global batch %d on "

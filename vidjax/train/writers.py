@@ -97,17 +97,27 @@ class JsonlWriter(metric_writers.MetricWriter):
     self._file.close()
 
 
-def create_writer(workdir: str, resume_step: Optional[int] = None) -> metric_writers.MetricWriter:
-  """Log + TensorBoard + metrics.jsonl on process 0; log only on the others.
+class RunWriter(metric_writers.MultiWriter):
+  """The console (one line per write) and the files; `files` writes to the files only,
+  for what would crowd the console (progress rates, hyperparameters)."""
+
+  def __init__(self, console: metric_writers.MetricWriter,
+               files: list[metric_writers.MetricWriter]):
+    super().__init__([console, *files])
+    self.files = metric_writers.MultiWriter(files)
+
+
+def create_writer(workdir: str, resume_step: Optional[int] = None) -> RunWriter:
+  """Console + TensorBoard + metrics.jsonl on process 0; the console only on the others.
 
   `resume_step`: the step this run starts from (0 for a fresh run); metrics.jsonl keeps
   nothing after it.
   """
+  console = metric_writers.LoggingWriter()
   if jax.process_index() > 0:
-    return metric_writers.create_default_writer(workdir, just_logging=True, asynchronous=False)
-  default = metric_writers.create_default_writer(workdir, asynchronous=False)
-  return metric_writers.MultiWriter(
-      [default, JsonlWriter(os.path.join(workdir, "metrics.jsonl"), resume_step)])
+    return RunWriter(console, [])
+  return RunWriter(console, [metric_writers.SummaryWriter(workdir),
+                             JsonlWriter(os.path.join(workdir, "metrics.jsonl"), resume_step)])
 
 
 def read_jsonl(path: str) -> list[dict[str, float]]:
