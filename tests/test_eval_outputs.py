@@ -137,45 +137,6 @@ def test_eval_only_on_files_writes_fused_scores_and_lists_the_unreadable(checkpo
   assert results["eval/skipped_files"] == 1
 
 
-@pytest.mark.slow
-def test_cli_eval_writes_demo_scores_into_the_workdir(checkpoint, tmp_path):
-  workdir = tmp_path / "work"
-  args = ["--config", "configs/tsn_r50.py:smoke", "--mode", "eval", "--workdir", str(workdir),
-          "--checkpoint", checkpoint, "--config.eval.fusion=mean_logits"]
-  proc = subprocess.run([sys.executable, "-m", "vidjax.main", *args], cwd=ROOT,
-                        env=subprocess_env(), capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  directory, tag = str(workdir / "eval"), "eval_init3"
-  data = eval_outputs.load_scores(os.path.join(directory, tag + "_scores.npz"))
-  config = load_config("tsn_r50", "smoke", **{"eval.fusion": "mean_logits"})
-  n = config.data.eval_examples
-  index, labels, scores = _expected_rows(config, load_variables(checkpoint))
-  # 20 clips in batches of 8: the 4 padded rows are left out.
-  assert len(data["files"]) == n and index.tolist() == list(range(n))
-  assert data["files"].tolist() == [f"eval/{demo.CLASS_NAMES[i % 6]}/{i:06d}"
-                                    for i in range(n)]
-  np.testing.assert_array_equal(data["labels"], labels)
-  np.testing.assert_allclose(data["scores"], scores, rtol=1e-4, atol=1e-5)   # the logits
-  assert data["class_names"].tolist() == list(demo.CLASS_NAMES)
-  mean_class = _check_table_and_png(directory, tag, data)
-  final = next(l for l in proc.stdout.splitlines() if l.startswith("final:"))
-  assert f"eval/mean_class_accuracy={mean_class:.4f}" in final
-
-
-@pytest.mark.slow
-def test_training_writes_outputs_of_every_eval(tmp_path):
-  workdir = str(tmp_path)
-  trainer.run(load_config("tsn_r50", "smoke", total_steps=2, eval_every_steps=1,
-                          log_every_steps=1), workdir)
-  names = sorted(os.listdir(os.path.join(workdir, "eval")))
-  assert names == sorted(f"step_{s}_{kind}" for s in (1, 2)
-                         for kind in ("scores.npz", "per_class.csv", "confusion.png"))
-  one, two = (eval_outputs.load_scores(os.path.join(workdir, "eval", f"step_{s}_scores.npz"))
-              for s in (1, 2))
-  assert int(one["step"]) == 1 and int(two["step"]) == 2
-  assert not np.array_equal(one["scores"], two["scores"])   # a step apart
-
-
 def test_output_dir_overrides_the_workdir(checkpoint, tmp_path):
   config = load_config("tsn_r50", "smoke", **{"data.eval_examples": 4,
                                               "eval.output_dir": str(tmp_path / "out")})

@@ -18,7 +18,7 @@ import pytest
 
 import model_fixtures
 from conftest import ROOT, subprocess_env
-from vidjax import checkpoint, models, predict, run_config
+from vidjax import models, predict, run_config
 from vidjax.data import decode, demo, pipeline, transforms
 
 NUM_VIDEOS, VIDEO_FRAMES, FPS = 6, 24, 8   # 3 s videos
@@ -156,26 +156,6 @@ def test_window_mode_predicts_each_window_as_its_own_clip(saved, tmp_path):
                                atol=1e-5)
     assert line.split("s  ", 1)[1] == " | ".join(
         f"{probs[i]:.4f} {demo.CLASS_NAMES[i]}" for i in order)
-
-
-@pytest.mark.slow
-def test_workdir_of_a_training_run_without_config(saved, tmp_path):
-  """One training step of vidjax.main: predict reads its checkpoint and config.json."""
-  _, _, videos, paths = saved
-  workdir = tmp_path / "run"
-  proc = subprocess.run(
-      [sys.executable, "-m", "vidjax.main", "--config", "configs/tsn_r50.py:smoke",
-       "--workdir", str(workdir), "--config.total_steps=1", *[f"--config.{o}" for o in OVERRIDES]],
-      cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  proc = _run("--checkpoint", str(workdir), "--top_k", "6", *paths)
-  assert proc.returncode == 0, proc.stderr
-  expected = _eval_pipeline_probs(_config(), checkpoint.load_variables(str(workdir)), videos)
-  blocks = _printed_blocks(proc.stdout)
-  for path, probs in zip(paths, expected):
-    order = np.argsort(-probs, kind="stable")
-    assert [name for _, name in blocks[path]] == [demo.CLASS_NAMES[i] for i in order]
-    np.testing.assert_allclose([p for p, _ in blocks[path]], probs[order], atol=6e-5)
 
 
 def test_checkpoint_without_config_is_one_error_line(tmp_path):
