@@ -194,6 +194,18 @@ def _mmaction2_layouts(r: Result):
     converters.convert("mmaction2", checkpoint, r.config)
 
 
+def _near_float64(r: Result):
+  """Gaussian NL's softmax of raw feature products (hundreds) is ill-conditioned: torch's
+  own float32 sits some 5e-5 from float64 here. Ours must sit as close to the float64
+  reference too."""
+  with torch.no_grad():
+    exact = copy.deepcopy(r.ref).double()(to_torch_input(r.clip).double()).numpy()
+  diff64 = max_abs_diff(r.ours, exact)
+  print(f"  vs float64 reference {diff64:.3g}; torch float32 vs float64 "
+        f"{max_abs_diff(r.theirs, exact):.3g}")
+  assert diff64 <= 1e-4
+
+
 def _c2d_pool(r: Result):
   """C2D's max-pool is unpadded: with ResNet3d's padded one (the I3D stem) the same
   weights give other logits."""
@@ -296,7 +308,8 @@ ZOO = [
     *(Row(f"i3d_r50_nl_{mode}", f"I3D-ResNet-50 NL ({mode})", "i3d_r50", "mmaction2",
           mmaction2.recognizer, (2, 8, 64), clip_seed=22 + i, seed=22 + i,
           variant=f"nl_{mode}", overrides=_classes(9), keys=keys, slow=True,
-          has_keys=("module.backbone.layer2.1.non_local_block.conv_out.bn.running_var",))
+          has_keys=("module.backbone.layer2.1.non_local_block.conv_out.bn.running_var",),
+          check=_near_float64 if mode == "gaussian" else None)
       for i, (mode, keys) in enumerate((("embedded_gaussian", 380), ("gaussian", 360),
                                         ("dot_product", 380)))),
     # ResNet3d-18, 3x3x3 basic blocks, dot-product NL in layer2 and layer3 (block 1); 64
