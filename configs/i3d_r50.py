@@ -21,9 +21,9 @@ to 3D; vidjax has no inflating converter yet: `--config.init_from=DIR` takes con
       --config.data.root=~/data/kinetics400
 
 A released MMAction2 checkpoint converts and tests with the 30-view protocol:
+  CKPT=i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb_20220812-e213c223.pth
   python -m converters --source mmaction2 --config configs/i3d_r50.py \
-      --checkpoint i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb_20220812-e213c223.pth \
-      --output ~/ckpt/i3d_r50
+      --checkpoint $CKPT --output ~/ckpt/i3d_r50
   python -m vidjax.main --config configs/i3d_r50.py:test30 --mode eval \
       --workdir /tmp/i3d_eval --config.init_from=~/ckpt/i3d_r50
 

@@ -1,4 +1,4 @@
-r"""SlowOnly-ResNet-50 (Feichtenhofer et al., ICCV 2019; MMAction2's ResNet3dSlowOnly), 4x16x1, Kinetics-400.
+r"""SlowOnly-ResNet-50 (Feichtenhofer et al., ICCV 2019's Slow pathway), 4x16x1, Kinetics-400.
 
 Parts: recognizer3d (vidjax/models/recognizers.py), backbone resnet3d
 (vidjax/models/backbones/resnet3d.py), head i3d (vidjax/models/heads/i3d.py). Recipe:
@@ -17,9 +17,13 @@ gradient clipping at norm 40, 256 epochs: 34 warm-up epochs from lr x0.1, then c
   python -m vidjax.main --config configs/slowonly_r50.py --workdir /tmp/slowonly_r50 \
       --config.data.root=~/data/kinetics400
 
-Released checkpoints convert with `python -m converters --source mmaction2 --config
-configs/slowonly_r50.py:VARIANT --checkpoint FILE.pth --output DIR` and test with the
-same variant plus `test30` (e.g. `configs/slowonly_r50.py:8x8_test30`).
+Released checkpoints convert with the matching variant and test with it plus `test30`:
+  python -m converters --source mmaction2 --config configs/slowonly_r50.py \
+      --checkpoint slowonly_r50_4x16x1_256e_8xb16_kinetics400-rgb_20220901-f6a40d08.pth \
+      --output ~/ckpt/slowonly_r50
+  python -m vidjax.main --config configs/slowonly_r50.py:test30 --mode eval \
+      --workdir /tmp/slowonly_eval --config.init_from=~/ckpt/slowonly_r50
+(`configs/slowonly_r50.py:8x8_test30` for the 8x8 model, and so on.)
 
 Expected top-1 (MMAction2 model zoo, test30): 72.68 (4x16); 8x8 74.82; r101_8x8 76.28;
 nl 74.84 (4x16), nl_8x8 76.35.

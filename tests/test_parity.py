@@ -337,10 +337,18 @@ ZOO = [
     Row("slowonly_r50_nl", "SlowOnly-ResNet-50 NL", "slowonly_r50", "mmaction2",
         mmaction2.recognizer, (2, 4, 64), clip_seed=29, seed=29, variant="nl",
         overrides=_classes(9), keys=380, slow=True),
-    # ResNet3d-18 SlowOnly with scaled embedded-Gaussian NL in layer2 and layer3 (block 0).
+    # ResNet3d-18 SlowOnly with scaled embedded-Gaussian NL in layer2 and layer3 (block 0),
+    # not sub-sampled (keys `g.conv`, `phi.conv`).
     Row("slowonly_r18_nl", "SlowOnly-ResNet-18 NL", "slowonly_r50", "mmaction2",
         mmaction2.recognizer, (2, 4, 32), clip_seed=33, seed=33, variant="nl_smoke",
-        overrides=_classes(9)),
+        overrides={**_classes(9), "model.backbone.non_local_cfg.sub_sample": False},
+        has_keys=("module.backbone.layer2.0.non_local_block.g.conv.weight",)),
+    # Options no zoo row uses (CSN's): 3x3x3 inflation and temporal strides in layer2/3.
+    Row("resnet3d_r50_3x3x3_temporal_strides", "ResNet3d-50 3x3x3, temporal strides",
+        "i3d_r50", "mmaction2", mmaction2.recognizer, (2, 8, 64), clip_seed=34, seed=34,
+        variant="heavy", overrides={**_classes(9), "model.backbone.inflate_style": "3x3x3",
+                                    "model.backbone.temporal_strides": (1, 2, 2, 1)},
+        keys=320, slow=True),
 ]
 
 
