@@ -181,7 +181,7 @@ def _flat(tree):
   return {"/".join(k): v for k, v in traverse_util.flatten_dict(tree).items()}
 
 
-def test_frozen_stages_norm_eval_and_partial_bn():
+def test_frozen_stages_and_partial_bn():
   clips = _clips()
   model = _smoke_model("i3d_r50", "nl_gaussian_smoke", **{"backbone.frozen_stages": 1})
   _, variables, grads, updates = _train_step(model, clips)
@@ -197,16 +197,6 @@ def test_frozen_stages_norm_eval_and_partial_bn():
   assert {p for p, m in mask.items() if m} == {p for p in mask
                                                if p.startswith(("conv1/", "layer1_"))}
 
-  # norm_eval: every BN keeps its statistics, and the train-mode output is eval mode's.
-  model = _smoke_model("i3d_r50", "nl_gaussian_smoke",
-                       **{"backbone.norm_eval": True, "head.dropout_rate": 0.0})
-  module = models.build_model(model)
-  train = jax.jit(lambda v, x: module.apply(v, x, train=True, mutable=["batch_stats"]))
-  logits, updates = train(variables, clips)
-  jax.tree.map(np.testing.assert_array_equal, updates["batch_stats"],
-               variables["batch_stats"])
-  np.testing.assert_allclose(logits, jax.jit(module.apply)(variables, clips), atol=1e-5)
-
   # partial BN: every trunk BN affine but the stem's is frozen; non-local BNs train.
   model = _smoke_model("i3d_r50", "nl_gaussian_smoke", **{"backbone.partial_bn": True})
   mask = _flat(models.frozen_param_mask(model, variables["params"]))
@@ -214,6 +204,25 @@ def test_frozen_stages_norm_eval_and_partial_bn():
   assert mask["backbone/layer2_0/downsample/bn/scale"]
   assert not mask["backbone/layer2_1/non_local_block/out_bn/scale"]
   assert not mask["backbone/layer1_0/conv1/conv/kernel"]
+
+
+def test_norm_eval_keeps_every_batchnorm_in_eval_mode():
+  """Every BN (the non-local blocks' too) keeps its statistics, and the train-mode output
+  is eval mode's."""
+  clips = _clips()
+  model = _smoke_model("i3d_r50", "nl_gaussian_smoke",
+                       **{"backbone.norm_eval": True, "head.dropout_rate": 0.0})
+  module = models.build_model(model)
+  variables = _variables(module, clips)
+  train = jax.jit(lambda v, x: module.apply(v, x, train=True, mutable=["batch_stats"]))
+  logits, updates = train(variables, clips)
+  jax.tree.map(np.testing.assert_array_equal, updates["batch_stats"],
+               variables["batch_stats"])
+  np.testing.assert_allclose(logits, jax.jit(module.apply)(variables, clips), atol=1e-5)
+  model.backbone.norm_eval = False   # the check can fail: batch statistics move
+  moved = jax.jit(lambda v, x: models.build_model(model).apply(
+      v, x, train=True, mutable=["batch_stats"]))(variables, clips)[0]
+  assert not np.allclose(moved, logits, atol=1e-3)
 
 
 def test_zero_init_residual():
