@@ -47,7 +47,8 @@ R(2+1)D, CoST):
     depthwise / ip sequence, CoST's collaborative conv), their kernel shapes through
     `kernels()` (new inflate styles) and the shortcut through `downsample_module()`.
     A trunk picks its block classes with the class attributes `basic_block` /
-    `bottleneck` (or overrides `make_block(spec)`).
+    `bottleneck` (or overrides `make_block(spec)`) and lists the inflate styles it
+    accepts in `inflate_styles`.
   * The trunk builds its stem through `make_stem()` and pools it in `stem_pool(x)` (C2D's
     unpadded pool, CoST's (2, 3, 3) pool); `block_specs()` gives every block's planes,
     strides, inflation and non-local flag.
@@ -260,6 +261,7 @@ class ResNet3d(Trunk):
   specs = RESNET_SPECS
   basic_block: ClassVar[type] = BasicBlock3d
   bottleneck: ClassVar[type] = Bottleneck3d
+  inflate_styles: ClassVar[tuple[str, ...]] = INFLATE_STYLES   # CoST adds its own
 
   @property
   def out_channels(self) -> int:
@@ -276,9 +278,9 @@ class ResNet3d(Trunk):
       if len(getattr(self, field)) != len(stage_blocks):
         raise ValueError(f"model.backbone.{field}={tuple(getattr(self, field))} needs one "
                          f"entry per stage ({len(stage_blocks)})")
-    if self.inflate_style not in INFLATE_STYLES:
+    if self.inflate_style not in self.inflate_styles:
       raise ValueError(f"model.backbone.inflate_style={self.inflate_style!r}; expected one "
-                       f"of {INFLATE_STYLES}")
+                       f"of {self.inflate_styles}")
     if self.non_local_cfg.mode not in NON_LOCAL_MODES:
       raise ValueError(f"model.backbone.non_local_cfg.mode={self.non_local_cfg.mode!r}; "
                        f"expected one of {NON_LOCAL_MODES}")
