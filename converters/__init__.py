@@ -19,11 +19,12 @@ if TYPE_CHECKING:
 
   from converters.common import ConversionError
 
-# SOURCE name -> module. Later: tcpnet, gc, mmaction2, cost, clip, tc_clip.
+# SOURCE name -> module. Later: cost, clip, tc_clip.
 _SOURCES = {
     "tsm": "converters.tsm",
     "tcpnet": "converters.tcpnet",
     "gc": "converters.gc",
+    "mmaction2": "converters.mmaction2",
 }
 
 __all__ = ["ConversionError", "convert", "known_sources"]

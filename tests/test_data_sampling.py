@@ -42,6 +42,44 @@ def test_dense_test_clips_spread_from_first_to_last_start():
   np.testing.assert_array_equal(sampling.sample_frames(40, 8, 2, 1)[0, 0], 12)   # middle
 
 
+def test_mmaction2_3d_test_clips_by_hand():
+  """MMAction2 1.x's 3D test sampling (reference/mmaction2_cost.md 18), indices worked out
+  by hand: span (clip_len - 1) * interval + 1, starts round(k * max_offset / (n - 1)),
+  numpy's half-to-even rounding, one clip at max_offset // 2."""
+  # 100 frames, 32 x 2: span 63, max_offset 37, 37 / 9 = 4.11 per clip.
+  inds = sampling.mmaction2_3d_test_indices(100, 32, 2, 10)
+  np.testing.assert_array_equal(inds[:, 0], [0, 4, 8, 12, 16, 21, 25, 29, 33, 37])
+  np.testing.assert_array_equal(inds[3], 12 + 2 * np.arange(32))
+  assert inds.max() == 99   # the last clip ends on the last frame
+  np.testing.assert_array_equal(sampling.mmaction2_3d_test_indices(100, 32, 2, 1)[0, :3],
+                                [18, 20, 22])   # 37 // 2
+  # 20 frames, 4 x 2: span 7, max_offset 13; 3 clips 6.5 apart: 6.5 rounds to 6, 9.75 to 10.
+  np.testing.assert_array_equal(sampling.mmaction2_3d_test_indices(20, 4, 2, 3)[:, 0],
+                                [0, 6, 13])
+  np.testing.assert_array_equal(sampling.mmaction2_3d_test_indices(20, 4, 2, 5)[:, 0],
+                                [0, 3, 6, 10, 13])
+  # 10 frames, 8 x 2 (span 15): every clip starts at 0, then loops or repeats the last.
+  np.testing.assert_array_equal(sampling.mmaction2_3d_test_indices(10, 8, 2, 2),
+                                [[0, 2, 4, 6, 8, 0, 2, 4]] * 2)
+  np.testing.assert_array_equal(
+      sampling.mmaction2_3d_test_indices(10, 8, 2, 1, out_of_bound="repeat_last"),
+      [[0, 2, 4, 6, 8, 8, 8, 8]])
+  # It differs from the TSM-era "uniform" dense test clips (span clip_len * interval).
+  assert sampling.sample_frames(100, 32, 2, 1)[0, 0] == 18 and (
+      sampling.sample_frames(100, 32, 2, 10)[5, 0] == 20)
+
+
+def test_sampler_selects_mmaction2_3d_by_data_field():
+  sampler = sampling.Sampler("dense", 8, 8, test_sampling="mmaction2_3d")
+  # 300 frames, 8 x 8: span 57, max_offset 243, 27 per clip.
+  np.testing.assert_array_equal(sampler.test(300, 10)[:, 0], 27 * np.arange(10))
+  np.testing.assert_array_equal(sampler.test(300, 1)[0], 121 + 8 * np.arange(8))
+  with pytest.raises(ValueError, match="needs data.sampler='dense'"):
+    sampling.Sampler("segments", 8, test_sampling="mmaction2_3d").test(300, 1)
+  with pytest.raises(ValueError, match="data.test_sampling must be one of"):
+    sampling.Sampler("dense", 8, test_sampling="mmaction2")
+
+
 def test_segment_test_protocols():
   # TSM twice sample: centres then starts, tick = 40 / 8 = 5.
   twice = sampling.twice_sample_indices(40, 8)

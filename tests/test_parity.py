@@ -39,7 +39,7 @@ for _path in (REPO, HERE):  # the checkout's converters/ and vidjax/, then tests
 
 torch = pytest.importorskip("torch")
 from conftest import load_config  # noqa: E402
-from torch_references import gc, tcpnet, tcpnet_backbones, tsm  # noqa: E402
+from torch_references import gc, mmaction2, tcpnet, tcpnet_backbones, tsm  # noqa: E402
 from torch_references.common import max_abs_diff, nchw, random_clip, to_torch_input  # noqa: E402
 
 import converters  # noqa: E402
@@ -177,6 +177,46 @@ def _tcp_counts_and_old_layout(r: Result, num_params: int):
                r.variables)
 
 
+def _mmaction2_layouts(r: Result):
+  """The same weights as MMAction2 saves them ({'state_dict', 'meta'}, with the 1.x data
+  preprocessor's mean and std) convert to the same variables; a preprocessor that
+  disagrees with the config is refused."""
+  sd = {k[len("module."):]: v for k, v in r.state_dict.items()}
+  mean = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1, 1)
+  std = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1, 1)
+  checkpoint = {"state_dict": {**sd, "data_preprocessor.mean": mean,
+                               "data_preprocessor.std": std},
+                "meta": {"mmaction2_version": "1.2.0", "epoch": 100}}
+  jax.tree.map(np.testing.assert_array_equal,
+               converters.convert("mmaction2", checkpoint, r.config), r.variables)
+  checkpoint["state_dict"]["data_preprocessor.std"] = std * 0 + 1
+  with pytest.raises(converters.ConversionError, match="data_preprocessor.std"):
+    converters.convert("mmaction2", checkpoint, r.config)
+
+
+def _near_float64(r: Result):
+  """Gaussian NL's softmax of raw feature products (hundreds) is ill-conditioned: torch's
+  own float32 sits some 5e-5 from float64 here. Ours must sit as close to the float64
+  reference too."""
+  with torch.no_grad():
+    exact = copy.deepcopy(r.ref).double()(to_torch_input(r.clip).double()).numpy()
+  diff64 = max_abs_diff(r.ours, exact)
+  print(f"  vs float64 reference {diff64:.3g}; torch float32 vs float64 "
+        f"{max_abs_diff(r.theirs, exact):.3g}")
+  assert diff64 <= 1e-4
+
+
+def _c2d_pool(r: Result):
+  """C2D's max-pool is unpadded: with ResNet3d's padded one (the I3D stem) the same
+  weights give other logits."""
+  config = copy.deepcopy(r.config)
+  sd = {k: (v[:, :, None] if v.ndim == 4 else v) for k, v in r.state_dict.items()}
+  config.model.backbone.name = "resnet3d"
+  with config.ignore_type():
+    config.model.backbone = resolve_model_config(config.model).backbone
+  assert max_abs_diff(_convert_and_run(config, sd, r.clip, "mmaction2"), r.theirs) > 1e-3
+
+
 # --- the table ----------------------------------------------------------------------------
 
 def _classes(k: int) -> dict:
@@ -255,6 +295,60 @@ ZOO = [
     Row("tea_r50_t8_backbone", "TEA-Res2Net-50 (backbone)", "tcp_tea_r50", "tcpnet",
         tcpnet_backbones.backbone, (2, 8, 64), clip_seed=8, seed=9, level="backbone",
         keys=813 - 29 - 2, slow=True),
+    # MMAction2: 320 state_dict entries for a ResNet3d-50 + I3DHead, 380 with I3D's five
+    # non-local blocks, 360 in gaussian mode (reference/mmaction2_cost.md 1, 1a). Quick
+    # run: I3D-R50 and the smoke (ResNet-18) members; the other R50 rows are slow.
+    Row("i3d_r50", "I3D-ResNet-50", "i3d_r50", "mmaction2", mmaction2.recognizer, (2, 8, 64),
+        clip_seed=20, seed=20, overrides=_classes(9), keys=320,
+        has_keys=("module.backbone.layer1.0.conv1.conv.weight",
+                  "module.cls_head.fc_cls.weight"), check=_mmaction2_layouts),
+    Row("i3d_r50_heavy", "I3D-ResNet-50 heavy", "i3d_r50", "mmaction2", mmaction2.recognizer,
+        (1, 8, 64), clip_seed=21, seed=21, variant="heavy", overrides=_classes(9), keys=320,
+        slow=True),
+    *(Row(f"i3d_r50_nl_{mode}", f"I3D-ResNet-50 NL ({mode})", "i3d_r50", "mmaction2",
+          mmaction2.recognizer, (2, 8, 64), clip_seed=22 + i, seed=22 + i,
+          variant=f"nl_{mode}", overrides=_classes(9), keys=keys, slow=True,
+          has_keys=("module.backbone.layer2.1.non_local_block.conv_out.bn.running_var",),
+          check=_near_float64 if mode == "gaussian" else None)
+      for i, (mode, keys) in enumerate((("embedded_gaussian", 380), ("gaussian", 360),
+                                        ("dot_product", 380)))),
+    # ResNet3d-18, 3x3x3 basic blocks, dot-product NL in layer2 and layer3 (block 1); 64
+    # px: at 32 px layer4's BN statistics would come from 2 values per channel.
+    Row("i3d_r18_nl_dot_product", "I3D-ResNet-18 NL (dot_product)", "i3d_r50", "mmaction2",
+        mmaction2.recognizer, (2, 8, 64), clip_seed=30, seed=30,
+        variant="nl_dot_product_smoke", overrides=_classes(9),
+        has_keys=("module.backbone.layer3.1.non_local_block.phi.0.conv.bias",)),
+    Row("c2d_r50", "C2D-ResNet-50", "c2d_r50", "mmaction2", mmaction2.recognizer, (2, 8, 64),
+        clip_seed=25, seed=25, overrides=_classes(9), keys=320, slow=True),
+    Row("c2d_r18", "C2D-ResNet-18", "c2d_r50", "mmaction2", mmaction2.recognizer, (2, 8, 64),
+        clip_seed=31, seed=31, variant="smoke", overrides=_classes(9), check=_c2d_pool),
+    Row("c2d_r50_nopool", "C2D-ResNet-50 nopool", "c2d_r50", "mmaction2",
+        mmaction2.recognizer, (2, 8, 64), clip_seed=26, seed=26, variant="nopool",
+        overrides=_classes(9), keys=320, slow=True),
+    Row("c2d_r18_nopool", "C2D-ResNet-18 nopool", "c2d_r50", "mmaction2",
+        mmaction2.recognizer, (2, 8, 32), clip_seed=32, seed=32, variant="nopool_smoke",
+        overrides=_classes(9)),
+    Row("slowonly_r50", "SlowOnly-ResNet-50", "slowonly_r50", "mmaction2",
+        mmaction2.recognizer, (2, 4, 64), clip_seed=27, seed=27, overrides=_classes(9),
+        keys=320, slow=True),
+    Row("slowonly_r101_8x8", "SlowOnly-ResNet-101 8x8", "slowonly_r50", "mmaction2",
+        mmaction2.recognizer, (1, 8, 64), clip_seed=28, seed=28, variant="r101_8x8",
+        overrides=_classes(9), slow=True),
+    Row("slowonly_r50_nl", "SlowOnly-ResNet-50 NL", "slowonly_r50", "mmaction2",
+        mmaction2.recognizer, (2, 4, 64), clip_seed=29, seed=29, variant="nl",
+        overrides=_classes(9), keys=380, slow=True),
+    # ResNet3d-18 SlowOnly with scaled embedded-Gaussian NL in layer2 and layer3 (block 0),
+    # not sub-sampled (keys `g.conv`, `phi.conv`).
+    Row("slowonly_r18_nl", "SlowOnly-ResNet-18 NL", "slowonly_r50", "mmaction2",
+        mmaction2.recognizer, (2, 4, 32), clip_seed=33, seed=33, variant="nl_smoke",
+        overrides={**_classes(9), "model.backbone.non_local_cfg.sub_sample": False},
+        has_keys=("module.backbone.layer2.0.non_local_block.g.conv.weight",)),
+    # Options no zoo row uses (CSN's): 3x3x3 inflation and temporal strides in layer2/3.
+    Row("resnet3d_r50_3x3x3_temporal_strides", "ResNet3d-50 3x3x3, temporal strides",
+        "i3d_r50", "mmaction2", mmaction2.recognizer, (2, 8, 64), clip_seed=34, seed=34,
+        variant="heavy", overrides={**_classes(9), "model.backbone.inflate_style": "3x3x3",
+                                    "model.backbone.temporal_strides": (1, 2, 2, 1)},
+        keys=320, slow=True),
 ]
 
 

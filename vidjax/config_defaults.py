@@ -108,6 +108,7 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       # config.eval.num_views must equal it (test_clips=0: eval.num_views / crops).
       test_clips=0,
       test_sampling="uniform",   # uniform | twice (TSM, 2 clips) | ten_clips (TCPNet offsets)
+                                 # | mmaction2_3d (dense: MMAction2 1.x's 3D test clips)
       test_scale=256,      # short side before the test crops (0: keep)
       test_crop="center",  # center | three_crop | ten_crop | full_res_three (TSM/TCPNet)
       # Training transforms (vidjax/data/transforms.py).

@@ -6,7 +6,7 @@ Two families, each with its training and test protocols:
   evenly spread positions, TSM's twice sample (`twice_sample_indices`) or TCPNet's ten
   clips (`ten_clip_indices`);
 * dense clips (MMAction2's `SampleFrames`, `clip_len x frame_interval x num_clips`):
-  `sample_frames`.
+  `sample_frames`; MMAction2 1.x's test clips of 3D models: `mmaction2_3d_test_indices`.
 
 `Sampler` picks one from the data config fields; pipelines call `Sampler.train` and
 `Sampler.test`.
@@ -19,7 +19,7 @@ import dataclasses
 import numpy as np
 
 SAMPLERS = ("segments", "dense")
-TEST_SAMPLINGS = ("uniform", "twice", "ten_clips")
+TEST_SAMPLINGS = ("uniform", "twice", "ten_clips", "mmaction2_3d")
 
 
 def segment_indices(num_frames: int, num_segments: int, *,
@@ -137,7 +137,15 @@ def sample_frames(num_frames: int, clip_len: int, frame_interval: int = 1,
     offsets = _train_clip_offsets(num_frames, ori_clip_len, num_clips, rng)
   else:
     offsets = _test_clip_offsets(num_frames, clip_len, ori_clip_len, num_clips, twice_sample)
-  inds = offsets[:, None] + np.arange(clip_len)[None, :] * frame_interval
+  return _clip_indices(offsets, num_frames, clip_len, frame_interval, out_of_bound,
+                       "sample_frames")
+
+
+def _clip_indices(offsets: np.ndarray, num_frames: int, clip_len: int, frame_interval: int,
+                  out_of_bound: str, caller: str) -> np.ndarray:
+  """[clips, clip_len] frames from clip starts; frames past the end loop or repeat the
+  clip's last valid frame (MMAction2's `out_of_bound_opt`)."""
+  inds = np.asarray(offsets, np.int64)[:, None] + np.arange(clip_len)[None, :] * frame_interval
   if out_of_bound == "loop":
     inds = np.mod(inds, num_frames)
   elif out_of_bound == "repeat_last":
@@ -145,9 +153,37 @@ def sample_frames(num_frames: int, clip_len: int, frame_interval: int = 1,
     last = np.max(np.where(safe, inds, 0), axis=1, keepdims=True)
     inds = np.where(safe, inds, last)
   else:
-    raise ValueError(f"sample_frames: out_of_bound must be 'loop' or 'repeat_last', got "
+    raise ValueError(f"{caller}: out_of_bound must be 'loop' or 'repeat_last', got "
                      f"{out_of_bound!r}.")
   return inds.astype(np.int64)
+
+
+def mmaction2_3d_test_indices(num_frames: int, clip_len: int, frame_interval: int = 1,
+                              num_clips: int = 1, *, out_of_bound: str = "loop") -> np.ndarray:
+  """MMAction2 1.x's `SampleFrames` test mode for 3D models (clip_len > 1).
+
+  A clip spans `(clip_len - 1) * frame_interval + 1` frames; with `max_offset =
+  max(num_frames - span, 0)`, clip k of `num_clips > 1` starts at
+  `round(k * max_offset / (num_clips - 1))` (numpy's round half to even: the first clip at
+  0, the last at the end, as PySlowFast), and a single clip at `max_offset // 2`. Frames
+  past the end loop or repeat the last one (`out_of_bound`).
+
+  Returns:
+    [num_clips, clip_len] int frame indices in [0, num_frames).
+  """
+  if num_frames < 1:
+    raise ValueError(f"mmaction2_3d_test_indices: a video needs at least one frame, got "
+                     f"{num_frames}.")
+  if clip_len < 1 or frame_interval < 1 or num_clips < 1:
+    raise ValueError(f"mmaction2_3d_test_indices: clip_len ({clip_len}), frame_interval "
+                     f"({frame_interval}) and num_clips ({num_clips}) must be >= 1.")
+  max_offset = max(num_frames - ((clip_len - 1) * frame_interval + 1), 0)
+  if num_clips > 1:
+    offsets = np.round(np.arange(num_clips) * (max_offset / float(num_clips - 1)))
+  else:
+    offsets = np.array([max_offset // 2])
+  return _clip_indices(offsets, num_frames, clip_len, frame_interval, out_of_bound,
+                       "mmaction2_3d_test_indices")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,8 +196,9 @@ class Sampler:
     num_frames: T, the frames of a clip (segments, or clip_len).
     frame_interval: dense only.
     test_sampling: "uniform" (views spread evenly: segment positions (v + 0.5) / V, or
-      MMAction2's uniform dense test clips), "twice" (2 views: TSM's twice sample) or
-      "ten_clips" (TCPNet's ten-clip offsets; any view count).
+      MMAction2's uniform dense test clips), "twice" (2 views: TSM's twice sample),
+      "ten_clips" (TCPNet's ten-clip offsets; any view count) or "mmaction2_3d" (dense
+      only: MMAction2 1.x's test clips of 3D models, `mmaction2_3d_test_indices`).
     out_of_bound: dense only, MMAction2's `out_of_bound_opt`.
   """
 
@@ -195,6 +232,12 @@ class Sampler:
         return twice_sample_indices(num_frames, self.num_frames)
       return sample_frames(num_frames, self.num_frames, self.frame_interval, 1,
                            twice_sample=True, out_of_bound=self.out_of_bound)
+    if self.test_sampling == "mmaction2_3d":
+      if self.kind != "dense":
+        raise ValueError("data.test_sampling='mmaction2_3d' is MMAction2's test sampling of "
+                         "3D models; it needs data.sampler='dense'.")
+      return mmaction2_3d_test_indices(num_frames, self.num_frames, self.frame_interval,
+                                       num_views, out_of_bound=self.out_of_bound)
     if self.test_sampling == "ten_clips":
       if self.kind != "segments":
         raise ValueError("data.test_sampling='ten_clips' is TCPNet's segment scheme; "

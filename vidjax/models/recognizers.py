@@ -105,7 +105,9 @@ def recognizer2d_defaults() -> ml_collections.ConfigDict:
 
 
 def recognizer3d_defaults() -> ml_collections.ConfigDict:
-  return _recognizer_defaults("recognizer3d", "resnet", "tsn")
+  """Every field of `config.model` for 'recognizer3d' (MMAction2's ResNet3d-50 with
+  I3DHead by default)."""
+  return _recognizer_defaults("recognizer3d", "resnet3d", "i3d")
 
 
 def _build(cls: type, cfg: ml_collections.ConfigDict, **hooks: Any) -> Recognizer:
@@ -128,6 +130,13 @@ def build_recognizer2d(cfg: ml_collections.ConfigDict) -> Recognizer2D:
   return _build(Recognizer2D, cfg, **build_hooks(cfg))
 
 
-@registry.register("recognizer", "recognizer3d", recognizer3d_defaults, input_shape=_input_shape)
+def _input_shape_3d(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
+  # Enough frames for every temporal stride of the 3D trunks (I3D: T / 8).
+  del cfg
+  return (1, 32, 224, 224, 3)
+
+
+@registry.register("recognizer", "recognizer3d", recognizer3d_defaults,
+                   input_shape=_input_shape_3d)
 def build_recognizer3d(cfg: ml_collections.ConfigDict) -> Recognizer3D:
   return _build(Recognizer3D, cfg)

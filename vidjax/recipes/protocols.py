@@ -19,7 +19,7 @@ from vidjax.data import transforms
 @dataclasses.dataclass(frozen=True)
 class Protocol:
   clips: int                 # temporal clips per video (data.test_clips)
-  sampling: str              # data.test_sampling: uniform | twice | ten_clips
+  sampling: str              # data.test_sampling: uniform | twice | ten_clips | mmaction2_3d
   crop: str                  # data.test_crop: center | three_crop | ten_crop | full_res_three
   size: int = 224            # crop side (data.image_size; full-resolution crops: 256)
   scale: int = 256           # short side before the crops (data.test_scale)
@@ -48,6 +48,14 @@ PROTOCOLS: dict[str, Protocol] = {
     # GC on Kinetics ("8x1x10"): 10 clips x 1 full-resolution 256 centre crop.
     "gc_test10": Protocol(10, "uniform", "center", size=256, fusion="mean_logits",
                           batch_size=4),
+    # MMAction2's 3D models: 1 centred clip (its 1.x test sampling), short side 256,
+    # centre crop 224 (the val pipeline, the per-epoch eval).
+    "mmaction2_val": Protocol(1, "mmaction2_3d", "center"),
+    # MMAction2's 3D test: 10 clips x ThreeCrop(256) after short side 256.
+    "mmaction2_test30": Protocol(10, "mmaction2_3d", "three_crop", size=256, batch_size=2),
+    # MMAction2's C2D test: 10 clips x ThreeCrop(224) after short side 224.
+    "mmaction2_c2d_test30": Protocol(10, "mmaction2_3d", "three_crop", size=224, scale=224,
+                                     batch_size=2),
 }
 
 

@@ -1,7 +1,8 @@
 """The variant grammar of every config: `configs/NAME.py:VARIANT`.
 
 A variant is parts joined by ',' or '_' in any order (`sthv2_16f_test2x3` is
-`sthv2,16f,test2x3`). Each part has a kind, and a config takes at most one part of each
+`sthv2,16f,test2x3`); a part may itself hold '_' (`nl_dot_product`), and then is one
+part wherever it appears. Each part has a kind, and a config takes at most one part of each
 kind; `demo` and `smoke` (kind run) take no other part but a model variant (`r16_demo`).
 Each config declares the parts it accepts; anything else is one error that names the
 config file, the bad part and the accepted parts.
@@ -44,6 +45,26 @@ def config_file(path: str) -> str:
   return f"configs/{os.path.basename(path)}"
 
 
+def _split(arg: str, accepted) -> list[str]:
+  """`arg` cut at ',' and '_', except inside an accepted part that itself holds '_'
+  (`nl_dot_product`): at each place the longest accepted run of '_'-joined words wins."""
+  tokens = re.split(r"([,_])", arg)
+  words, seps = [w.strip() for w in tokens[0::2]], tokens[1::2]
+  parts, i = [], 0
+  while i < len(words):
+    end, part = i + 1, words[i]
+    joined = words[i]
+    for j in range(i + 1, len(words)):
+      if seps[j - 1] != "_":
+        break
+      joined += "_" + words[j]
+      if joined in accepted:
+        end, part = j + 1, joined
+    parts.append(part)
+    i = end
+  return parts
+
+
 def parse(arg: str, file: str, **accepts: tuple[str, ...]) -> Variant:
   """Parses `arg` for config `file` (its `__file__`), which accepts the parts `accepts`
   gives per kind (keys of KINDS, e.g. `dataset=("sthv1", "sthv2"), run=RUNS`)."""
@@ -51,7 +72,7 @@ def parse(arg: str, file: str, **accepts: tuple[str, ...]) -> Variant:
   accepts = {kind: parts for kind, parts in accepts.items() if parts}
   kind_of = {part: kind for kind, parts in accepts.items() for part in parts}
   chosen: dict[str, str] = {}
-  for part in (p.strip() for p in re.split(r"[,_]", arg or "")):
+  for part in _split(arg or "", kind_of):
     if not part:
       continue
     if part not in kind_of:

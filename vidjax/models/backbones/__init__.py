@@ -4,6 +4,8 @@
   preact_resnet  preact_resnet.py  TCPNet's pre-activation ResNet (raw 0..255 input)
   tea_res2net    res2net_tea.py    TCPNet's TEA Res2Net-50 26w x 4s
   mobilenet_v2   mobilenet_v2.py   TSM's MobileNetV2 (`temporal_module` slot only)
+  resnet3d       resnet3d.py       MMAction2's ResNet3d (I3D, SlowOnly) on [N, T, H, W, C]
+  c2d            resnet3d.py       MMAction2 1.x's C2D (ResNet-50 per frame, 3D pools)
 
 The ResNet-family trunks share their training policy in trunk.py.
 """
@@ -12,3 +14,4 @@ from vidjax.models.backbones import mobilenet_v2 as _mobilenet_v2  # noqa: F401
 from vidjax.models.backbones import preact_resnet as _preact_resnet  # noqa: F401
 from vidjax.models.backbones import res2net_tea as _res2net_tea  # noqa: F401
 from vidjax.models.backbones import resnet as _resnet  # noqa: F401
+from vidjax.models.backbones import resnet3d as _resnet3d  # noqa: F401

@@ -1,0 +1,132 @@
+"""Source 'mmaction2': MMAction2 0.x and 1.x recognizer checkpoints (the same keys in both,
+reference/mmaction2_cost.md section 0), as `{'state_dict': ..., 'meta': ...}` or a bare
+state_dict; after common's `module.` strip.
+
+3D recognizers (`recognizer3d/i3d`: backbones `resnet3d` and `c2d`):
+
+    backbone.conv1.{conv,bn}.*                    -> backbone.conv1.{conv,bn}.*
+    backbone.layer{s}.{i}.conv{k}.{conv,bn}.*     -> backbone.layer{s}_{i}.conv{k}.{conv,bn}.*
+    backbone.layer{s}.{i}.downsample.{conv,bn}.*  -> backbone.layer{s}_{i}.downsample.*
+    backbone.layer{s}.{i}.non_local_block.g[.0].conv.*   -> ...non_local_block.g.*
+    ...non_local_block.theta.conv.*                      -> ...non_local_block.theta.*
+    ...non_local_block.phi[.0].conv.*                    -> ...non_local_block.phi.*
+    ...non_local_block.conv_out.conv.*                   -> ...non_local_block.out_conv.*
+    ...non_local_block.conv_out.bn.*                     -> ...non_local_block.out_bn.*
+    cls_head.fc_cls.*                             -> head.fc.*
+
+C2D's backbone is MMAction2's 2D ResNet: its 4-D conv kernels (O, I, kH, kW) get a time
+axis of 1, and only there (a 4-D kernel for an inflated 3D trunk is an error).
+
+2D recognizers (`recognizer2d/tsn`, backbone `resnet`: C2D-nopool, TSN-style models of
+MMAction2's 2D ResNet) map the ConvModules onto torchvision names:
+
+    backbone.conv1.conv.* / .bn.*                 -> backbone.conv1.* / backbone.bn1.*
+    backbone.layer{s}.{i}.conv{k}.conv.* / .bn.*  -> backbone.layer{s}_{i}.conv{k}.* / .bn{k}.*
+    backbone.layer{s}.{i}.downsample.conv.* / .bn.*  -> ...downsample_conv.* / downsample_bn.*
+    cls_head.fc_cls.*                             -> head.fc.*
+
+`data_preprocessor.mean` / `.std` (1.x, when not published away) must equal the config's
+`model.pixel_mean` / `pixel_std` (0..255 units), or the conversion fails; they are no
+variables.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Optional
+
+import ml_collections
+import numpy as np
+from flax import traverse_util
+
+from converters.common import ConversionError, assign, clean_state_dict, rename_torchvision_resnet
+
+MODELS = ("recognizer3d/i3d", "recognizer2d/tsn")
+BACKBONES_3D = ("resnet3d", "c2d")
+
+_NL_RULES = (
+    (r"\.non_local_block\.(g|phi)(\.0)?\.conv\.", r".non_local_block.\1."),
+    (r"\.non_local_block\.theta\.conv\.", ".non_local_block.theta."),
+    (r"\.non_local_block\.conv_out\.conv\.", ".non_local_block.out_conv."),
+    (r"\.non_local_block\.conv_out\.bn\.", ".non_local_block.out_bn."),
+)
+_PREPROCESSOR = ("data_preprocessor.mean", "data_preprocessor.std")
+
+
+def _rename_3d(key: str) -> Optional[str]:
+  key = re.sub(r"^layer(\d+)\.(\d+)\.", r"layer\1_\2.", key)
+  if ".non_local_block." in key:
+    for pattern, repl in _NL_RULES:
+      if re.search(pattern, key):
+        return re.sub(pattern, repl, key, count=1)
+    return None
+  return key
+
+
+def _rename_2d(key: str) -> Optional[str]:
+  key = re.sub(r"^conv1\.conv\.", "conv1.", key)
+  key = re.sub(r"^conv1\.bn\.", "bn1.", key)
+  key = rename_torchvision_resnet(key)
+  key = re.sub(r"^(layer\d+_\d+)\.conv(\d)\.conv\.", r"\1.conv\2.", key)
+  key = re.sub(r"^(layer\d+_\d+)\.conv(\d)\.bn\.", r"\1.bn\2.", key)
+  key = re.sub(r"^(layer\d+_\d+)\.downsample\.conv\.", r"\1.downsample_conv.", key)
+  return re.sub(r"^(layer\d+_\d+)\.downsample\.bn\.", r"\1.downsample_bn.", key)
+
+
+def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[str]:
+  if key.startswith("cls_head.fc_cls."):
+    return "head.fc." + key[len("cls_head.fc_cls."):]
+  if not key.startswith("backbone."):
+    return None
+  key = key[len("backbone."):]
+  backbone = model_config.backbone.name
+  if backbone in BACKBONES_3D:
+    path = _rename_3d(key)
+  elif backbone == "resnet":
+    path = _rename_2d(key)
+  else:
+    raise ValueError(f"source 'mmaction2' reads ResNet3d, C2D and 2D ResNet checkpoints, not "
+                     f"model.backbone.name={backbone!r}")
+  return None if path is None else "backbone." + path
+
+
+def unwrap(checkpoint: Mapping[str, Any]) -> Mapping[str, Any]:
+  """An MMAction2 checkpoint `{'state_dict': ..., 'meta': ...}` -> its state_dict; a bare
+  state_dict as it is."""
+  inner = checkpoint.get("state_dict") if hasattr(checkpoint, "get") else None
+  return inner if isinstance(inner, Mapping) else checkpoint
+
+
+def _check_preprocessor(cleaned: dict, model_config: ml_collections.ConfigDict) -> None:
+  """Consumes the data preprocessor's mean / std, which must match the config's."""
+  problems = []
+  for key, field in zip(_PREPROCESSOR, ("pixel_mean", "pixel_std")):
+    if key not in cleaned:
+      continue
+    value = np.asarray(cleaned.pop(key), np.float64).reshape(-1)
+    want = model_config.get(field)
+    if want is None or value.shape != (len(want),) or not np.allclose(value, want, atol=1e-3):
+      problems.append(f"{key} {tuple(np.round(value, 3))} != model.{field} {want}")
+  if problems:
+    raise ConversionError("checkpoint does not fit the model:\n  "
+                          f"{len(problems)} preprocessor mismatches:\n    "
+                          + "\n    ".join(problems))
+
+
+def convert_variables(state_dict: Mapping[str, Any], model_config: ml_collections.ConfigDict,
+                      abstract: Mapping[str, Any]) -> dict:
+  """Called by `converters.convert`: unwraps the checkpoint, checks the preprocessor,
+  gives C2D's 2D kernels their time axis, then assigns strictly."""
+  from vidjax import models  # pylint: disable=g-import-not-at-top
+  resolved = models.resolve_model_config(model_config)
+  cleaned = clean_state_dict(unwrap(state_dict))
+  _check_preprocessor(cleaned, resolved)
+  if resolved.backbone.name == "c2d":
+    expected = traverse_util.flatten_dict(dict(abstract))
+    for key, value in cleaned.items():
+      path = rename_key(key, resolved)
+      if value.ndim == 4 and path is not None and path.endswith(".weight"):
+        target = ("params",) + tuple(path.split(".")[:-1]) + ("kernel",)
+        if target in expected and len(expected[target].shape) == 5:
+          cleaned[key] = value[:, :, None]
+  return assign(cleaned, abstract, lambda key: rename_key(key, resolved))

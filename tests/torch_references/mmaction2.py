@@ -1,0 +1,351 @@
+"""MMAction2's recognizers (converter source 'mmaction2'): ResNet3d with mmcv's NonLocal3d
+(I3D, SlowOnly), C2D, the 2D ResNet with TSNHead (C2D-nopool), I3DHead; written from
+reference/mmaction2_cost.md sections 0-3, 9 and 17 with the upstream state_dict names
+(`backbone.conv1.conv.weight`, `backbone.layer2.1.non_local_block.g.0.conv.weight`,
+`cls_head.fc_cls.weight`, ...)."""
+
+import torch
+from torch import nn
+
+from torch_references.common import calibrate_batchnorm, random_init, to_torch_input
+from vidjax.models import resolve_model_config
+
+SPECS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
+         50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3)),
+         152: ("bottleneck", (3, 8, 36, 3))}
+
+
+class TrunkBN3d(nn.BatchNorm3d):
+  """The trunk's BN3d (calibrated); the non-local blocks' BNs are plain BatchNorm3d."""
+
+
+class TrunkBN2d(nn.BatchNorm2d):
+  """The 2D trunk's BN."""
+
+
+class ConvModule(nn.Module):
+  """mmcv ConvModule: `conv` (no bias) -> `bn` -> optional ReLU; without a norm the conv
+  has a bias and there is no `bn`."""
+
+  def __init__(self, cin, cout, kernel, stride=1, padding=0, act=True, norm=True, dims=3,
+               eps=1e-5):
+    super().__init__()
+    conv = nn.Conv3d if dims == 3 else nn.Conv2d
+    self.conv = conv(cin, cout, kernel, stride, padding, bias=not norm)
+    if norm:
+      self.bn = (TrunkBN3d if dims == 3 else TrunkBN2d)(cout, eps=eps)
+    self.norm, self.act = norm, act
+
+  def forward(self, x):
+    x = self.conv(x)
+    if self.norm:
+      x = self.bn(x)
+    return torch.relu(x) if self.act else x
+
+
+class NonLocal3d(nn.Module):
+  """mmcv NonLocal3d (section 1a): g / theta / phi 1x1x1 convs with bias (gaussian: no
+  theta / phi convs), max-pool (1, 2, 2) on g and phi with sub_sample, conv_out + BN3d."""
+
+  def __init__(self, c, mode, use_scale, sub_sample=True, reduction=2):
+    super().__init__()
+    ci = c // reduction
+    self.ci, self.mode, self.use_scale = ci, mode, use_scale
+
+    def pointwise():
+      conv = ConvModule(c, ci, 1, act=False, norm=False)
+      return nn.Sequential(conv, nn.MaxPool3d((1, 2, 2))) if sub_sample else conv
+
+    self.g = pointwise()
+    if mode != "gaussian":
+      self.theta = ConvModule(c, ci, 1, act=False, norm=False)
+      self.phi = pointwise()
+    else:
+      self.phi = nn.MaxPool3d((1, 2, 2)) if sub_sample else nn.Identity()
+    self.conv_out = ConvModule(ci, c, 1, act=False)
+    self.conv_out.bn = nn.BatchNorm3d(c)   # not the trunk's kind: see randomize
+
+  def forward(self, x):  # (n, C, T, H, W)
+    n = x.shape[0]
+    g_x = self.g(x).reshape(n, self.ci, -1).permute(0, 2, 1)
+    if self.mode == "gaussian":
+      theta_x = x.reshape(n, x.shape[1], -1).permute(0, 2, 1)
+      phi_x = self.phi(x).reshape(n, x.shape[1], -1)
+    else:
+      theta_x = self.theta(x).reshape(n, self.ci, -1).permute(0, 2, 1)
+      phi_x = self.phi(x).reshape(n, self.ci, -1)
+    f = theta_x @ phi_x
+    if self.mode == "dot_product":
+      f = f / f.shape[-1]
+    else:
+      if self.use_scale and self.mode == "embedded_gaussian":
+        f = f / theta_x.shape[-1] ** 0.5
+      f = f.softmax(dim=-1)
+    y = (f @ g_x).permute(0, 2, 1).reshape(n, self.ci, *x.shape[2:])
+    return x + self.conv_out(y)
+
+
+class Bottleneck(nn.Module):
+  """Bottleneck3d ('pytorch' style) or mmaction's 2D Bottleneck (dims 2)."""
+  expansion = 4
+
+  def __init__(self, inplanes, planes, s, t, inflate, style, nl, dims, downsample):
+    super().__init__()
+    if dims == 2:
+      k1, p1, k2, p2 = 1, 0, 3, 1
+      stride = s
+    else:
+      if not inflate:
+        k1, p1, k2, p2 = (1, 1, 1), 0, (1, 3, 3), (0, 1, 1)
+      elif style == "3x1x1":
+        k1, p1, k2, p2 = (3, 1, 1), (1, 0, 0), (1, 3, 3), (0, 1, 1)
+      else:
+        k1, p1, k2, p2 = (1, 1, 1), 0, (3, 3, 3), (1, 1, 1)
+      stride = (t, s, s)
+    self.conv1 = ConvModule(inplanes, planes, k1, 1, p1, dims=dims)
+    self.conv2 = ConvModule(planes, planes, k2, stride, p2, dims=dims)
+    self.conv3 = ConvModule(planes, planes * 4, 1, act=False, dims=dims)
+    self.downsample = downsample
+    if nl is not None:
+      self.non_local_block = NonLocal3d(planes * 4, **nl)
+    self.nl = nl is not None
+
+  def last_bn(self):
+    return self.conv3.bn
+
+  def forward(self, x):
+    identity = x if self.downsample is None else self.downsample(x)
+    out = torch.relu(self.conv3(self.conv2(self.conv1(x))) + identity)
+    return self.non_local_block(out) if self.nl else out
+
+
+class BasicBlock(nn.Module):
+  """BasicBlock3d: conv1 (strides) and conv2 (3, 3, 3) when inflated, else (1, 3, 3);
+  mmaction's 2D BasicBlock (dims 2): both 3x3."""
+  expansion = 1
+
+  def __init__(self, inplanes, planes, s, t, inflate, style, nl, dims, downsample):
+    super().__init__()
+    del style
+    if dims == 2:
+      k, p, stride = 3, 1, s
+    else:
+      k, p = ((3, 3, 3), (1, 1, 1)) if inflate else ((1, 3, 3), (0, 1, 1))
+      stride = (t, s, s)
+    self.conv1 = ConvModule(inplanes, planes, k, stride, p, dims=dims)
+    self.conv2 = ConvModule(planes, planes, k, 1, p, act=False, dims=dims)
+    self.downsample = downsample
+    if nl is not None:
+      self.non_local_block = NonLocal3d(planes, **nl)
+    self.nl = nl is not None
+
+  def last_bn(self):
+    return self.conv2.bn
+
+  def forward(self, x):
+    identity = x if self.downsample is None else self.downsample(x)
+    out = torch.relu(self.conv2(self.conv1(x)) + identity)
+    return self.non_local_block(out) if self.nl else out
+
+
+def _pattern(value, n):
+  return (int(value),) * n if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+class ResNet3d(nn.Module):
+  """MMAction2's ResNet3d (section 1); `c2d=True`: the 1.x C2D (section 9): 2D convs per
+  frame, unpadded (1, 3, 3) max-pool, pool2 after layer1."""
+
+  def __init__(self, b, c2d=False):
+    super().__init__()
+    kind, sizes = SPECS[b.depth]
+    block = Bottleneck if kind == "bottleneck" else BasicBlock
+    dims = 2 if c2d else 3
+    self.c2d, self.with_pool1, self.with_pool2 = c2d, b.with_pool1, b.with_pool2
+    if c2d:
+      self.conv1 = ConvModule(3, 64, 7, 2, 3, dims=2)
+      self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), 0)
+    else:
+      k = tuple(b.conv1_kernel)
+      self.conv1 = ConvModule(3, b.base_channels, k, (b.conv1_stride_t, 2, 2),
+                              tuple((i - 1) // 2 for i in k), eps=b.bn_eps)
+      self.maxpool = nn.MaxPool3d((1, 3, 3), (b.pool1_stride_t, 2, 2), (0, 1, 1))
+    self.pool2 = nn.MaxPool3d((2, 1, 1), (2, 1, 1))
+    nl_cfg = dict(mode=b.non_local_cfg.mode, use_scale=b.non_local_cfg.use_scale,
+                  sub_sample=b.non_local_cfg.sub_sample, reduction=b.non_local_cfg.reduction)
+    inplanes = b.base_channels
+    for i, n in enumerate(sizes):
+      planes = b.base_channels * 2 ** i
+      s, t = b.strides[i], b.temporal_strides[i]
+      inflate, non_local = _pattern(b.inflate[i], n), _pattern(b.non_local[i], n)
+      out = planes * block.expansion
+      downsample = None
+      if s != 1 or t != 1 or inplanes != out:
+        downsample = ConvModule(inplanes, out, 1, s if c2d else (t, s, s), act=False,
+                                dims=dims, eps=b.bn_eps)
+      blocks = []
+      for j in range(n):
+        blocks.append(block(inplanes, planes, s if j == 0 else 1, t if j == 0 else 1,
+                            inflate[j], b.inflate_style, nl_cfg if non_local[j] else None,
+                            dims, downsample if j == 0 else None))
+        inplanes = out
+      setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+    for m in self.modules():
+      if isinstance(m, (TrunkBN3d, TrunkBN2d)):
+        m.eps = b.bn_eps
+
+  def _frames(self, f, x):  # (N, C, T, H, W) -> f per frame
+    n, _, t = x.shape[:3]
+    y = f(x.transpose(1, 2).reshape(n * t, *x.shape[1:2], *x.shape[3:]))
+    return y.reshape(n, t, *y.shape[1:]).transpose(1, 2)
+
+  def _layer(self, name, x):
+    layer = getattr(self, name)
+    return self._frames(layer, x) if self.c2d else layer(x)
+
+  def forward(self, x):  # (N, 3, T, H, W)
+    x = self._frames(self.conv1, x) if self.c2d else self.conv1(x)
+    if self.with_pool1 or self.c2d:
+      x = self.maxpool(x)
+    x = self._layer("layer1", x)
+    if self.with_pool2 or self.c2d:
+      x = self.pool2(x)
+    for name in ("layer2", "layer3", "layer4"):
+      x = self._layer(name, x)
+    return x
+
+
+class I3DHead(nn.Module):
+
+  def __init__(self, cin, k):
+    super().__init__()
+    self.fc_cls = nn.Linear(cin, k)
+
+  def forward(self, x):
+    return self.fc_cls(x.mean(dim=(2, 3, 4)))
+
+
+class Recognizer3D(nn.Module):
+  """(B, T*3, H, W) (the common test layout) -> (B, 3, T, H, W) -> backbone -> cls_head."""
+
+  def __init__(self, backbone, cls_head):
+    super().__init__()
+    self.backbone, self.cls_head = backbone, cls_head
+
+  def forward(self, x):
+    b, t3, h, w = x.shape
+    x = x.reshape(b, t3 // 3, 3, h, w).transpose(1, 2)
+    return self.cls_head(self.backbone(x))
+
+
+class ResNet2d(nn.Module):
+  """mmaction's 2D ResNet (section 9) with ConvModules: conv1 7x7/2, max-pool 3x3/2 pad 1."""
+
+  def __init__(self, depth):
+    super().__init__()
+    kind, sizes = SPECS[depth]
+    block = Bottleneck if kind == "bottleneck" else BasicBlock
+    self.conv1 = ConvModule(3, 64, 7, 2, 3, dims=2)
+    self.maxpool = nn.MaxPool2d(3, 2, 1)
+    inplanes = 64
+    for i, n in enumerate(sizes):
+      planes, s = 64 * 2 ** i, (1, 2, 2, 2)[i]
+      out = planes * block.expansion
+      down = ConvModule(inplanes, out, 1, s, act=False, dims=2) if (
+          s != 1 or inplanes != out) else None
+      blocks = []
+      for j in range(n):
+        blocks.append(block(inplanes, planes, s if j == 0 else 1, 1, 0, "", None, 2,
+                            down if j == 0 else None))
+        inplanes = out
+      setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+
+  def forward(self, x):
+    x = self.maxpool(self.conv1(x))
+    return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+class TSNHead(nn.Module):
+  """Average pool (H, W), mean over the frames (consensus), fc_cls."""
+
+  def __init__(self, cin, k):
+    super().__init__()
+    self.fc_cls = nn.Linear(cin, k)
+
+  def forward(self, x, t):
+    x = x.mean(dim=(2, 3))
+    return self.fc_cls(x.reshape(-1, t, x.shape[-1]).mean(1))
+
+
+class Recognizer2D(nn.Module):
+
+  def __init__(self, backbone, cls_head):
+    super().__init__()
+    self.backbone, self.cls_head = backbone, cls_head
+
+  def forward(self, x):
+    b, t3, h, w = x.shape
+    return self.cls_head(self.backbone(x.reshape(b * t3 // 3, 3, h, w)), t3 // 3)
+
+
+def randomize(model, example, seed):
+  """Random weights, then measured-and-perturbed BN statistics of the trunk.
+
+  The last BN of every residual branch gets gains 0.2..0.5 so the residual stream grows
+  slowly; the non-local blocks get O(1) softmax arguments (theta / phi scaled down) and
+  fixed non-trivial output-BN statistics, as tsm.randomize argues.
+  """
+  g = torch.Generator().manual_seed(seed)
+  random_init(model, g, fan="out")
+  with torch.no_grad():
+    for m in model.modules():
+      if isinstance(m, (Bottleneck, BasicBlock)):
+        bn = m.last_bn()
+        bn.weight.copy_(torch.rand(bn.weight.shape, generator=g) * 0.3 + 0.2)
+      if isinstance(m, NonLocal3d):
+        if m.mode != "gaussian":
+          m.theta.conv.weight.mul_(0.3)
+          phi = m.phi[0] if isinstance(m.phi, nn.Sequential) else m.phi
+          phi.conv.weight.mul_(0.3)
+        bn = m.conv_out.bn
+        bn.weight.copy_(torch.rand(bn.weight.shape, generator=g) * 0.3 + 0.2)
+        bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=g) * 0.5)
+        bn.running_var.copy_(torch.rand(bn.running_var.shape, generator=g) * 1.5 + 0.5)
+  model = calibrate_batchnorm(model, example, g, (0.5, 2.0), types=(TrunkBN3d, TrunkBN2d))
+  return _settle_dot_product(model, example, g)
+
+
+def _settle_dot_product(model, example, g):
+  """Dot-product blocks are cubic in their input: with fixed output-BN statistics the
+  eval-mode drift from the calibration pass grows by orders of magnitude block after
+  block (logits of 1e20). Each one's output BN instead gets the statistics of its conv_out
+  measured in eval mode (then perturbed as calibrate_batchnorm does), in forward order."""
+  blocks = [m for m in model.modules() if isinstance(m, NonLocal3d) and m.mode == "dot_product"]
+  for m in blocks:
+    seen = []
+    handle = m.conv_out.conv.register_forward_hook(lambda mod, i, o: seen.append(o))
+    with torch.no_grad():
+      model(example)
+      handle.remove()
+      y = seen[0].transpose(0, 1).reshape(seen[0].shape[1], -1)
+      mean, var = y.mean(1), y.var(1)
+      bn = m.conv_out.bn
+      bn.running_mean.copy_(mean + torch.randn(mean.shape, generator=g) * 0.2 * var.sqrt())
+      bn.running_var.copy_(var * (torch.rand(var.shape, generator=g) * 1.5 + 0.5))
+  return model
+
+
+# --- builder: (config, clip [B, T, H, W, 3] uint8, seed) -> reference in eval mode. --------
+
+def recognizer(config, clip, seed):
+  """The MMAction2 recognizer of `config.model`: Recognizer3D with ResNet3d / C2D and
+  I3DHead, or Recognizer2D with the 2D ResNet and TSNHead (C2D-nopool)."""
+  m = resolve_model_config(config.model)
+  b = m.backbone
+  width = 512 * (4 if SPECS[b.depth][0] == "bottleneck" else 1)
+  if m.name == "recognizer2d":
+    ref = Recognizer2D(ResNet2d(b.depth), TSNHead(width, m.num_classes))
+  else:
+    backbone = ResNet3d(b, c2d=b.name == "c2d")
+    ref = Recognizer3D(backbone, I3DHead(width * b.base_channels // 64, m.num_classes))
+  return randomize(ref, to_torch_input(clip), seed)

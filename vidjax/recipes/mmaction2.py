@@ -1,0 +1,186 @@
+"""MMAction2's recognition recipes (the 1.2.0 model-zoo configs) as tables, shared by
+configs/c2d_r50.py, i3d_r50.py and slowonly_r50.py; each config's docstring gives its
+commands, variant parts and the zoo's accuracies.
+
+A recipe is the registry's recognizer3d (ResNet3d-50 + I3DHead, ImageNet mean/std) and
+the optimiser's defaults, changed by one row of `MODELS` (the model's base config) and
+one of its `PARTS` (a model variant); the sampling (`clip_len x frame_interval x 1`), the
+training crop, the batch and the schedule are data too. What every MMAction2 recipe
+shares: SGD with momentum 0.9 and weight decay 1e-4 on every parameter (no paramwise
+options upstream: BN and biases decay too), gradient clipping at global norm 40,
+horizontal flip, the Kinetics-400 video lists, evaluation on 1 centred clip (short side
+256, centre crop 224) and the 30-view test (`test30`: 10 clips spread by MMAction2 1.x's
+3D test sampling x ThreeCrop, softmax averaged: `average_clips='prob'`).
+
+mmengine schedulers in these files count epochs and start at their `begin`: a
+MultiStepLR beginning at epoch 10 with milestones [90, 130] decays at epochs 100 and 140,
+as written here. Upstream steps warm-up and cosine per epoch; vidjax per step
+(vidjax/train/optim.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from vidjax import config_defaults, models
+from vidjax.models.backbones.resnet3d import fit_pattern
+from vidjax.recipes import datasets, protocols, set_fields, variant
+from vidjax.train import optim
+
+I3D_INFLATE = ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0))
+I3D_NON_LOCAL = ((0, 0, 0), (0, 1, 0, 1), (0, 1, 0, 1, 0, 1), (0, 0, 0))
+SLOWONLY_NON_LOCAL = ((0, 0, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 0, 0))
+
+# MMAction2's MultiScaleCrop with random_crop=False: its 5 fixed positions, width and
+# height scales at most `max_wh_scale_gap` apart; then a resize to 224.
+_MULTI_SCALE = {"data.train_crop": "multi_scale", "data.fix_crop": True,
+                "data.more_fix_crop": False}
+_STEP_100E = {"optim.epochs": 100.0, "optim.schedule": "step", "optim.lr_steps": (40, 80)}
+
+# Model -> its base config (the zoo file of the config's default), as changes on the
+# registry's recognizer3d and the optimiser's defaults; `sampling`: clip_len x interval;
+# `test`: the protocol of the `test30` part.
+MODELS: dict[str, dict[str, Any]] = {
+    # c2d_r50-in1k-pre_8xb32-8x8x1-100e_kinetics400-rgb
+    "c2d_r50": dict(sampling=(8, 8), test="mmaction2_c2d_test30", fields={
+        "model.backbone.name": "c2d",
+        **_MULTI_SCALE, "data.scales": (1.0, 0.875, 0.75, 0.66), "data.max_distort": 1,
+        "batch_size": 256, "optim.lr": 0.01, **_STEP_100E}),
+    # i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb
+    "i3d_r50": dict(sampling=(32, 2), test="mmaction2_test30", fields={
+        "model.backbone.conv1_kernel": (5, 7, 7), "model.backbone.conv1_stride_t": 2,
+        "model.backbone.pool1_stride_t": 2, "model.backbone.inflate": I3D_INFLATE,
+        "model.backbone.zero_init_residual": False,
+        **_MULTI_SCALE, "data.scales": (1.0, 0.8), "data.max_distort": 0,
+        "batch_size": 64, "optim.lr": 0.01, **_STEP_100E}),
+    # slowonly_r50_8xb16-4x16x1-256e_kinetics400-rgb (from scratch)
+    "slowonly_r50": dict(sampling=(4, 16), test="mmaction2_test30", fields={
+        "model.backbone.conv1_kernel": (1, 7, 7), "model.backbone.inflate": (0, 0, 1, 1),
+        "model.backbone.with_pool2": False,
+        "data.train_crop": "random_resized",
+        "batch_size": 128, "optim.lr": 0.2, "optim.epochs": 256.0, "optim.schedule": "cosine",
+        "optim.warmup_epochs": 34.0, "optim.warmup_start_factor": 0.1}),
+}
+
+# Model variant parts of each model, as changes on its base config.
+PARTS: dict[str, dict[str, dict[str, Any]]] = {
+    "c2d_r50": {
+        # c2d_r50-in1k-pre-nopool_...: TSN-R50 on the 8 frames (Recognizer2D, TSNHead with
+        # dropout 0.4); its head averages every frame of every view before the fc, so the
+        # views' logits are averaged.
+        "nopool": {"model.name": "recognizer2d", "model.backbone.name": "resnet",
+                   "model.head.name": "tsn", "model.head.dropout_rate": 0.4,
+                   "model.head.fc_init_std": 0.01, "eval.fusion": "mean_logits"},
+    },
+    "i3d_r50": {
+        # i3d_imagenet-pretrained-r50-heavy_8xb8-32x2x1-100e: every block inflated, no
+        # temporal stride in the stem.
+        "heavy": {"model.backbone.inflate": (1, 1, 1, 1), "model.backbone.conv1_stride_t": 1,
+                  "model.backbone.pool1_stride_t": 1},
+        **{f"nl_{mode}": {"model.backbone.non_local": I3D_NON_LOCAL,
+                          "model.backbone.non_local_cfg.mode": mode}
+           for mode in ("embedded_gaussian", "gaussian", "dot_product")},
+    },
+    "slowonly_r50": {
+        # slowonly_r101_8xb16-8x8x1-196e (with the 8x8 part): 196 epochs, cosine after the
+        # 34-epoch warm-up.
+        "r101": {"model.backbone.depth": 101, "optim.epochs": 196.0},
+        # slowonly_r50-in1k-pre-nl-embedded-gaussian_8xb16-{4x16x1,8x8x1}-steplr-150e:
+        # ImageNet-initialised, lr 0.01, 10 warm-up epochs from 0.1, steps at 100 and 140.
+        # 150 epochs as the name, the schedule's end and the imagenet-pretrained twin say
+        # (the 1.x file leaves max_epochs at its base's 256).
+        "nl": {"model.backbone.non_local": SLOWONLY_NON_LOCAL,
+               "model.backbone.non_local_cfg.use_scale": True,
+               "model.backbone.zero_init_residual": False,
+               "optim.lr": 0.01, "optim.epochs": 150.0, "optim.schedule": "step",
+               "optim.lr_steps": (100, 140), "optim.warmup_epochs": 10.0},
+    },
+}
+
+# Sampling parts (clip_len x frame_interval) each model accepts besides its default.
+SAMPLINGS: dict[str, dict[str, tuple[int, int]]] = {
+    "c2d_r50": {}, "i3d_r50": {},
+    "slowonly_r50": {"4x16": (4, 16), "8x8": (8, 8)},
+}
+# Parts that only exist with a sampling part: SlowOnly-R101 is published as 8x8 only.
+NEEDS_SAMPLING = {("slowonly_r50", "r101"): "8x8"}
+
+# Test parts -> protocols (vidjax/recipes/protocols.py); test30 is the model's own.
+TESTS = ("test1", "test30")
+
+# Frames of the demo and smoke clips: enough for the model's temporal strides (I3D: T / 8).
+DEMO_FRAMES = {"c2d_r50": 8, "i3d_r50": 8, "slowonly_r50": 4}
+
+
+def base_config(model: str) -> ml_collections.ConfigDict:
+  """The model's base recipe on Kinetics-400 (no variant)."""
+  recipe = MODELS[model]
+  clip_len, interval = recipe["sampling"]
+  config = config_defaults.trainer_defaults()
+  config.data = config_defaults.data_config(num_frames=clip_len, sampler="dense",
+                                            frame_interval=interval)
+  config.model = models.default_config("recognizer", "recognizer3d")
+  datasets.apply(config, "k400")
+  protocols.apply(config, "mmaction2_val")
+  config.optim = optim.default_config()
+  config.optim.update(lr=0.01, momentum=0.9, weight_decay=1e-4, clip_grad_norm=40.0,
+                      no_decay=())
+  _set_model_fields(config, recipe["fields"])
+  return config
+
+
+def _set_model_fields(config: ml_collections.ConfigDict, fields: dict[str, Any]) -> None:
+  """set_fields, where a new `model.name` / `model.backbone.name` / `model.head.name`
+  first brings that part's registry defaults (the recipe then changes them)."""
+  for dotted in ("model.name", "model.backbone.name", "model.head.name"):
+    if dotted not in fields:
+      continue
+    value = fields[dotted]
+    if dotted == "model.name":
+      num_classes = config.model.num_classes
+      config.model = models.default_config("recognizer", value)
+      config.model.num_classes = num_classes
+    else:
+      kind = dotted.split(".")[1]
+      config.model[kind] = models.default_config(kind, value)
+  set_fields(config, {k: v for k, v in fields.items()
+                      if k not in ("model.name", "model.backbone.name", "model.head.name")})
+
+
+def build(arg: str, file: str, model: str) -> ml_collections.ConfigDict:
+  """The config of `model` (a key of MODELS) for variant `arg` of config file `file`."""
+  v = variant.parse(arg, file, model=tuple(PARTS[model]), sampling=tuple(SAMPLINGS[model]),
+                    test=TESTS, run=variant.RUNS)
+  needed = NEEDS_SAMPLING.get((model, v.model))
+  if needed and v.sampling != needed and not v.run:
+    raise v.error(f"{v.model!r} is published as {needed} only: use '{v.model}_{needed}'.")
+  config = base_config(model)
+  _set_model_fields(config, PARTS[model].get(v.model, {}))
+  if v.sampling:
+    clip_len, interval = SAMPLINGS[model][v.sampling]
+    config.data.update(num_frames=clip_len, frame_interval=interval)
+  if v.run:
+    _small(config, model, v.run)
+  elif v.test:
+    protocols.apply(config, MODELS[model]["test"] if v.test == "test30" else "mmaction2_val")
+  return config
+
+
+def _small(config: ml_collections.ConfigDict, model: str, run: str) -> None:
+  """The demo and smoke variants: the demo data set, dense clips of DEMO_FRAMES frames
+  one apart, MMAction2's 3D test sampling; smoke on a ResNet-18 whose per-block patterns
+  are cut to its blocks."""
+  frames = DEMO_FRAMES[model]
+  if run == "demo":
+    config_defaults.use_demo(config)
+    config.optim.no_decay = ("bias", "scale")
+    config.data.update(num_frames=frames, source_frames=8)
+  else:
+    config_defaults.use_smoke(config, num_frames=frames, source_frames=8)
+    backbone = config.model.backbone
+    if "inflate" in backbone:
+      backbone.inflate = fit_pattern(backbone.inflate, (2, 2, 2, 2))
+      backbone.non_local = fit_pattern(backbone.non_local, (2, 2, 2, 2))
+  config.data.update(sampler="dense", frame_interval=1, test_sampling="mmaction2_3d")
