@@ -77,6 +77,11 @@ def main(argv: list[str]) -> None:
       results = trainer.run(config, workdir)
     else:
       results = trainer.evaluate_only(config, workdir, _CHECKPOINT.value)
+  except KeyboardInterrupt:
+    # Once training runs, Ctrl-C stops at a step boundary with a checkpoint
+    # (vidjax/train/preemption.py); before that there is nothing to save.
+    print("stopped by SIGINT before training began: nothing to save.", file=sys.stderr)
+    sys.exit(130)
   except (pipeline.DataNotFoundError, trainer.TrainingError, ckpt_lib.CheckpointError,
           ValueError) as e:
     # These carry messages written for the user (config validation, data, checkpoints);
