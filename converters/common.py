@@ -128,6 +128,15 @@ def clean_state_dict(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
   return cleaned
 
 
+def rename_by_rules(rules, key: str) -> Optional[str]:
+  """`key` rewritten by the first `(pattern, replacement)` rule whose pattern it contains
+  (`re.search`); None when no rule matches."""
+  for pattern, replacement in rules:
+    if re.search(pattern, key):
+      return re.sub(pattern, replacement, key, count=1)
+  return None
+
+
 def strip_infix(key: str, infix: str) -> str:
   """Removes wrapper levels: strip_infix('a.net.b.net.c', 'net') -> 'a.b.c'."""
   return re.sub(rf"\.{re.escape(infix)}(?=\.)", "", key)

@@ -39,7 +39,8 @@ import ml_collections
 import numpy as np
 from flax import traverse_util
 
-from converters.common import ConversionError, assign, clean_state_dict, rename_torchvision_resnet
+from converters.common import (ConversionError, assign, clean_state_dict, rename_by_rules,
+                               rename_torchvision_resnet)
 
 MODELS = ("recognizer3d/i3d", "recognizer2d/tsn")
 BACKBONES_3D = ("resnet3d", "c2d")
@@ -56,10 +57,7 @@ _PREPROCESSOR = ("data_preprocessor.mean", "data_preprocessor.std")
 def _rename_3d(key: str) -> Optional[str]:
   key = re.sub(r"^layer(\d+)\.(\d+)\.", r"layer\1_\2.", key)
   if ".non_local_block." in key:
-    for pattern, repl in _NL_RULES:
-      if re.search(pattern, key):
-        return re.sub(pattern, repl, key, count=1)
-    return None
+    return rename_by_rules(_NL_RULES, key)
   return key
 
 

@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, Optional
 import jax
 import jax.numpy as jnp
 
-from converters.common import abstract_variables, assign, strip_module_prefix
+from converters.common import abstract_variables, assign, rename_by_rules, strip_module_prefix
 
 _BN = r"(weight|bias|running_mean|running_var)"
 
@@ -63,21 +63,14 @@ _TEA_RULES = (
 )
 
 
-def _apply(rules, key: str) -> Optional[str]:
-  for pattern, replacement in rules:
-    if pattern.match(key):
-      return pattern.sub(replacement, key)
-  return None
-
-
 def rename_preact_key(key: str) -> Optional[str]:
   """Upstream pre-act ResNet key (no `base_model.`) -> trunk path, or None."""
-  return _apply(_PREACT_RULES, key)
+  return rename_by_rules(_PREACT_RULES, key)
 
 
 def rename_tea_key(key: str) -> Optional[str]:
   """Upstream TEA Res2Net key (no `base_model.`) -> trunk path, or None."""
-  return _apply(_TEA_RULES, key)
+  return rename_by_rules(_TEA_RULES, key)
 
 
 BACKBONE_RENAMES: dict[str, Callable[[str], Optional[str]]] = {

@@ -36,7 +36,7 @@ from typing import Optional
 
 import ml_collections
 
-from converters.common import rename_torchvision_resnet, strip_infix
+from converters.common import rename_by_rules, rename_torchvision_resnet, strip_infix
 
 MODELS = ("recognizer2d/tsn",)
 
@@ -53,10 +53,7 @@ def _rename_resnet(key: str) -> Optional[str]:
   key = strip_infix(key, "block")   # NL3DWrapper(block) adds `.block`
   key = rename_torchvision_resnet(key)
   if ".nl." in key:
-    for pattern, repl in _NL_RULES:
-      if re.search(pattern, key):
-        return re.sub(pattern, repl, key, count=1)
-    return None
+    return rename_by_rules(_NL_RULES, key)
   return key
 
 
