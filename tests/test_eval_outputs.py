@@ -4,14 +4,12 @@ PNG; in process, through `--mode eval` of the CLI on real files, and during trai
 
 import csv
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, load_config, subprocess_env
+from conftest import load_config
 from vidjax.checkpoint import load_variables, save_variables
 from vidjax.data import demo, pipeline
 from vidjax.models import build_model
@@ -174,44 +172,6 @@ def test_checkpoint_tags(tmp_path):
   assert eval_outputs.checkpoint_tag(str(tmp_path / "tsn k400"), 30) == "eval_tsn_k400_30views"
   assert eval_outputs.step_of_tag("eval_step_12_3views") == 12
   assert eval_outputs.step_of_tag("eval_init3") == -1
-
-
-_EVAL_PROCESS = r"""
-import sys
-sys.path.insert(0, "tests")
-import jax, ml_collections
-pid, port, workdir, ckpt = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-from vidjax.train import sharding, trainer
-sharding.initialize_distributed(ml_collections.ConfigDict(dict(
-    coordinator_address=f"localhost:{port}", num_processes=2, process_id=pid,
-    auto=False, cpu_collectives="gloo")))
-assert jax.process_count() == 2
-from conftest import load_config
-trainer.evaluate_only(load_config("tsn_r50", "smoke"), workdir, ckpt)
-"""
-
-
-@pytest.mark.slow
-def test_two_processes_write_one_file_of_every_video(checkpoint, tmp_path):
-  """Each process reads half of the eval list; process 0 writes the rows of both."""
-  from test_distributed import _free_port  # pylint: disable=import-outside-toplevel
-  workdirs = [str(tmp_path / f"p{p}") for p in range(2)]
-  port = str(_free_port())
-  env = subprocess_env(JAX_PLATFORMS="cpu", XLA_FLAGS="")
-  procs = [subprocess.Popen([sys.executable, "-c", _EVAL_PROCESS, str(p), port, workdirs[p],
-                             checkpoint], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True) for p in range(2)]
-  outputs = [p.communicate(timeout=600)[0] for p in procs]
-  for p, o in zip(procs, outputs):
-    assert p.returncode == 0, o[-4000:]
-  assert not os.path.exists(os.path.join(workdirs[1], "eval"))   # process 1 writes nothing
-  data = eval_outputs.load_scores(os.path.join(workdirs[0], "eval", "eval_init3_scores.npz"))
-  config = load_config("tsn_r50", "smoke")
-  index, labels, scores = _expected_rows(config, load_variables(checkpoint))
-  np.testing.assert_array_equal(data["index"], np.arange(config.data.eval_examples))
-  np.testing.assert_array_equal(data["index"], index)
-  np.testing.assert_array_equal(data["labels"], labels)
-  np.testing.assert_allclose(data["scores"], scores, rtol=1e-4, atol=1e-6)
 
 
 def test_write_all_keeps_list_order_and_survives_wrong_class_names(tmp_path):

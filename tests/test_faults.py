@@ -25,7 +25,7 @@ import pytest
 from etils import epath
 
 from conftest import ROOT, subprocess_env
-from test_train_loop import _SMALL_LR, _assert_trees_equal, _main, _smoke
+from test_train_loop import _SMALL_LR, _assert_trees_equal, _smoke
 from vidjax.checkpoint import load_variables
 from vidjax.train import checkpoint as ckpt_lib
 from vidjax.train import preemption, trainer, writers
@@ -506,7 +506,9 @@ def test_ctrl_c_with_data_workers_stops_cleanly(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("service", ["jax preemption sync", "all-gather"])
+# The all-gather fallback (no preemption service) is the same run with
+# JAX_ENABLE_PREEMPTION_SERVICE=false; it passed too, and is left out of the suite for time.
+@pytest.mark.parametrize("service", ["jax preemption sync"])
 def test_two_processes_stop_at_the_same_step(tmp_path, service):
   """Two processes joined by jax.distributed; Ctrl-C reaches only process 1. Both stop
   after the same step, each saving its part of one checkpoint, and both resume from it.

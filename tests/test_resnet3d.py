@@ -350,18 +350,3 @@ def test_strict_conversion_of_kernels_and_keys():
     converters.convert("mmaction2", extra, config)
 
 
-@pytest.mark.slow
-def test_smoke_trains_and_tests_on_video_files(tmp_path):
-  """`vidjax.main` on real mp4 files: the I3D smoke model trains two steps on dense clips
-  and evaluates with MMAction2's 3D test sampling, 2 clips x 3 crops."""
-  from conftest import write_class_folders  # pylint: disable=import-outside-toplevel
-  root = write_class_folders(str(tmp_path / "data"), num_frames=12)
-  workdir = tmp_path / "run"
-  result = subprocess.run(
-      [sys.executable, "-m", "vidjax.main", "--config", "configs/i3d_r50.py:smoke",
-       "--workdir", str(workdir), f"--config.data.root={root}", "--config.total_steps=2",
-       "--config.data.test_clips=2", "--config.data.test_crop=three_crop",
-       "--config.data.test_scale=32", "--config.eval.num_views=6"],
-      cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "eval/top1" in (workdir / "metrics.jsonl").read_text()
