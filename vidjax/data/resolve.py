@@ -15,7 +15,7 @@ The class count is the data's: the label-name file's length when there is one (a
 lists; `data.num_classes` and `model.num_classes` are set from it. A data override is
 never ignored: on the demo variants any of `data.root`, the lists, `data.format`,
 `data.label_names` or `data.tfds_name` switches to that data, with a resize and crop
-that stack videos of any size. Both splits' files are looked up before training.
+that stack videos of any size (`data.flip` stays as given: off on the demo variants). Both splits' files are looked up before training.
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ def _switch_from_demo(config: ml_collections.ConfigDict) -> list[str]:
     d.train_crop = "multi_scale"
   if not d.test_scale:
     d.test_scale = short
-  d.flip = True
+  # data.flip keeps the variant's value (off: it swaps the demo's left/right classes),
+  # so a --config.data.flip given with the data is never overwritten.
   return given
 
 

@@ -67,7 +67,6 @@ from typing import Any, ClassVar, Optional, Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from vidjax.models.backbones.resnet import RESNET_SPECS
