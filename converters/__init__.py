@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 
   from converters.common import ConversionError
 
-# SOURCE name -> module. Later: cost, clip, tc_clip.
+# SOURCE name -> module. Later: clip, tc_clip.
 _SOURCES = {
     "tsm": "converters.tsm",
     "tcpnet": "converters.tcpnet",
     "gc": "converters.gc",
     "mmaction2": "converters.mmaction2",
+    "cost": "converters.cost",
 }
 
 __all__ = ["ConversionError", "convert", "known_sources"]

@@ -39,7 +39,7 @@ for _path in (REPO, HERE):  # the checkout's converters/ and vidjax/, then tests
 
 torch = pytest.importorskip("torch")
 from conftest import load_config  # noqa: E402
-from torch_references import gc, mmaction2, tcpnet, tcpnet_backbones, tsm  # noqa: E402
+from torch_references import cost, gc, mmaction2, tcpnet, tcpnet_backbones, tsm  # noqa: E402
 from torch_references.common import max_abs_diff, nchw, random_clip, to_torch_input  # noqa: E402
 
 import converters  # noqa: E402
@@ -344,6 +344,28 @@ ZOO = [
         variant="heavy", overrides={**_classes(9), "model.backbone.inflate_style": "3x3x3",
                                     "model.backbone.temporal_strides": (1, 2, 2, 1)},
         keys=320, slow=True),
+    # CoST's release (reference/mmaction2_cost.md 19): 320 state_dict entries for its C2D
+    # and I3D, CoST(a) 328 (+8 alpha), CoST(b) 336 (+16 fc weights). Quick run: CoST(b).
+    # R101-32f at depth 50 (its conv1 (5, 7, 7) / 2 and (2, 3, 3) stem pool; 7 CoST
+    # blocks: 334 entries), at 48 px: at 32 px one clip's layer4 BN statistics come from
+    # 2 values per channel; its full depth: tests/test_cost.py.
+    Row("cost_b_r50", "CoST(b)-ResNet-50", "cost_r50", "cost", cost.recognizer, (2, 8, 32),
+        clip_seed=40, seed=40, overrides=_classes(9), keys=336,
+        has_keys=("module.backbone.layer1.1.conv2.conv.fc2.weight",)),
+    Row("cost_a_r50", "CoST(a)-ResNet-50", "cost_r50", "cost", cost.recognizer, (2, 8, 32),
+        clip_seed=41, seed=41, variant="a", overrides=_classes(9), keys=328, slow=True,
+        has_keys=("module.backbone.layer4.2.conv2.conv.alpha",)),
+    Row("cost_c2d_r50", "CoST's C2D-ResNet-50", "cost_r50", "cost", cost.recognizer,
+        (2, 8, 32), clip_seed=42, seed=42, variant="c2d", overrides=_classes(9), keys=320,
+        slow=True),
+    Row("cost_i3d_r50", "CoST's I3D-ResNet-50", "cost_r50", "cost", cost.recognizer,
+        (2, 8, 32), clip_seed=43, seed=43, variant="i3d", overrides=_classes(9), keys=320,
+        slow=True),
+    Row("cost_b_r101_32f_at_r50", "CoST(b)-ResNet-101 32f, at depth 50", "cost_r50", "cost",
+        cost.recognizer, (2, 8, 48), clip_seed=44, seed=44, variant="r101_32f",
+        overrides={**_classes(9), "model.backbone.depth": 50,
+                   "model.backbone.inflate": ((0, 1, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0),
+                                              (0, 1, 0))}, keys=334, slow=True),
 ]
 
 
