@@ -20,7 +20,8 @@ I3D conv1 (5, 7, 7) kernel is a shape mismatch.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import ml_collections
 
@@ -30,7 +31,7 @@ from converters.mmaction2 import _rename_3d, unwrap
 MODELS = ("recognizer3d/i3d",)
 
 
-def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[str]:
+def rename_key(key: str, model_config: ml_collections.ConfigDict) -> str | None:
   if model_config.backbone.name != "cost":
     raise ValueError(f"source 'cost' reads CoST's ResNet3dCoST checkpoints (model.backbone."
                      f"name='cost'), not model.backbone.name={model_config.backbone.name!r}")

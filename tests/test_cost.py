@@ -3,6 +3,7 @@ conv's shared kernel and coefficients, the R101-32f trunk at full depth, the fea
 sizes of its padded pools and the strict 'cost' converter on real files. Parity with the
 PyTorch reference: test_parity.py."""
 
+import functools
 import subprocess
 import sys
 
@@ -10,10 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT, load_config, subprocess_env
 from flax import traverse_util
 
 import converters
-from conftest import ROOT, load_config, subprocess_env
 from converters.common import ConversionError
 from vidjax import models
 from vidjax.checkpoint import load_variables
@@ -22,7 +23,7 @@ from vidjax.models.registry import build_backbone
 
 torch = pytest.importorskip("torch")
 sys.path.insert(0, f"{ROOT}/tests")
-from torch_references import cost as cost_ref  # noqa: E402  pylint: disable=wrong-import-position
+from torch_references import cost as cost_ref
 
 
 def _apply(mode, variables, x):
@@ -111,8 +112,8 @@ def test_feature_maps_of_the_padded_pools():
     backbone = build_backbone(m.backbone, jnp.float32)
     x = jax.ShapeDtypeStruct((1, frames, 224, 224, 3), jnp.float32)
     v = jax.eval_shape(backbone.init, jax.random.key(0), x)
-    got_stem = jax.eval_shape(lambda v, a: backbone.apply(v, a, method="stem"), v, x)
-    got = jax.eval_shape(lambda v, a: backbone.apply(v, a), v, x)
+    got_stem = jax.eval_shape(functools.partial(backbone.apply, method="stem"), v, x)
+    got = jax.eval_shape(backbone.apply, v, x)
     assert (got_stem.shape[1:4], got.shape[1:4]) == (stem, last), variant
 
 
@@ -133,7 +134,7 @@ def test_converter_reads_a_release_checkpoint_and_names_mismatches(tmp_path):
          "--config", "configs/cost_r50.py:smoke", "--checkpoint", str(path),
          "--output", str(out)]
   result = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   jax.tree.map(np.testing.assert_array_equal, load_variables(str(out)),
                converters.convert("cost", sd, config))

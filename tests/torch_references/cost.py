@@ -10,8 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from torch_references.common import calibrate_batchnorm, random_init, to_torch_input
-from torch_references.mmaction2 import (SPECS, ConvModule, I3DHead, Recognizer3D, TrunkBN3d,
-                                        _pattern)
+from torch_references.mmaction2 import (
+  SPECS,
+  ConvModule,
+  I3DHead,
+  Recognizer3D,
+  TrunkBN3d,
+  _pattern,
+)
 from vidjax.models import resolve_model_config
 
 

@@ -37,7 +37,8 @@ release's bottleneck trunks).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -45,9 +46,14 @@ import jax.numpy as jnp
 import ml_collections
 
 from vidjax.models.backbones.resnet import RESNET_SPECS
-from vidjax.models.backbones.resnet3d import (INFLATE_STYLES, Bottleneck3d, ResNet3d,
-                                              build_resnet3d_fields, resnet3d_defaults,
-                                              resnet3d_frozen_rule)
+from vidjax.models.backbones.resnet3d import (
+  INFLATE_STYLES,
+  Bottleneck3d,
+  ResNet3d,
+  build_resnet3d_fields,
+  resnet3d_defaults,
+  resnet3d_frozen_rule,
+)
 from vidjax.models.backbones.trunk import build_trunk
 from vidjax.models.layers import BatchNorm, Dtype
 from vidjax.models.layers3d import HE_FAN_OUT, conv3d, max_pool3d_spatial
@@ -168,7 +174,7 @@ class CoSTBottleneck3d(Bottleneck3d):
 class ResNet3dCoST(ResNet3d):
   """The release's ResNet3dCoST: CoST blocks and the (2, 3, 3) stem pool when the pool
   has a temporal stride."""
-  specs = {d: RESNET_SPECS[d] for d in (50, 101, 152)}
+  specs: ClassVar[dict] = {d: RESNET_SPECS[d] for d in (50, 101, 152)}
   bottleneck: ClassVar[type] = CoSTBottleneck3d
   inflate_styles: ClassVar[tuple[str, ...]] = INFLATE_STYLES + COST_STYLES
 
