@@ -204,7 +204,7 @@ def test_ids_match_openai_clip():
 
 def test_context_length_truncate_and_error():
   ref = _reference()
-  long_texts = [DESCRIPTIONS[1] * 3, " ".join(CLASS_NAMES[:40]), "word " * 100, "😀" * 80]
+  long_texts = [DESCRIPTIONS[1] * 5, " ".join(CLASS_NAMES[:40]), "word " * 100, "😀" * 80]
   for n in (30, 77):
     ours = tokenize(long_texts, context_length=n, truncate=True)
     np.testing.assert_array_equal(ours, _clip_tokenize(ref, long_texts, n, truncate=True))
