@@ -215,7 +215,7 @@ def test_context_length_truncate_and_error():
   with pytest.raises(ValueError, match=r"text 'a a a .* too long for context length 30"):
     tokenize(fits + "a", context_length=30)
   with pytest.raises(ValueError, match="Air drumming"):
-    tokenize(["ok", DESCRIPTIONS[1]], context_length=30)
+    tokenize(["ok", DESCRIPTIONS[1] * 2], context_length=30)
   with pytest.raises(ValueError, match="text 1 is a int"):
     tokenize(["ok", 3])
   # A single string is one row; the end token is the argmax (CLIP's feature position).
