@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 
   from converters.common import ConversionError
 
-# SOURCE name -> module. Later: clip, tc_clip.
+# SOURCE name -> module. Later: tc_clip.
 _SOURCES = {
     "tsm": "converters.tsm",
     "tcpnet": "converters.tcpnet",
     "gc": "converters.gc",
     "mmaction2": "converters.mmaction2",
+    "clip": "converters.clip",
     "cost": "converters.cost",
 }
 
@@ -88,10 +89,12 @@ def convert(source: str, state_dict: Mapping[str, Any],
   module = _source_module(source)
   model_config = config.model if "model" in config else config
   resolved = models.resolve_model_config(model_config)
-  if f"{resolved.name}/{resolved.head.name}" not in module.MODELS:
+  # Models with a head are named recognizer/head; head-less ones (clip) by their name.
+  head = resolved.get("head")
+  if (f"{resolved.name}/{head.name}" if head else resolved.name) not in module.MODELS:
     raise ValueError(f"source {source!r} provides models (recognizer/head) {module.MODELS}, "
-                     f"not model.name={resolved.name!r} with model.head.name="
-                     f"{resolved.head.name!r}")
+                     f"not model.name={resolved.name!r}" +
+                     (f" with model.head.name={head.name!r}" if head else ""))
   abstract = expected_variables(model_config)
   if hasattr(module, "convert_variables"):  # more than a key rename (tcpnet's GCP init)
     return module.convert_variables(state_dict, model_config, abstract)

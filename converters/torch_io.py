@@ -3,6 +3,10 @@
 A file that is not a torch checkpoint is refused before torch is imported, from its first
 bytes and (for the zip format of `torch.save`) its central directory; what torch itself
 cannot read is reported in one line too. Every error names the file.
+
+TorchScript archives (OpenAI CLIP's released `ViT-B-16.pt`) are read with
+`torch.jit.load`, which `torch.load(weights_only=True)` refuses: it runs the archive's
+TorchScript (not arbitrary Python), so convert only files from a source you trust.
 """
 
 from __future__ import annotations
@@ -79,11 +83,34 @@ def _load_error(path: str, e: Exception) -> CheckpointFileError:
                              "damaged file or not a PyTorch checkpoint?")
 
 
+def is_torchscript(path: str) -> bool:
+  """A zip archive written by `torch.jit.save` (it holds constants.pkl and code/)."""
+  try:
+    with zipfile.ZipFile(path) as archive:
+      return any(n == "constants.pkl" or n.endswith("/constants.pkl")
+                 for n in archive.namelist())
+  except (zipfile.BadZipFile, OSError):
+    return False
+
+
+def _load_torchscript(path: str, torch: Any) -> dict[str, Any]:
+  """A TorchScript archive -> its module's state_dict (its parameters and buffers)."""
+  try:
+    with warnings.catch_warnings():   # torch's note that TorchScript is deprecated
+      warnings.simplefilter("ignore", DeprecationWarning)
+      return dict(torch.jit.load(path, map_location="cpu").state_dict())
+  except Exception as e:  # pylint: disable=broad-except
+    first = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+    raise CheckpointFileError(f"{path}: a TorchScript archive that torch.jit.load cannot "
+                              f"read ({first}).") from e
+
+
 def load_torch_state_dict(path: str) -> dict[str, Any]:
   """A `.pth` file -> its state_dict (tensors).
 
   Accepts a raw state_dict or a training checkpoint dict holding it under 'state_dict'
-  (TSM, GC, TCPNet) or 'model'. Loads with `weights_only=True`: no code is executed.
+  (TSM, GC, TCPNet) or 'model'. Loads with `weights_only=True`: no code is executed; a
+  TorchScript archive gives its module's state_dict (`torch.jit.load`).
 
   Raises:
     CheckpointFileError: with one line naming the file and the problem.
@@ -93,6 +120,8 @@ def load_torch_state_dict(path: str) -> dict[str, Any]:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise ImportError("reading .pth checkpoints needs torch: pip install 'vidjax[torch]'") from e
+  if is_torchscript(path):
+    return _load_torchscript(path, torch)
   try:
     with warnings.catch_warnings():
       # Printed for plain pickles before they fail: noise above the one-line error.

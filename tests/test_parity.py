@@ -39,6 +39,7 @@ for _path in (REPO, HERE):  # the checkout's converters/ and vidjax/, then tests
 
 torch = pytest.importorskip("torch")
 from conftest import load_config  # noqa: E402
+from torch_references import clip as clip_ref  # noqa: E402
 from torch_references import cost, gc, mmaction2, tcpnet, tcpnet_backbones, tsm  # noqa: E402
 from torch_references.common import max_abs_diff, nchw, random_clip, to_torch_input  # noqa: E402
 
@@ -212,6 +213,40 @@ def _c2d_pool(r: Result):
   assert max_abs_diff(_convert_and_run(config, sd, r.clip, "mmaction2"), r.theirs) > 1e-3
 
 
+# --- CLIP (source clip) -------------------------------------------------------------------
+
+def _clip_prompts_and_scripted(r: Result):
+  """Other class names (CamelCase, underscores, the vanilla prompt) give the reference's
+  logits too; the same weights as a TorchScript archive with fp16 tensors convert to the
+  same variables up to fp16 rounding."""
+  import tempfile  # pylint: disable=import-outside-toplevel
+  import warnings  # pylint: disable=import-outside-toplevel
+
+  from converters.torch_io import load_torch_state_dict  # pylint: disable=import-outside-toplevel
+  config = copy.deepcopy(r.config)
+  config.model.update(class_names=("ApplyEyeMakeup", "Yo-Yo", "brush_hair"), num_classes=3,
+                      prompt="{}")
+  ref = clip_ref.clip(config, r.clip, r.row.seed)
+  from vidjax.text import tokenize  # pylint: disable=import-outside-toplevel
+  assert ref.prompt_tokens[1].tolist() == tokenize("Yo- Yo", 30)[0].tolist()  # upstream's split
+  ours = _convert_and_run(config, {k: v for k, v in ref.state_dict().items()}, r.clip, "clip")
+  with torch.no_grad():
+    theirs = ref(to_torch_input(r.clip)).numpy()
+  assert max_abs_diff(ours, theirs) <= 1e-4
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "ViT-tiny.pt")
+    with warnings.catch_warnings():   # tracing's and TorchScript's deprecation notes
+      warnings.simplefilter("ignore")
+      traced = torch.jit.trace(copy.deepcopy(r.ref), to_torch_input(r.clip[:1]))
+      torch.jit.save(traced.half(), path)   # OpenAI's archives hold fp16 weights
+    scripted = load_torch_state_dict(path)
+  assert scripted["visual.proj"].dtype == torch.float16
+  variables = converters.convert("clip", scripted, r.config)
+  for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(r.variables)):
+    assert a.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-3)
+
+
 # --- the table ----------------------------------------------------------------------------
 
 def _classes(k: int) -> dict:
@@ -344,6 +379,14 @@ ZOO = [
         variant="heavy", overrides={**_classes(9), "model.backbone.inflate_style": "3x3x3",
                                     "model.backbone.temporal_strides": (1, 2, 2, 1)},
         keys=320, slow=True),
+    # OpenAI CLIP (source clip): the ViFi-CLIP video classifier at toy width (the smoke
+    # variant: 2 layers of 64 in both towers); test_clip.py checks the full ViT-B/16's
+    # names and shapes.
+    Row("clip_vitb16_tiny", "CLIP ViT-B/16 (ViFi-CLIP)", "clip_vitb16", "clip", clip_ref.clip,
+        (2, 4, 32), clip_seed=40, seed=40, variant="smoke", overrides=_classes(6),
+        keys=12 * 4 + 14, has_keys=("module.visual.transformer.resblocks.1.attn.in_proj_weight",
+                                        "module.token_embedding.weight"),
+        check=_clip_prompts_and_scripted),
     # CoST's release (reference/mmaction2_cost.md 19): 320 state_dict entries for its C2D
     # and I3D, CoST(a) 328 (+8 alpha), CoST(b) 336 (+16 fc weights). Quick run: CoST(b).
     # R101-32f at depth 50 (its conv1 (5, 7, 7) / 2 and (2, 3, 3) stem pool; 7 CoST

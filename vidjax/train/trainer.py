@@ -95,11 +95,14 @@ def _warn_past_schedule(config: ml_collections.ConfigDict, total_steps: int,
 def _describe_model(config: ml_collections.ConfigDict) -> str:
   """`recognizer2d (backbone resnet-50, head tsn, shift)`: the parts a config names."""
   m = config.model
-  parts = [f"backbone {m.backbone.name}" + (f"-{m.backbone.depth}" if "depth" in m.backbone
-                                             else "")]
+  parts = []
+  if m.get("backbone"):   # CLIP-family models have towers, not a backbone and head
+    parts.append(f"backbone {m.backbone.name}" + (f"-{m.backbone.depth}" if "depth" in m.backbone
+                                                   else ""))
   if m.get("neck") and m.neck.get("name"):
     parts.append(f"neck {m.neck.name}")
-  parts.append(f"head {m.head.name}")
+  if m.get("head"):
+    parts.append(f"head {m.head.name}")
   parts += [k for k in ("shift", "non_local", "ecal") if k in m and m[k].get("enabled")]
   return f"{m.name} ({', '.join(parts)})"
 
