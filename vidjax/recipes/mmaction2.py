@@ -179,6 +179,7 @@ def _small(config: ml_collections.ConfigDict, model: str, run: str) -> None:
     config.data.update(num_frames=frames, source_frames=8)
   else:
     config_defaults.use_smoke(config, num_frames=frames, source_frames=8)
+    config.optim.warmup_epochs = 0.0   # a recipe's warm-up would outlast the 3 epochs
     set_fields(config, SMOKE_FIELDS.get(model, {}))
     backbone = config.model.backbone
     if "inflate" in backbone:

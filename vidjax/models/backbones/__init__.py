@@ -12,10 +12,10 @@
 The ResNet-family trunks share their training policy in trunk.py.
 """
 
+from vidjax.models.backbones import csn as _csn  # noqa: F401
 from vidjax.models.backbones import mobilenet_v2 as _mobilenet_v2  # noqa: F401
 from vidjax.models.backbones import preact_resnet as _preact_resnet  # noqa: F401
+from vidjax.models.backbones import r2plus1d as _r2plus1d  # noqa: F401
 from vidjax.models.backbones import res2net_tea as _res2net_tea  # noqa: F401
 from vidjax.models.backbones import resnet as _resnet  # noqa: F401
 from vidjax.models.backbones import resnet3d as _resnet3d  # noqa: F401
-from vidjax.models.backbones import csn as _csn  # noqa: F401
-from vidjax.models.backbones import r2plus1d as _r2plus1d  # noqa: F401

@@ -83,6 +83,18 @@ class ResNet3dCSN(ResNet3d):
   specs = {d: RESNET_SPECS[d] for d in (50, 101, 152)}
   bottleneck: ClassVar[type] = CSNBottleneck3d
 
+  def block_norm(self) -> dict[str, Any]:
+    # bn_frozen: the BN affines get no gradient either (the optimiser skips them too).
+    return {**super().block_norm(), "freeze_bn_affine": self.partial_bn or self.bn_frozen}
+
+  def make_stem(self) -> nn.Module:
+    kernel = triple(self.conv1_kernel, "model.backbone.conv1_kernel")
+    return ConvBN3d(self.base_channels, kernel,
+                    (self.conv1_stride_t, self.conv1_stride_s, self.conv1_stride_s),
+                    tuple((k - 1) // 2 for k in kernel), bn_eps=self.bn_eps,
+                    bn_momentum=self.bn_momentum, freeze_bn_affine=self.bn_frozen,
+                    dtype=self.dtype, name="conv1")
+
   def make_block(self, spec):
     if self.bottleneck_mode not in BOTTLENECK_MODES:
       raise ValueError(f"model.backbone.bottleneck_mode={self.bottleneck_mode!r}; expected "
