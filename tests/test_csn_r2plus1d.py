@@ -108,7 +108,7 @@ def _compare(ours_module, theirs, x, seed):
   with jax.default_matmul_precision("highest"):
     ours = np.asarray(ours_module.apply(variables, x))
   with torch.no_grad():
-    out = _load_torch(theirs, variables)(torch.from_numpy(np.asarray(x).transpose(0, 4, 1, 2, 3)))
+    out = _load_torch(theirs, variables)(torch.from_numpy(np.array(x).transpose(0, 4, 1, 2, 3)))
   theirs_out = out.numpy().transpose(0, 2, 3, 4, 1)
   np.testing.assert_allclose(ours, theirs_out, atol=1e-4 * np.abs(theirs_out).max())
   return variables, ours
