@@ -128,3 +128,8 @@ def convert_variables(state_dict: Mapping[str, Any], model_config: ml_collection
         if target in expected and len(expected[target].shape) == 5:
           cleaned[key] = value[:, :, None]
   return assign(cleaned, abstract, lambda key: rename_key(key, resolved))
+
+
+# --- CSN and R(2+1)D: their flax names mirror the upstream keys (`conv2.0.conv`, --------
+# `conv1.conv.conv_s`, `conv1.conv.bn_s`), so ResNet3d's rename reads them.
+BACKBONES_3D += ("csn", "r2plus1d")

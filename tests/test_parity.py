@@ -411,6 +411,27 @@ ZOO = [
                                               (0, 1, 0))}, keys=334, slow=True),
 ]
 
+# --- CSN and R(2+1)D (reference/mmaction2_cost.md 5, 6): ir-CSN-50 as zoo-configured (320
+# entries: conv2 becomes conv2.0), the ip bottleneck at depth 50 and a quarter of the
+# widths (416: one more ConvModule per block); R(2+1)D-34 at full depth (434). The
+# 152-layer CSNs' names, shapes and parameter counts: tests/test_csn_r2plus1d.py.
+ZOO += [
+    Row("ircsn_r50", "CSN (ir-CSN-152, ip-CSN-152, ir-CSN-50)", "csn_r152", "mmaction2",
+        mmaction2.csn_recognizer, (2, 8, 64), clip_seed=40, seed=40, variant="r50",
+        overrides=_classes(9), keys=320,
+        has_keys=("module.backbone.layer3.5.conv2.0.conv.weight",),
+        note="parity of ir-CSN-50 and of ip-CSN at depth 50; 152-layer names and shapes"),
+    Row("ipcsn_r50_smoke", "ip-CSN (depth 50, 16 base channels)", "csn_r152", "mmaction2",
+        mmaction2.csn_recognizer, (2, 8, 64), clip_seed=41, seed=41, variant="ip_smoke",
+        overrides=_classes(9), keys=416,
+        has_keys=("module.backbone.layer2.0.conv2.1.bn.running_var",)),
+    Row("r2plus1d_r34", "R(2+1)D-34", "r2plus1d_r34", "mmaction2",
+        mmaction2.r2plus1d_recognizer, (2, 8, 64), clip_seed=42, seed=42,
+        overrides=_classes(9), keys=434, slow=True,
+        has_keys=("module.backbone.conv1.conv.conv_s.weight",
+                  "module.backbone.layer2.0.downsample.conv.bn_s.running_var")),
+]
+
 
 def _param(row: Row):
   return pytest.param(row, id=row.name, marks=[pytest.mark.slow] if row.slow else [])

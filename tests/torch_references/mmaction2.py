@@ -349,3 +349,79 @@ def recognizer(config, clip, seed):
     backbone = ResNet3d(b, c2d=b.name == "c2d")
     ref = Recognizer3D(backbone, I3DHead(width * b.base_channels // 64, m.num_classes))
   return randomize(ref, to_torch_input(clip), seed)
+
+
+# --- CSN and R(2+1)D (reference/mmaction2_cost.md sections 5, 6): ResNet3d with its convs
+# replaced, as the upstream subclasses build them. ----------------------------------------
+
+def _depthwise(planes, kernel, stride, padding, eps, act=True):
+  """A ConvModule whose conv is depthwise (groups = planes)."""
+  module = ConvModule(planes, planes, kernel, stride, padding, act=act, eps=eps)
+  module.conv = nn.Conv3d(planes, planes, kernel, stride, padding, groups=planes, bias=False)
+  return module
+
+
+def csn_backbone(b):
+  """ResNet3dCSN: ResNet3d (3x3x3 inflation) whose every conv2 becomes `nn.Sequential`:
+  ir [depthwise ConvModule]; ip [1x1x1 ConvModule without ReLU, depthwise ConvModule]."""
+  backbone = ResNet3d(b)
+  for m in backbone.modules():
+    if isinstance(m, Bottleneck):
+      conv = m.conv2.conv
+      planes = conv.in_channels
+      seq = [_depthwise(planes, conv.kernel_size, conv.stride, conv.padding, b.bn_eps)]
+      if b.bottleneck_mode == "ip":
+        seq.insert(0, ConvModule(planes, planes, 1, act=False, eps=b.bn_eps))
+      m.conv2 = nn.Sequential(*seq)
+  return backbone
+
+
+class MidBN3d(TrunkBN3d):
+  """Conv2plus1d's bn_s (calibrated like the trunk's; its own eps)."""
+
+
+def r2plus1d_mid_channels(cin, cout, kernel):
+  """Conv2plus1d's inner width, as the spec writes it (float division, then int)."""
+  _, kh, kw = kernel
+  return int(3 * cin * cout * kh * kw / (cin * kh * kw + 3 * cout))
+
+
+class Conv2plus1d(nn.Module):
+  """conv_s (1, kH, kW) -> bn_s -> ReLU -> conv_t (kT, 1, 1), no biases."""
+
+  def __init__(self, cin, cout, kernel, stride, padding, mid_eps):
+    super().__init__()
+    (kt, kh, kw), (st, sh, sw), (pt, ph, pw) = kernel, stride, padding
+    mid = r2plus1d_mid_channels(cin, cout, kernel)
+    self.conv_s = nn.Conv3d(cin, mid, (1, kh, kw), (1, sh, sw), (0, ph, pw), bias=False)
+    self.bn_s = MidBN3d(mid, eps=mid_eps)
+    self.conv_t = nn.Conv3d(mid, cout, (kt, 1, 1), (st, 1, 1), (pt, 0, 0), bias=False)
+
+  def forward(self, x):
+    return self.conv_t(torch.relu(self.bn_s(self.conv_s(x))))
+
+
+def r2plus1d_backbone(b):
+  """ResNet2Plus1d: ResNet3d whose every ConvModule's conv is a Conv2plus1d."""
+  backbone = ResNet3d(b)
+  for m in list(backbone.modules()):
+    if isinstance(m, ConvModule):
+      c = m.conv
+      m.conv = Conv2plus1d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
+                           b.mid_bn_eps)
+  return backbone
+
+
+def csn_recognizer(config, clip, seed):
+  """Recognizer3D of ResNet3dCSN and I3DHead."""
+  b = resolve_model_config(config.model).backbone
+  head = I3DHead(2048 * b.base_channels // 64, config.model.num_classes)
+  return randomize(Recognizer3D(csn_backbone(b), head), to_torch_input(clip), seed)
+
+
+def r2plus1d_recognizer(config, clip, seed):
+  """Recognizer3D of ResNet2Plus1d and I3DHead."""
+  b = resolve_model_config(config.model).backbone
+  width = 512 * (4 if SPECS[b.depth][0] == "bottleneck" else 1) * b.base_channels // 64
+  ref = Recognizer3D(r2plus1d_backbone(b), I3DHead(width, config.model.num_classes))
+  return randomize(ref, to_torch_input(clip), seed)

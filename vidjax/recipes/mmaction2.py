@@ -179,8 +179,49 @@ def _small(config: ml_collections.ConfigDict, model: str, run: str) -> None:
     config.data.update(num_frames=frames, source_frames=8)
   else:
     config_defaults.use_smoke(config, num_frames=frames, source_frames=8)
+    config.optim.warmup_epochs = 0.0   # a recipe's warm-up would outlast the 3 epochs
+    set_fields(config, SMOKE_FIELDS.get(model, {}))
     backbone = config.model.backbone
     if "inflate" in backbone:
       backbone.inflate = fit_pattern(backbone.inflate, (2, 2, 2, 2))
       backbone.non_local = fit_pattern(backbone.non_local, (2, 2, 2, 2))
   config.data.update(sampler="dense", frame_interval=1, test_sampling="mmaction2_3d")
+
+
+# --- CSN and R(2+1)D (configs/csn_r152.py, configs/r2plus1d_r34.py) ----------------------
+
+# ircsn_ig65m-pretrained-r152_8xb12-32x2x1-58e_kinetics400-rgb: IG65M-pretrained upstream
+# (`--config.init_from=DIR`), lr 5e-4 for batch 96 (8 GPUs x 12), 16 warm-up epochs from
+# x0.1, lr x0.1 at epochs 32 and 48, 58 epochs. The ResNet3dCSN file leaves BN training
+# (norm_eval False); MMAction2 1.2.0's copy of this config inherits norm_eval and
+# bn_frozen from its bnfrozen twin, which is `r50`'s and `ip`'s setting here.
+_BN_FROZEN = {"model.backbone.norm_eval": True, "model.backbone.bn_frozen": True}
+MODELS["csn_r152"] = dict(sampling=(32, 2), test="mmaction2_test30", fields={
+    "model.backbone.name": "csn", "data.train_crop": "random_resized",
+    "batch_size": 96, "optim.lr": 5e-4, "optim.epochs": 58.0, "optim.schedule": "step",
+    "optim.lr_steps": (32, 48), "optim.warmup_epochs": 16.0,
+    "optim.warmup_start_factor": 0.1})
+PARTS["csn_r152"] = {
+    # ipcsn_ig65m-pretrained-r152-bnfrozen_32x2x1-58e: the ip bottleneck, BN frozen.
+    "ip": {"model.backbone.bottleneck_mode": "ip", **_BN_FROZEN},
+    # ircsn_ig65m-pretrained-r50-bnfrozen_8xb12-32x2x1-58e: ir-CSN-50, BN frozen.
+    "r50": {"model.backbone.depth": 50, **_BN_FROZEN},
+}
+SAMPLINGS["csn_r152"] = {}
+DEMO_FRAMES["csn_r152"] = 8   # T / 8 after the temporal strides of layer2..4
+
+# r2plus1d_r34_8xb8-8x8x1-180e_kinetics400-rgb (from scratch): lr 0.01 for batch 64 (8
+# GPUs x 8), cosine over 180 epochs without warm-up; `32x2`: r2plus1d_r34_8xb8-32x2x1-180e.
+MODELS["r2plus1d_r34"] = dict(sampling=(8, 8), test="mmaction2_test30", fields={
+    "model.backbone.name": "r2plus1d", "data.train_crop": "random_resized",
+    "batch_size": 64, "optim.lr": 0.01, "optim.epochs": 180.0, "optim.schedule": "cosine"})
+PARTS["r2plus1d_r34"] = {}
+SAMPLINGS["r2plus1d_r34"] = {"8x8": (8, 8), "32x2": (32, 2)}
+DEMO_FRAMES["r2plus1d_r34"] = 8
+
+# The smoke models' changes after use_smoke's ResNet-18, at a quarter of the widths
+# (R(2+1)D-18's full widths hold 33M parameters); CSN has bottleneck depths only.
+SMOKE_FIELDS: dict[str, dict[str, Any]] = {
+    "csn_r152": {"model.backbone.depth": 50, "model.backbone.base_channels": 16},
+    "r2plus1d_r34": {"model.backbone.base_channels": 16},
+}

@@ -7,13 +7,17 @@
   resnet3d       resnet3d.py       MMAction2's ResNet3d (I3D, SlowOnly) on [N, T, H, W, C]
   c2d            resnet3d.py       MMAction2 1.x's C2D (ResNet-50 per frame, 3D pools)
   cost           cost.py           CoST's ResNet3dCoST (CoST(a), CoST(b), its C2D and I3D)
+  csn            csn.py            MMAction2's ResNet3dCSN (ir-CSN / ip-CSN) on ResNet3d
+  r2plus1d       r2plus1d.py       MMAction2's ResNet2Plus1d (R(2+1)D) on ResNet3d
 
 The ResNet-family trunks share their training policy in trunk.py.
 """
 
 from vidjax.models.backbones import cost as _cost  # noqa: F401
+from vidjax.models.backbones import csn as _csn  # noqa: F401
 from vidjax.models.backbones import mobilenet_v2 as _mobilenet_v2  # noqa: F401
 from vidjax.models.backbones import preact_resnet as _preact_resnet  # noqa: F401
+from vidjax.models.backbones import r2plus1d as _r2plus1d  # noqa: F401
 from vidjax.models.backbones import res2net_tea as _res2net_tea  # noqa: F401
 from vidjax.models.backbones import resnet as _resnet  # noqa: F401
 from vidjax.models.backbones import resnet3d as _resnet3d  # noqa: F401
