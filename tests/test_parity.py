@@ -526,7 +526,7 @@ def markdown() -> str:
   for name in configs:
     rows = [r for r in ZOO if r.zoo and r.config == name]
     verified = rows[0].note or "parity"
-    head = resolve_model_config(rows[0].load_config().model).head
+    head = resolve_model_config(rows[0].load_config().model).get("head") or {}
     if "num_segments" in head:  # the head is built for T frames: say which were compared
       frames = sorted({r.clip[1] for r in rows})
       verified += ", " + " and ".join(map(str, frames)) + " frames"
