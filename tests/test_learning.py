@@ -46,10 +46,10 @@ models' appearance classes are not learned yet within these budgets.
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
 
-import jax
 import numpy as np
 import pytest
 
@@ -57,10 +57,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import load_config  # noqa: E402
 
 from vidjax import config_defaults  # noqa: E402
-from vidjax.checkpoint import load_variables  # noqa: E402
-from vidjax.data import demo, pipeline  # noqa: E402
-from vidjax.models import build_model  # noqa: E402
-from vidjax.train import trainer  # noqa: E402
+from vidjax.data import demo  # noqa: E402
+from vidjax.train import eval_outputs, trainer  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -85,19 +83,18 @@ _RECIPE = {
 
 
 def train_and_score(tmp_path, name: str, **overrides) -> np.ndarray:
-  """Trains configs/NAME.py:smoke with the shared recipe; per-class eval accuracy [6]."""
+  """Trains configs/NAME.py:smoke with the shared recipe; per-class eval accuracy [6],
+  from the per-video scores of the run's own final evaluation (WORKDIR/eval)."""
   config = load_config(name, "smoke", **{**_RECIPE, **overrides})
+  assert config.eval.num_views == 1
   workdir = str(tmp_path / name)
   trainer.run(config, workdir)
-  model = build_model(config.model)
-  variables = load_variables(workdir)
-  predict = jax.jit(lambda v, x: model.apply(v, x, train=False).argmax(-1))
-  correct, count = np.zeros(demo.NUM_CLASSES), np.zeros(demo.NUM_CLASSES)
-  for batch in pipeline.eval_iterator(config.data, config.eval.batch_size):
-    pred = np.asarray(predict(variables, batch["clip"]))
-    m = batch["mask"]
-    np.add.at(count, batch["label"][m], 1)
-    np.add.at(correct, batch["label"][m], pred[m] == batch["label"][m])
+  (path,) = glob.glob(os.path.join(workdir, "eval", "step_*" + eval_outputs.SCORES_SUFFIX))
+  scores = eval_outputs.load_scores(path)
+  labels, pred = scores["labels"], scores["scores"].argmax(-1)
+  count = np.bincount(labels, minlength=demo.NUM_CLASSES)
+  assert count.min() > 0 and not len(scores["skipped_files"]), count
+  correct = np.bincount(labels[pred == labels], minlength=demo.NUM_CLASSES)
   accuracy = correct / count
   print(f"{name}: per-class eval accuracy {np.round(accuracy, 3).tolist()}, direction "
         f"{direction_accuracy(accuracy):.3f}, top-1 {correct.sum() / count.sum():.3f}")
