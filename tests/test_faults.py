@@ -425,10 +425,10 @@ def _wait_for_step(proc, workdir, step, timeout=600):
 
 @pytest.mark.slow
 def test_kill_9_at_random_steps_then_resume_is_bit_identical(tmp_path):
-  """Four SIGKILLs at random steps of an 8-step run (checkpoints every 2 steps, so some
-  kills lose steps that the rerun redoes); the last rerun ends with the parameters of an
+  """SIGKILLs at random steps of a 6-step run (checkpoints every 2 steps, so some kills
+  lose steps that the rerun redoes); the last rerun ends with the parameters of an
   uninterrupted run, and metrics.jsonl has one entry per step and name."""
-  total = 8
+  total = 6
   reference_dir = str(tmp_path / "reference")
   trainer.run(_smoke(**(_REFERENCE | dict(total_steps=total))), reference_dir)
   workdir = str(tmp_path / "killed")
@@ -444,7 +444,7 @@ def test_kill_9_at_random_steps_then_resume_is_bit_identical(tmp_path):
     proc.communicate()
     kills.append(done)
     assert done < total, f"killed too late: {kills}"
-  assert len(kills) >= 3, kills
+  assert len(kills) >= 2, kills
   proc = _launch(workdir, f"--config.total_steps={total}")
   _, err = proc.communicate(timeout=600)
   assert proc.returncode == 0, err[-3000:]
