@@ -6,6 +6,7 @@
   mobilenet_v2   mobilenet_v2.py   TSM's MobileNetV2 (`temporal_module` slot only)
   resnet3d       resnet3d.py       MMAction2's ResNet3d (I3D, SlowOnly) on [N, T, H, W, C]
   c2d            resnet3d.py       MMAction2 1.x's C2D (ResNet-50 per frame, 3D pools)
+  slowfast       slowfast.py       MMAction2's SlowFast: two ResNet3d pathways, laterals
 
 The ResNet-family trunks share their training policy in trunk.py.
 """
@@ -15,3 +16,4 @@ from vidjax.models.backbones import preact_resnet as _preact_resnet  # noqa: F40
 from vidjax.models.backbones import res2net_tea as _res2net_tea  # noqa: F401
 from vidjax.models.backbones import resnet as _resnet  # noqa: F401
 from vidjax.models.backbones import resnet3d as _resnet3d  # noqa: F401
+from vidjax.models.backbones import slowfast as _slowfast  # noqa: F401
