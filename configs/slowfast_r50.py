@@ -1,8 +1,8 @@
 r"""SlowFast-ResNet-50 (Feichtenhofer et al., ICCV 2019), 4x16x1, Kinetics-400.
 
 Parts: recognizer3d (vidjax/models/recognizers.py), backbone slowfast
-(vidjax/models/backbones/slowfast.py, two ResNet3d pathways of
-vidjax/models/backbones/resnet3d.py), head slowfast (vidjax/models/heads/slowfast.py).
+(vidjax/models/backbones/slowfast.py) of two ResNet3d pathways
+(vidjax/models/backbones/resnet3d.py), head slowfast (vidjax/models/heads/slowfast.py).
 Recipe: `MODELS["slowfast_r50"]`, `PARTS["slowfast_r50"]` and `SAMPLING_FIELDS` in
 vidjax/recipes/mmaction2.py; data set k400 (vidjax/recipes/datasets.py); test protocols
 mmaction2_val / mmaction2_test30 (vidjax/recipes/protocols.py).

@@ -4,7 +4,7 @@ pathway's features averaged over T, H and W, concatenated fast first, then slow 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
