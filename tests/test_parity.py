@@ -346,7 +346,7 @@ ZOO = [
         keys=320, slow=True),
     # --- SlowFast (reference/mmaction2_cost.md 4): 642 entries for R50 pathways = 2 x 318
     # + 4 lateral convs + fc_cls. R101 8x8: its structure in test_slowfast.py.
-    Row("slowfast_r50", "SlowFast-ResNet-50 4x16", "slowfast_r50", "mmaction2",
+    Row("slowfast_r50", "SlowFast-ResNet-50", "slowfast_r50", "mmaction2",
         mmaction2.slowfast, (1, 16, 64), clip_seed=40, seed=40, overrides=_classes(9),
         keys=642, slow=True,
         has_keys=("module.backbone.slow_path.layer3_lateral.conv.weight",

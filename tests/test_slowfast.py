@@ -230,3 +230,8 @@ def test_recipe():
     load_config("slowfast_r50", "r101")
   smoke = models.resolve_model_config(load_config("slowfast_r50", "smoke").model).backbone
   assert (smoke.slow_pathway.depth, smoke.fast_pathway.depth) == (18, 18)
+  demo = load_config("slowfast_r50", "demo")
+  assert (demo.data.num_frames, demo.data.source_frames, demo.model.num_classes) == (16, 16, 6)
+  _, out = _trace("demo", 16, demo.data.image_size)
+  assert out["__call__"].shape == (1, 6)
+  assert out["backbone/__call__"][0].shape[1] == 2   # the slow pathway's frames
