@@ -1,8 +1,8 @@
 r"""CLIP ViT-B/16, frame-wise: ViFi-CLIP's video classifier (the TC-CLIP repository's
 baseline), Kinetics-400 fully supervised.
 
-Parts: recognizer clip (vidjax/models/clip/: CLIP's image and text towers, the frames'
-mean embedding against the class prompts' embeddings). Recipe: `clip_config` in
+Parts: recognizer clip (vidjax/models/clip/recognizer.py), the frames' mean embedding
+against the class prompts' embeddings, with CLIP's towers beside it in vidjax/models/clip/. Recipe: `clip_config` in
 vidjax/recipes/clip.py (reference/tcclip.md 3.4, 4, 5). Prompts: "a photo of a {}."
 with each class name split at its capitals ("ApplyEyeMakeup" -> "Apply Eye Makeup"),
 tokenized to 30 ids (vidjax.text). Pixels: ImageNet mean and std on the 0..255 scale, as

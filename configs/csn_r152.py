@@ -2,7 +2,7 @@ r"""ir-CSN-152 (Tran et al., ICCV 2019: channel-separated networks; MMAction2's
 ResNet3dCSN), 32x2x1, Kinetics-400.
 
 Parts: recognizer3d (vidjax/models/recognizers.py), backbone csn
-(vidjax/models/backbones/csn.py on resnet3d.py), head i3d (vidjax/models/heads/i3d.py).
+(vidjax/models/backbones/csn.py), on resnet3d.py, head i3d (vidjax/models/heads/i3d.py).
 Recipe: `MODELS["csn_r152"]` and `PARTS["csn_r152"]` in vidjax/recipes/mmaction2.py; data
 set k400 (vidjax/recipes/datasets.py); test protocols mmaction2_val / mmaction2_test30
 (vidjax/recipes/protocols.py).

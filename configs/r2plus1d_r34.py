@@ -1,7 +1,7 @@
 r"""R(2+1)D-34 (Tran et al., CVPR 2018; MMAction2's ResNet2Plus1d), 8x8x1, Kinetics-400.
 
 Parts: recognizer3d (vidjax/models/recognizers.py), backbone r2plus1d
-(vidjax/models/backbones/r2plus1d.py on resnet3d.py), head i3d
+(vidjax/models/backbones/r2plus1d.py), on resnet3d.py, head i3d
 (vidjax/models/heads/i3d.py). Recipe: `MODELS["r2plus1d_r34"]` and
 `SAMPLINGS["r2plus1d_r34"]` in vidjax/recipes/mmaction2.py; data set k400
 (vidjax/recipes/datasets.py); test protocols mmaction2_val / mmaction2_test30

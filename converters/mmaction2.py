@@ -14,6 +14,13 @@ state_dict; after common's `module.` strip.
     ...non_local_block.conv_out.bn.*                     -> ...non_local_block.out_bn.*
     cls_head.fc_cls.*                             -> head.fc.*
 
+SlowFast (`recognizer3d/slowfast`, backbone `slowfast`): each pathway as ResNet3d above,
+plus the slow pathway's lateral convs, whose names need no change:
+
+    backbone.{slow,fast}_path.<ResNet3d key>      -> backbone.{slow,fast}_path.<as above>
+    backbone.slow_path.conv1_lateral.{conv,bn}.*  -> backbone.slow_path.conv1_lateral.*
+    backbone.slow_path.layer{s}_lateral.{conv,bn}.*  -> ...slow_path.layer{s}_lateral.*
+
 C2D's backbone is MMAction2's 2D ResNet: its 4-D conv kernels (O, I, kH, kW) get a time
 axis of 1, and only there (a 4-D kernel for an inflated 3D trunk is an error).
 
@@ -42,7 +49,7 @@ from flax import traverse_util
 from converters.common import (ConversionError, assign, clean_state_dict, rename_by_rules,
                                rename_torchvision_resnet)
 
-MODELS = ("recognizer3d/i3d", "recognizer2d/tsn")
+MODELS = ("recognizer3d/i3d", "recognizer2d/tsn", "recognizer3d/slowfast")
 BACKBONES_3D = ("resnet3d", "c2d")
 
 _NL_RULES = (
@@ -80,12 +87,24 @@ def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[st
   backbone = model_config.backbone.name
   if backbone in BACKBONES_3D:
     path = _rename_3d(key)
+  elif backbone == "slowfast":
+    path = _rename_slowfast(key)
   elif backbone == "resnet":
     path = _rename_2d(key)
   else:
-    raise ValueError(f"source 'mmaction2' reads ResNet3d, C2D and 2D ResNet checkpoints, not "
+    raise ValueError(f"source 'mmaction2' reads ResNet3d, C2D, SlowFast and 2D ResNet "
+                     f"checkpoints, not "
                      f"model.backbone.name={backbone!r}")
   return None if path is None else "backbone." + path
+
+
+def _rename_slowfast(key: str) -> Optional[str]:
+  """A SlowFast key below `backbone.`: its pathway's prefix, then the ResNet3d rules."""
+  pathway = re.match(r"^(slow_path|fast_path)\.", key)
+  if pathway is None:
+    return None
+  path = _rename_3d(key[pathway.end():])
+  return None if path is None else pathway.group(0) + path
 
 
 def unwrap(checkpoint: Mapping[str, Any]) -> Mapping[str, Any]:

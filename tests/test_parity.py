@@ -430,6 +430,25 @@ ZOO += [
         overrides=_classes(9), keys=434, slow=True,
         has_keys=("module.backbone.conv1.conv.conv_s.weight",
                   "module.backbone.layer2.0.downsample.conv.bn_s.running_var")),
+    # --- SlowFast (reference/mmaction2_cost.md 4): 642 entries for R50 pathways = 2 x 318
+    # + 4 lateral convs + fc_cls. R101 8x8: its structure in test_slowfast.py.
+    Row("slowfast_r50", "SlowFast-ResNet-50", "slowfast_r50", "mmaction2",
+        mmaction2.slowfast, (1, 16, 64), clip_seed=40, seed=40, overrides=_classes(9),
+        keys=642, slow=True,
+        has_keys=("module.backbone.slow_path.layer3_lateral.conv.weight",
+                  "module.backbone.fast_path.layer4.2.conv3.bn.running_var")),
+    # ResNet3d-18 pathways (lateral widths of expansion-1 stages) on two clips, with the
+    # 8x8 models' rates (tau 4, alpha 4, fusion kernel 7) and the options no zoo row
+    # uses: BN + ReLU after each lateral conv, lateral_infl 1.
+    Row("slowfast_r18_8x8_lateral_norm", "SlowFast-ResNet-18 8x8, lateral BN",
+        "slowfast_r50", "mmaction2", mmaction2.slowfast, (2, 8, 64), clip_seed=42, seed=42,
+        variant="smoke",
+        overrides={**_classes(9), "model.backbone.resample_rate": 4,
+                   "model.backbone.speed_ratio": 4,
+                   "model.backbone.slow_pathway.fusion_kernel": 7,
+                   "model.backbone.slow_pathway.lateral_norm": True,
+                   "model.backbone.slow_pathway.lateral_infl": 1},
+        has_keys=("module.backbone.slow_path.conv1_lateral.bn.running_var",)),
 ]
 
 

@@ -179,9 +179,9 @@ def test_docstring_names_each_part_file(name):
     text = f.read()
   doc = " ".join(text.split('"""')[1].split())
   model = resolve_model_config(load_config(name).model)
-  parts = [("recognizer", model.name), ("backbone", model.backbone.name),
-           ("head", model.head.name)]
-  parts += [("neck", model.neck.name)] if model.neck.name else []
+  parts = [("recognizer", model.name)]   # CLIP's recognizer holds its towers itself
+  parts += [(kind, model[kind].name) for kind in ("backbone", "neck", "head")
+            if kind in model and model[kind].name]
   parts += [("temporal", field) for field, _ in registry.temporal_entries()
             if field in model and model[field].enabled]   # recognizer3d has none
   for kind, part in parts:

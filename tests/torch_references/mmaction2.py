@@ -425,3 +425,123 @@ def r2plus1d_recognizer(config, clip, seed):
   width = 512 * (4 if SPECS[b.depth][0] == "bottleneck" else 1) * b.base_channels // 64
   ref = Recognizer3D(r2plus1d_backbone(b), I3DHead(width, config.model.num_classes))
   return randomize(ref, to_torch_input(clip), seed)
+
+
+# --- SlowFast (section 4): ResNet3dSlowFast + SlowFastHead ---------------------------------
+
+class LateralConv(nn.Module):
+  """A lateral connection: ConvModule with a bias-free Conv3d (fk, 1, 1), stride
+  (alpha, 1, 1); with lateral_norm also BN3d and ReLU."""
+
+  def __init__(self, cin, cout, fusion_kernel, speed_ratio, norm, eps):
+    super().__init__()
+    self.conv = nn.Conv3d(cin, cout, (fusion_kernel, 1, 1), (speed_ratio, 1, 1),
+                          ((fusion_kernel - 1) // 2, 0, 0), bias=False)
+    if norm:
+      self.bn = TrunkBN3d(cout, eps=eps)
+    self.norm = norm
+
+  def forward(self, x):
+    x = self.conv(x)
+    return torch.relu(self.bn(x)) if self.norm else x
+
+
+class ResNet3dPathway(nn.Module):
+  """ResNet3d (section 1) whose stages take `lateral_inplanes[i]` extra input channels;
+  with `lateral`, the convs conv1_lateral and layer{1,2,3}_lateral from the other pathway."""
+
+  def __init__(self, p, lateral=False, speed_ratio=8, channel_ratio=8):
+    super().__init__()
+    kind, sizes = SPECS[p.depth]
+    block = Bottleneck if kind == "bottleneck" else BasicBlock
+    k = tuple(p.conv1_kernel)
+    self.conv1 = ConvModule(3, p.base_channels, k, (p.conv1_stride_t, 2, 2),
+                            tuple((i - 1) // 2 for i in k), eps=p.bn_eps)
+    self.maxpool = nn.MaxPool3d((1, 3, 3), (p.pool1_stride_t, 2, 2), (0, 1, 1))
+    nl_cfg = dict(mode=p.non_local_cfg.mode, use_scale=p.non_local_cfg.use_scale,
+                  sub_sample=p.non_local_cfg.sub_sample, reduction=p.non_local_cfg.reduction)
+    # The widths the lateral convs see and add: upstream's calculate_lateral_inplanes.
+    widths = [p.base_channels] + [p.base_channels * 2 ** i * block.expansion
+                                  for i in range(3)]
+    infl = p.lateral_infl if lateral else 0
+    self.lateral_inplanes = [w * infl // channel_ratio for w in widths]
+    if lateral:
+      def make(cin, cout):
+        return LateralConv(cin, cout, p.fusion_kernel, speed_ratio, p.lateral_norm, p.bn_eps)
+      self.conv1_lateral = make(widths[0] // channel_ratio, self.lateral_inplanes[0])
+      for i in range(1, 4):
+        setattr(self, f"layer{i}_lateral",
+                make(widths[i] // channel_ratio, self.lateral_inplanes[i]))
+    self.lateral = lateral
+    inplanes = p.base_channels
+    for i, n in enumerate(sizes):
+      planes = p.base_channels * 2 ** i
+      s, t = p.strides[i], p.temporal_strides[i]
+      inflate, non_local = _pattern(p.inflate[i], n), _pattern(p.non_local[i], n)
+      out = planes * block.expansion
+      cin = inplanes + self.lateral_inplanes[i]
+      downsample = None
+      if s != 1 or t != 1 or cin != out:
+        downsample = ConvModule(cin, out, 1, (t, s, s), act=False, eps=p.bn_eps)
+      blocks = []
+      for j in range(n):
+        blocks.append(block(cin if j == 0 else out, planes, s if j == 0 else 1,
+                            t if j == 0 else 1, inflate[j], p.inflate_style,
+                            nl_cfg if non_local[j] else None, 3,
+                            downsample if j == 0 else None))
+      inplanes = out
+      setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+    for m in self.modules():
+      if isinstance(m, TrunkBN3d):
+        m.eps = p.bn_eps
+
+
+class SlowFast(nn.Module):
+  """(N, 3, T, H, W) -> (slow, fast): nearest temporal resizes by 1 / tau and
+  1 / (tau // alpha), the stems, a lateral after the stems and after layers 1-3
+  concatenated onto the slow features."""
+
+  def __init__(self, b):
+    super().__init__()
+    self.tau, self.alpha = b.resample_rate, b.speed_ratio
+    self.slow_path = ResNet3dPathway(b.slow_pathway, b.slow_pathway.lateral, b.speed_ratio,
+                                     b.channel_ratio)
+    self.fast_path = ResNet3dPathway(b.fast_pathway)
+
+  def forward(self, x):
+    slow = nn.functional.interpolate(x, mode="nearest", scale_factor=(1.0 / self.tau, 1, 1))
+    fast = nn.functional.interpolate(
+        x, mode="nearest", scale_factor=(1.0 / (self.tau // self.alpha), 1, 1))
+    slow = self.slow_path.maxpool(self.slow_path.conv1(slow))
+    fast = self.fast_path.maxpool(self.fast_path.conv1(fast))
+    lateral = self.slow_path.lateral
+    if lateral:
+      slow = torch.cat([slow, self.slow_path.conv1_lateral(fast)], dim=1)
+    for i in range(1, 5):
+      slow = getattr(self.slow_path, f"layer{i}")(slow)
+      fast = getattr(self.fast_path, f"layer{i}")(fast)
+      if lateral and i < 4:
+        slow = torch.cat([slow, getattr(self.slow_path, f"layer{i}_lateral")(fast)], dim=1)
+    return slow, fast
+
+
+class SlowFastHead(nn.Module):
+  """Average each pathway over (T, H, W), concatenate fast then slow, fc_cls."""
+
+  def __init__(self, cin, k):
+    super().__init__()
+    self.fc_cls = nn.Linear(cin, k)
+
+  def forward(self, x):
+    slow, fast = x
+    return self.fc_cls(torch.cat([fast.mean(dim=(2, 3, 4)), slow.mean(dim=(2, 3, 4))], 1))
+
+
+def slowfast(config, clip, seed):
+  """MMAction2's Recognizer3D with ResNet3dSlowFast and SlowFastHead for `config.model`."""
+  m = resolve_model_config(config.model)
+  b = m.backbone
+  widths = [p.base_channels * 8 * (4 if SPECS[p.depth][0] == "bottleneck" else 1)
+            for p in (b.slow_pathway, b.fast_pathway)]
+  ref = Recognizer3D(SlowFast(b), SlowFastHead(sum(widths), m.num_classes))
+  return randomize(ref, to_torch_input(clip), seed)

@@ -113,6 +113,32 @@ TESTS = ("test1", "test30")
 # Frames of the demo and smoke clips: enough for the model's temporal strides (I3D: T / 8).
 DEMO_FRAMES = {"c2d_r50": 8, "i3d_r50": 8, "slowonly_r50": 4}
 
+# --- SlowFast (configs/slowfast_r50.py) -----------------------------------------------------
+# slowfast_r50_8xb8-4x16x1-256e_kinetics400-rgb, from scratch: the data is 32 frames 2
+# apart for every SlowFast; '4x16' and '8x8' name the pathways' frame rates (slow: every
+# tau-th frame, fast: every (tau / alpha)-th), so its sampling parts change the model.
+MODELS["slowfast_r50"] = dict(sampling=(32, 2), test="mmaction2_test30", fields={
+    "model.backbone.name": "slowfast", "model.head.name": "slowfast",
+    "data.train_crop": "random_resized",
+    "batch_size": 64, "optim.lr": 0.1, "optim.epochs": 256.0, "optim.schedule": "cosine",
+    "optim.warmup_epochs": 34.0, "optim.warmup_start_factor": 0.1})
+PARTS["slowfast_r50"] = {
+    # slowfast_r101_8xb8-8x8x1-256e (with the 8x8 part): both pathways ResNet3d-101.
+    "r101": {"model.backbone.slow_pathway.depth": 101,
+             "model.backbone.fast_pathway.depth": 101},
+}
+SAMPLINGS["slowfast_r50"] = {"4x16": (32, 2), "8x8": (32, 2)}
+NEEDS_SAMPLING[("slowfast_r50", "r101")] = "8x8"
+# Model changes of a sampling part, where the sampling names the model's frame rates.
+SAMPLING_FIELDS: dict[tuple[str, str], dict[str, Any]] = {
+    # slowfast_r50_8xb8-8x8x1-256e: tau 4, alpha 4, fusion kernel 7.
+    ("slowfast_r50", "8x8"): {"model.backbone.resample_rate": 4,
+                              "model.backbone.speed_ratio": 4,
+                              "model.backbone.slow_pathway.fusion_kernel": 7},
+}
+# Fast-pathway frames (the slow pathway sees 1 / 8 of them).
+DEMO_FRAMES["slowfast_r50"] = 16
+
 
 def base_config(model: str) -> ml_collections.ConfigDict:
   """The model's base recipe on Kinetics-400 (no variant)."""
@@ -161,6 +187,7 @@ def build(arg: str, file: str, model: str) -> ml_collections.ConfigDict:
   if v.sampling:
     clip_len, interval = SAMPLINGS[model][v.sampling]
     config.data.update(num_frames=clip_len, frame_interval=interval)
+    _set_model_fields(config, SAMPLING_FIELDS.get((model, v.sampling), {}))
   if v.run:
     _small(config, model, v.run)
   elif v.test:
@@ -176,15 +203,22 @@ def _small(config: ml_collections.ConfigDict, model: str, run: str) -> None:
   if run == "demo":
     config_defaults.use_demo(config)
     config.optim.no_decay = ("bias", "scale")
-    config.data.update(num_frames=frames, source_frames=8)
+    config.data.update(num_frames=frames, source_frames=max(8, frames))
   else:
-    config_defaults.use_smoke(config, num_frames=frames, source_frames=8)
-    config.optim.warmup_epochs = 0.0   # a recipe's warm-up would outlast the 3 epochs
+    config_defaults.use_smoke(config, num_frames=frames, source_frames=max(8, frames))
+    config.optim.warmup_epochs = 0.0   # a recipe's warm-up (SlowOnly: 34) outlasts 3 epochs
     set_fields(config, SMOKE_FIELDS.get(model, {}))
     backbone = config.model.backbone
     if "inflate" in backbone:
       backbone.inflate = fit_pattern(backbone.inflate, (2, 2, 2, 2))
       backbone.non_local = fit_pattern(backbone.non_local, (2, 2, 2, 2))
+    if "slow_pathway" in backbone:   # SlowFast: the smoke depth is each pathway's
+      depth = backbone.depth
+      del backbone["depth"]
+      for pathway in (backbone.slow_pathway, backbone.fast_pathway):
+        pathway.depth = depth
+        pathway.inflate = fit_pattern(pathway.inflate, (2, 2, 2, 2))
+        pathway.non_local = fit_pattern(pathway.non_local, (2, 2, 2, 2))
   config.data.update(sampler="dense", frame_interval=1, test_sampling="mmaction2_3d")
 
 

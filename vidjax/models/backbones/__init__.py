@@ -9,6 +9,7 @@
   cost           cost.py           CoST's ResNet3dCoST (CoST(a), CoST(b), its C2D and I3D)
   csn            csn.py            MMAction2's ResNet3dCSN (ir-CSN / ip-CSN) on ResNet3d
   r2plus1d       r2plus1d.py       MMAction2's ResNet2Plus1d (R(2+1)D) on ResNet3d
+  slowfast       slowfast.py       MMAction2's SlowFast: two ResNet3d pathways, laterals
 
 The ResNet-family trunks share their training policy in trunk.py.
 """
@@ -21,3 +22,4 @@ from vidjax.models.backbones import r2plus1d as _r2plus1d  # noqa: F401
 from vidjax.models.backbones import res2net_tea as _res2net_tea  # noqa: F401
 from vidjax.models.backbones import resnet as _resnet  # noqa: F401
 from vidjax.models.backbones import resnet3d as _resnet3d  # noqa: F401
+from vidjax.models.backbones import slowfast as _slowfast  # noqa: F401

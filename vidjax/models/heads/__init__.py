@@ -5,8 +5,10 @@ A head is called as `head(features, num_segments=T, train=...)` and returns logi
   tsn  tsn.py  pool, dropout, fc, segment consensus (TSN, TSM, GC)
   tcp  tcp.py  TCPNet's temporal-attentive covariance pooling, dropout, fc
   i3d  i3d.py  MMAction2's I3DHead: pool over T, H, W, dropout, fc (3D recognizers)
+  slowfast  slowfast.py  MMAction2's SlowFastHead: pool each pathway, [fast, slow], fc
 """
 
 from vidjax.models.heads import i3d as _i3d  # noqa: F401
+from vidjax.models.heads import slowfast as _slowfast  # noqa: F401
 from vidjax.models.heads import tcp as _tcp  # noqa: F401
 from vidjax.models.heads import tsn as _tsn  # noqa: F401
