@@ -8,7 +8,8 @@ mmcv's `ConvModule` with a 3D conv (children `conv` and `bn`, optional ReLU). Th
 How a convolution is computed is chosen by its kernel shape, so every 3D backbone gets
 the same arithmetic: a kernel with kT = 1 folds time into the batch and runs the 2D
 convolution of layers.py (PyTorch's strided 1x1 taps, the CPU patch kernels); a 1x1x1
-kernel is a matrix product; any other kernel is XLA's 3D convolution.
+kernel is a matrix product; any other kernel is `vidjax.ops.conv3d.conv` (on CPU a sum
+over its time taps, elsewhere XLA's 3D convolution).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from vidjax.models.layers import BatchNorm, Dtype, max_pool2d
+from vidjax.ops import conv3d as conv3d_ops
 from vidjax.ops import patch_conv
 
 IntOrTriple = Union[int, Sequence[int]]
@@ -53,9 +55,7 @@ def conv3d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int, int],
     y = patch_conv.conv(x.reshape((n * t,) + x.shape[2:]), kernel[0], (sh, sw), (ph, pw),
                         (1, 1), groups)
     return y.reshape((n, t) + y.shape[1:])
-  return jax.lax.conv_general_dilated(
-      x, kernel, (st, sh, sw), ((pt, pt), (ph, ph), (pw, pw)),
-      dimension_numbers=("NDHWC", "DHWIO", "NDHWC"), feature_group_count=groups)
+  return conv3d_ops.conv(x, kernel, strides, padding, groups)
 
 
 class Conv3d(nn.Module):
