@@ -71,7 +71,9 @@ class Conv3d(nn.Module):
   kernel_init: Any = HE_FAN_OUT
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, frame_stride: int = 1) -> jax.Array:
+    """x: [N, T, H, W, C_in] -> [N, T', H', W', features]; `frame_stride` k > 1 keeps
+    only output frames 0, k, 2k, ... (computed as a k times larger temporal stride)."""
     c_in = x.shape[-1]
     if c_in % self.groups or self.features % self.groups:
       raise ValueError(f"Conv3d {self.name}: channels {c_in} -> {self.features} are not "
@@ -79,7 +81,8 @@ class Conv3d(nn.Module):
     kernel = self.param("kernel", self.kernel_init,
                         tuple(self.kernel_size) + (c_in // self.groups, self.features),
                         jnp.float32)
-    y = conv3d(x.astype(self.dtype), kernel.astype(self.dtype), tuple(self.strides),
+    strides = (self.strides[0] * frame_stride,) + tuple(self.strides[1:])
+    y = conv3d(x.astype(self.dtype), kernel.astype(self.dtype), strides,
                tuple(self.padding), self.groups)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,),
@@ -108,10 +111,10 @@ class ConvBN3d(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    """x: [N, T, H, W, C_in] -> [N, T', H', W', features]."""
+  def __call__(self, x: jax.Array, train: bool = False, frame_stride: int = 1) -> jax.Array:
+    """x: [N, T, H, W, C_in] -> [N, T', H', W', features] (`frame_stride`: Conv3d's)."""
     x = Conv3d(self.features, self.kernel_size, self.strides, self.padding, self.groups,
-               dtype=self.dtype, name="conv")(x)
+               dtype=self.dtype, name="conv")(x, frame_stride)
     x = BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
                   scale_init=self.bn_scale_init, name="bn")(x, train)
     return nn.relu(x) if self.activation else x
