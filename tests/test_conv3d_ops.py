@@ -63,9 +63,15 @@ def test_grouped_and_too_short_inputs():
       x, kernel, (1, 1, 1), [(1, 1)] * 3, dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
       feature_group_count=6)
   np.testing.assert_array_equal(got, want)
-  # Groups 1 on CPU: the program holds 2D convolutions only, no 3D one.
-  hlo = jax.jit(lambda x, k: conv3d.conv(x, k, (1, 1, 1), (1, 1, 1))).lower(
-      x, kernel.reshape(3, 3, 3, 6, 1)).compile().as_text()
-  assert "dim_labels=b01f_01io->b01f" in hlo and "b012f" not in hlo
+  # Groups 1: programs for CPU hold 2D convolutions only, those for GPUs and TPUs one 3D
+  # convolution (lowered here without the device).
+  traced = jax.jit(lambda x, k: conv3d.conv(x, k, (1, 1, 1), (1, 1, 1))).trace(
+      x, kernel.reshape(3, 3, 3, 6, 1))
+  for platform, spatial_dims in (("cpu", "[b, 0, 1, f]"), ("cuda", "[b, 0, 1, 2, f]"),
+                                 ("tpu", "[b, 0, 1, 2, f]")):
+    convs = [line for line in traced.lower(lowering_platforms=(platform,)).as_text()
+             .splitlines() if "stablehlo.convolution" in line]
+    assert convs and all(f"dim_numbers = {spatial_dims}x" in c for c in convs), (platform,
+                                                                                 convs)
   with pytest.raises(ValueError, match="4 frames padded by 0 are fewer than the kernel's 5"):
     conv3d.time_taps_conv(x, jnp.zeros((5, 1, 1, 6, 2)), (1, 1, 1), (0, 0, 0))
