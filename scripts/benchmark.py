@@ -122,11 +122,21 @@ def load_config(spec: str, overrides: list[str]):
 
 
 # ---------------------------------------------------------------------------- torch
-def torch_reference(config, clips: np.ndarray):
-  """(reference module, converter source, torch input) for `config.model`.
+# Clip-model references: backbone name -> (module of tests/torch_references/, builder,
+# converter source). A builder is `(config, clip [B, T, H, W, 3] uint8, seed) -> reference
+# in eval mode` (random weights, calibrated BatchNorm) that takes `to_torch_input(clip)`.
+CLIP_REFERENCES = {
+    "resnet3d": ("mmaction2", "recognizer", "mmaction2"),
+    "c2d": ("mmaction2", "recognizer", "mmaction2"),
+}
 
-  The references are the parity tests' own (upstream state_dict layouts); they exist for
-  TSN with a ResNet-18/50 and for TCPNet with a ResNet-50.
+
+def torch_reference(config, clips: np.ndarray):
+  """(reference module, converter source, torch input, calibrated) for `config.model`.
+
+  The references are the parity tests' own (upstream state_dict layouts): TSN with a
+  ResNet-18/50, TCPNet with a ResNet-50, and the clip models of `CLIP_REFERENCES`
+  (`calibrated`: their builder already set the BatchNorm statistics).
   """
   for path in (ROOT, os.path.join(ROOT, "tests")):
     if path not in sys.path:
@@ -135,9 +145,17 @@ def torch_reference(config, clips: np.ndarray):
   from vidjax.models import resolve_model_config  # pylint: disable=import-outside-toplevel
   m = resolve_model_config(config.model)
   b, t = clips.shape[:2]
+  if m.backbone.name in CLIP_REFERENCES:
+    module, builder, source = CLIP_REFERENCES[m.backbone.name]
+    # pylint: disable-next=import-outside-toplevel
+    from torch_references.common import to_torch_input
+    ref = getattr(importlib.import_module(f"torch_references.{module}"), builder)(
+        config, clips, 0)
+    return ref, source, to_torch_input(clips), True
   if m.backbone.name != "resnet" or m.backbone.depth not in (18, 50):
     raise SystemExit(f"--compare-torch: no PyTorch reference for backbone "
-                     f"{m.backbone.name}-{m.backbone.depth} (references: resnet 18, 50).")
+                     f"{m.backbone.name}-{m.backbone.depth} (references: resnet 18, 50, "
+                     f"{', '.join(CLIP_REFERENCES)}).")
   if m.head.name == "tsn":
     if any(m.get(k, {}).get("enabled", False) for k in m.keys()
            if hasattr(m.get(k), "get")):
@@ -154,7 +172,7 @@ def torch_reference(config, clips: np.ndarray):
   x = (clips.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
   x = torch.from_numpy(np.ascontiguousarray(
       x.transpose(0, 1, 4, 2, 3).reshape(b, t * 3, *clips.shape[2:4])))
-  return ref, source, x
+  return ref, source, x, False
 
 
 def torch_fns(ref, x, labels: np.ndarray, config) -> tuple[Callable, Callable]:
@@ -310,13 +328,14 @@ def main(argv=None) -> dict:
     if args.threads:
       torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    ref, source, x = torch_reference(config, clips)
+    ref, source, x, calibrated = torch_reference(config, clips)
     # Measured BatchNorm statistics keep eval activations O(1): with a fresh module's
     # (0, 1) statistics they shrink layer by layer into denormals, which are slow on
     # CPU for PyTorch (XLA flushes them to zero) and would flatter JAX.
-    # pylint: disable-next=import-outside-toplevel
-    from torch_references.common import calibrate_batchnorm
-    calibrate_batchnorm(ref, x, torch.Generator().manual_seed(0))
+    if not calibrated:
+      # pylint: disable-next=import-outside-toplevel
+      from torch_references.common import calibrate_batchnorm
+      calibrate_batchnorm(ref, x, torch.Generator().manual_seed(0))
     variables = converters.convert(source, ref.state_dict(), config)
     variables = jax.tree.map(jnp.asarray, variables)
     if args.no_batchnorm:

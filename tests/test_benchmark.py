@@ -1,5 +1,6 @@
 """scripts/benchmark.py end to end on the smoke model, against its PyTorch reference."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -100,3 +101,18 @@ def test_benchmark_without_batchnorm_removes_it_from_both_frameworks(tmp_path):
   with_bn = (cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"]
   # ResNet-18 at 32 px: the BatchNorms are a few percent of the FLOPs.
   assert r["infer"]["flops_per_clip"] < 0.995 * with_bn, (r["infer"]["flops_per_clip"], with_bn)
+
+
+@pytest.mark.slow
+def test_benchmark_compares_a_clip_model_with_its_torch_reference():
+  """A 3D model (I3D-R50's smoke member) through the script's clip-model references, in
+  this process: the JAX model gets the reference's converted weights and its logits."""
+  spec = importlib.util.spec_from_file_location("_benchmark", f"{ROOT}/scripts/benchmark.py")
+  benchmark = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(benchmark)
+  r = benchmark.main(["--config", "configs/i3d_r50.py:smoke", "--batch", "2", "--modes",
+                      "infer", "--steps", "1", "--rounds", "1", "--compare-torch"])
+  m = r["infer"]
+  assert r["clip"] == [2, 8, 32, 32, 3] and "train" not in r
+  assert m["jax_clips_per_s"] > 0 and m["torch_clips_per_s"] > 0 and m["ratio_jax_over_torch"] > 0
+  assert m["max_logit_diff_vs_torch"] < 1e-4 * max(1.0, m["logit_std"]), m

@@ -8,7 +8,8 @@ mmcv's `ConvModule` with a 3D conv (children `conv` and `bn`, optional ReLU). Th
 How a convolution is computed is chosen by its kernel shape, so every 3D backbone gets
 the same arithmetic: a kernel with kT = 1 folds time into the batch and runs the 2D
 convolution of layers.py (PyTorch's strided 1x1 taps, the CPU patch kernels); a 1x1x1
-kernel is a matrix product; any other kernel is XLA's 3D convolution.
+kernel is a matrix product; any other kernel is `vidjax.ops.conv3d.conv` (on CPU a sum
+over its time taps, elsewhere XLA's 3D convolution).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from vidjax.models.layers import BatchNorm, Dtype, max_pool2d
+from vidjax.ops import conv3d as conv3d_ops
 from vidjax.ops import patch_conv
 
 IntOrTriple = Union[int, Sequence[int]]
@@ -53,9 +55,7 @@ def conv3d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int, int],
     y = patch_conv.conv(x.reshape((n * t,) + x.shape[2:]), kernel[0], (sh, sw), (ph, pw),
                         (1, 1), groups)
     return y.reshape((n, t) + y.shape[1:])
-  return jax.lax.conv_general_dilated(
-      x, kernel, (st, sh, sw), ((pt, pt), (ph, ph), (pw, pw)),
-      dimension_numbers=("NDHWC", "DHWIO", "NDHWC"), feature_group_count=groups)
+  return conv3d_ops.conv(x, kernel, strides, padding, groups)
 
 
 class Conv3d(nn.Module):
@@ -71,7 +71,9 @@ class Conv3d(nn.Module):
   kernel_init: Any = HE_FAN_OUT
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, frame_stride: int = 1) -> jax.Array:
+    """x: [N, T, H, W, C_in] -> [N, T', H', W', features]; `frame_stride` k > 1 keeps
+    only output frames 0, k, 2k, ... (computed as a k times larger temporal stride)."""
     c_in = x.shape[-1]
     if c_in % self.groups or self.features % self.groups:
       raise ValueError(f"Conv3d {self.name}: channels {c_in} -> {self.features} are not "
@@ -79,7 +81,8 @@ class Conv3d(nn.Module):
     kernel = self.param("kernel", self.kernel_init,
                         tuple(self.kernel_size) + (c_in // self.groups, self.features),
                         jnp.float32)
-    y = conv3d(x.astype(self.dtype), kernel.astype(self.dtype), tuple(self.strides),
+    strides = (self.strides[0] * frame_stride,) + tuple(self.strides[1:])
+    y = conv3d(x.astype(self.dtype), kernel.astype(self.dtype), strides,
                tuple(self.padding), self.groups)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,),
@@ -108,10 +111,10 @@ class ConvBN3d(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    """x: [N, T, H, W, C_in] -> [N, T', H', W', features]."""
+  def __call__(self, x: jax.Array, train: bool = False, frame_stride: int = 1) -> jax.Array:
+    """x: [N, T, H, W, C_in] -> [N, T', H', W', features] (`frame_stride`: Conv3d's)."""
     x = Conv3d(self.features, self.kernel_size, self.strides, self.padding, self.groups,
-               dtype=self.dtype, name="conv")(x)
+               dtype=self.dtype, name="conv")(x, frame_stride)
     x = BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
                   scale_init=self.bn_scale_init, name="bn")(x, train)
     return nn.relu(x) if self.activation else x

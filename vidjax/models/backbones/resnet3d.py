@@ -303,9 +303,18 @@ class ResNet3d(Trunk):
                     tuple((k - 1) // 2 for k in kernel), bn_eps=self.bn_eps,
                     bn_momentum=self.bn_momentum, dtype=self.dtype, name="conv1")
 
-  def stem_pool(self, x: jax.Array) -> jax.Array:
-    return max_pool3d_spatial(x, 3, (self.pool1_stride_t, self.pool1_stride_s,
-                                     self.pool1_stride_s), 1)
+  def stem_pool(self, x: jax.Array, frames_picked: bool = False) -> jax.Array:
+    """The (1, 3, 3) max-pool; `frames_picked`: the stem conv already kept only the
+    frames its temporal stride takes (`stem_pool_frame_stride`)."""
+    return max_pool3d_spatial(x, 3, (1 if frames_picked else self.pool1_stride_t,
+                                     self.pool1_stride_s, self.pool1_stride_s), 1)
+
+  def stem_pool_frame_stride(self) -> int:
+    """The temporal stride of a stem pool whose time window is 1 frame (it only picks
+    frames; I3D's 2), else 1. A subclass with its own `stem_pool` gets 1 unless it
+    overrides this too."""
+    own = type(self).stem_pool in (ResNet3d.stem_pool, C2D.stem_pool)
+    return self.pool1_stride_t if own and self.with_pool1 else 1
 
   def make_block(self, spec: Block3dSpec) -> nn.Module:
     kind, _ = self.specs[self.depth]
@@ -321,9 +330,14 @@ class ResNet3d(Trunk):
 
   def stem(self, x: jax.Array, train: bool = False) -> jax.Array:
     """x: [N, T, H, W, C] normalised -> conv1 (+ max-pool) features."""
-    x = self.conv1(x.astype(self.dtype), self.stage_train(0, train))
+    bn_train = self.stage_train(0, train)
+    # With running BN statistics each conv1 frame is independent of the others, so conv1
+    # computes only the frames the pool keeps (half of I3D's stem), the same values.
+    picked = 1 if bn_train else self.stem_pool_frame_stride()
+    x = x.astype(self.dtype)
+    x = self.conv1(x, bn_train, picked) if picked > 1 else self.conv1(x, bn_train)
     if self.with_pool1:
-      x = self.stem_pool(x)
+      x = self.stem_pool(x, frames_picked=True) if picked > 1 else self.stem_pool(x)
     return self.end_stage(x, 0)
 
   def stage(self, x: jax.Array, s: int, train: bool = False) -> jax.Array:
@@ -353,9 +367,9 @@ class ResNet3d(Trunk):
 class C2D(ResNet3d):
   """MMAction2 1.x's C2D: the stem's max-pool has no padding (112 -> 55 px)."""
 
-  def stem_pool(self, x: jax.Array) -> jax.Array:
-    return max_pool3d_spatial(x, 3, (self.pool1_stride_t, self.pool1_stride_s,
-                                     self.pool1_stride_s), 0)
+  def stem_pool(self, x: jax.Array, frames_picked: bool = False) -> jax.Array:
+    return max_pool3d_spatial(x, 3, (1 if frames_picked else self.pool1_stride_t,
+                                     self.pool1_stride_s, self.pool1_stride_s), 0)
 
 
 def resnet3d_defaults(name: str = "resnet3d", **changes: Any) -> ml_collections.ConfigDict:
