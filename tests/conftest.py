@@ -13,6 +13,13 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Compiles are most of the suite's time, and LLVM's top optimisation level only lengthens
+# them: level 1 gives the same bits (tests/test_xla_options.py). Set before JAX starts its
+# backend; the xdist workers and subprocesses inherit it.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = " ".join(
+      [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=1"]).strip()
+
 jax.config.update("jax_default_matmul_precision", "highest")
 
 # One persistent compilation cache for the session, its xdist workers and their

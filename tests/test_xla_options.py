@@ -106,9 +106,22 @@ def test_state_init_compiled_at_a_low_level_has_the_default_bits():
 
   leaves = lambda tree: [np.asarray(x) for x in jax.tree.leaves(tree)]  # noqa: E731
   ours = leaves({"params": state.params, "batch_stats": state.batch_stats})
-  default = leaves(init(jax.random.key(0)))
+  # XLA's default level is 3 (the suite itself compiles at 1: conftest.py).
+  default = leaves(init(jax.random.key(0), compiler_options={"xla_backend_optimization_level": 3}))
   assert len(ours) == len(default) == 8  # 2 BN statistics, 6 parameters
   assert all(np.array_equal(a, b) for a, b in zip(ours, default))
   # The comparison can see a change of level: level 0 rounds some kernel values apart.
   level0 = leaves(init(jax.random.key(0), compiler_options={"xla_backend_optimization_level": 0}))
   assert not all(np.array_equal(a, b) for a, b in zip(ours, level0))
+
+  # A train step (forward, gradient, update) too: level 1 gives level 3's bits.
+  def step(level):
+    def loss(p, stats):
+      logits, _ = Tiny().apply({"params": p, "batch_stats": stats}, clip + 7, train=True,
+                               mutable=["batch_stats"])
+      return jnp.mean(jnp.square(logits))
+    grad_step = lambda p, s: jax.tree.map(lambda a, g: a - 0.1 * g, p,  # noqa: E731
+                                          jax.grad(loss)(p, s))
+    return leaves(jax.jit(grad_step, compiler_options={"xla_backend_optimization_level": level})(
+        state.params, state.batch_stats))
+  assert all(np.array_equal(a, b) for a, b in zip(step(1), step(3)))
