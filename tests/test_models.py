@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+import model_fixtures
 from vidjax.models import build_model, default_config, known
 from vidjax.models.backbones.resnet import ResNet, resnet_defaults, resnet_frozen_rule
 from vidjax.models.hooks import BlockInfo
@@ -39,24 +40,8 @@ def _clips(b=2, t=3, size=64, seed=0):
 
 
 def _random_variables(module, *args, seed=0, **kwargs):
-  """Variables of `module.init`'s shapes, filled on the host.
-
-  Compiling a real init spends ~10 s in XLA on the random initialisers of an R18; the
-  trace (eval_shape) is what the tests need from init.
-  """
-  abstract = jax.eval_shape(functools.partial(module.init, **kwargs), KEY, *args)
-  rs = np.random.RandomState(seed)
-
-  def fill(path, leaf):
-    name = path[-1].key
-    if name == "kernel":
-      fan_in = int(np.prod(leaf.shape[:-1]))
-      return jnp.asarray(rs.randn(*leaf.shape).astype(np.float32) * np.sqrt(2.0 / fan_in))
-    if name in ("scale", "var"):
-      return jnp.asarray(rs.uniform(0.5, 1.5, leaf.shape).astype(np.float32))
-    return jnp.asarray(rs.randn(*leaf.shape).astype(np.float32) * 0.1)
-
-  return jax.tree_util.tree_map_with_path(fill, abstract)
+  return jax.tree.map(jnp.asarray, model_fixtures.host_variables(module, *args, seed=seed,
+                                                                 **kwargs))
 
 
 def _count(tree):

@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+import model_fixtures
 from vidjax import models
 from vidjax.models import registry
 from vidjax.models.recognizers import IMAGENET_MEAN, IMAGENET_STD
@@ -62,7 +63,7 @@ def test_recognizer3d_gives_the_backbone_normalised_clips_as_they_are():
                                        head=dict(name="_test_pool")))
   model = models.build_model(cfg)
   clips = _clips()
-  variables = model.init(jax.random.key(0), clips)
+  variables = model_fixtures.host_variables(model, clips)
   logits, state = model.apply(variables, clips, mutable=["intermediates"])
   seen = state["intermediates"]["backbone"]["input"][0]
   expected = (clips.astype(np.float32) - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
@@ -80,7 +81,7 @@ def test_multi_stage_backbone_neck_and_aux_loss():
   cfg.neck = ml_collections.ConfigDict(dict(name="_test_aux"))
   model = models.build_model(cfg)
   clips = _clips(1, 2, 64)
-  variables = model.init(jax.random.key(0), clips)
+  variables = model_fixtures.host_variables(model, clips)
   variables = {k: variables[k] for k in ("params", "batch_stats")}
   backbone = model.backbone.clone(parent=None)
   x = jnp.zeros((2, 64, 64, 3))

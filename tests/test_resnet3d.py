@@ -2,7 +2,6 @@
 the 3D layers (models/layers3d.py), the MMAction2 recipes (recipes/mmaction2.py) and the
 'mmaction2' converter on real files. Parity with the PyTorch reference: test_parity.py."""
 
-import subprocess
 import sys
 
 import jax
@@ -13,10 +12,10 @@ import pytest
 from flax import traverse_util
 
 import converters
-from conftest import ROOT, load_config, subprocess_env
+from conftest import ROOT, load_config
 from converters.common import ConversionError
+from converters.torch_io import load_torch_state_dict
 from vidjax import models
-from vidjax.checkpoint import load_variables
 from vidjax.models import layers3d
 from vidjax.models.backbones.resnet3d import Block3dSpec, fit_pattern
 from vidjax.models.registry import build_backbone
@@ -306,30 +305,20 @@ def _upstream_state_dict(name, variant, clip):
   return config, mmaction2.recognizer(config, clip, 0).state_dict()
 
 
-def test_converter_cli_reads_an_mmaction2_checkpoint(tmp_path):
+def test_converter_reads_an_mmaction2_checkpoint(tmp_path):
+  """A training checkpoint as MMAction2 saves it, through the CLI's reader (the CLI
+  itself: tests/test_converters.py, tests/test_converter_errors.py)."""
   clip = _clips(size=64)
   config, sd = _upstream_state_dict("i3d_r50", "nl_dot_product_smoke", clip)
   path = tmp_path / "i3d.pth"
   torch.save({"meta": {"mmaction2_version": "0.24.1", "epoch": 3}, "state_dict": sd}, path)
-  out = tmp_path / "out"
-  cmd = [sys.executable, "-m", "converters", "--source", "mmaction2",
-         "--config", "configs/i3d_r50.py:nl_dot_product_smoke", "--checkpoint", str(path),
-         "--output", str(out)]
-  result = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True,
-                          text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
+  loaded = load_torch_state_dict(str(path))
   expected = converters.convert("mmaction2", sd, config)
-  jax.tree.map(np.testing.assert_array_equal, load_variables(str(out)), expected)
-
-  # The same file for the C2D config: one error line, exit 2, nothing written.
-  bad = tmp_path / "bad"
-  result = subprocess.run(cmd[:5] + ["--config", "configs/c2d_r50.py:smoke", "--checkpoint",
-                                     str(path), "--output", str(bad)],
-                          cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                          timeout=300)
-  assert result.returncode == 2 and not bad.exists(), result.stderr[-3000:]
-  first = result.stderr.strip().splitlines()[0]
-  assert first.startswith("error: ") and str(path) in first and "unused checkpoint keys" in first
+  jax.tree.map(np.testing.assert_array_equal, converters.convert("mmaction2", loaded, config),
+               expected)
+  # The same file for the C2D config: the mismatch is named, nothing converted.
+  with pytest.raises(ConversionError, match="unused checkpoint keys"):
+    converters.convert("mmaction2", loaded, load_config("c2d_r50", "smoke"))
 
 
 def test_strict_conversion_of_kernels_and_keys():
