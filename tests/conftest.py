@@ -1,10 +1,11 @@
 """Shared test helpers: configs loaded from configs/, float32 'highest' matmuls, one
 persistent compilation cache for the session."""
 
+import fcntl
 import importlib.util
+import json
 import os
 import shutil
-import sys
 import tempfile
 
 import jax
@@ -36,6 +37,25 @@ def pytest_unconfigure(config):
   del config
   if _OWN_CACHE:
     shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+
+def shared_run(tmp_path_factory, name: str, run) -> tuple[str, object]:
+  """A directory made once per test session and shared by the pytest-xdist workers (a
+  smoke training run several tests read): the first worker to ask calls `run(directory)`
+  (its JSON-able result is kept) under a file lock while the others wait, then reuse it.
+  Returns (directory, result). The tests must only read the directory."""
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent   # the session's directory above each worker's
+  directory, done = root / name, root / f"{name}.json"
+  with open(root / f"{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not done.exists():
+      shutil.rmtree(directory, ignore_errors=True)
+      directory.mkdir()
+      result = run(str(directory))
+      done.write_text(json.dumps(result))
+  return str(directory), json.loads(done.read_text())
 
 
 def load_config(name: str, variant: str = "", **overrides) -> ml_collections.ConfigDict:

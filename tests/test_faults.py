@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 import pytest
 from etils import epath
 
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, shared_run, subprocess_env
 from test_train_loop import _SMALL_LR, _assert_trees_equal, _smoke
 from vidjax.checkpoint import load_variables
 from vidjax.train import checkpoint as ckpt_lib
@@ -37,9 +37,10 @@ _REFERENCE = dict(total_steps=4, log_every_steps=1, checkpoint_every_steps=2,
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
   """An uninterrupted 4-step smoke run: checkpoints 2 and 4, evals at 2 and 4, best kept."""
-  workdir = str(tmp_path_factory.mktemp("reference"))
   config = _smoke(**_REFERENCE)
-  return config, workdir, trainer.run(config, workdir)
+  workdir, results = shared_run(tmp_path_factory, "faults_reference",
+                                lambda d: trainer.run(config, d))
+  return config, workdir, results
 
 
 @pytest.fixture(scope="module")

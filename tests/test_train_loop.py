@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, load_config, subprocess_env
+from conftest import ROOT, load_config, shared_run, subprocess_env
 from vidjax.checkpoint import load_variables
 from vidjax.train import checkpoint as ckpt_lib
 from vidjax.train import trainer, writers
@@ -39,9 +39,9 @@ def _assert_trees_equal(a, b):
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
   """An uninterrupted 6-step smoke run, logging every step."""
-  workdir = str(tmp_path_factory.mktemp("full"))
   config = _smoke(total_steps=6, log_every_steps=1, checkpoint_every_steps=3, **_SMALL_LR)
-  results = trainer.run(config, workdir)
+  workdir, results = shared_run(tmp_path_factory, "train_loop_full_run",
+                                lambda d: trainer.run(config, d))
   return config, workdir, results
 
 
