@@ -466,8 +466,9 @@ def _tc_clip_choices(r: Result):
     assert max(shortfalls.values()) <= 1e-5
     other = copy.deepcopy(forced)
     other["resblocks_0"]["seeds"] = (other["resblocks_0"]["seeds"][0][..., ::-1].copy(),)
-    moved, _ = apply(r.variables, r.clip, other)
+    moved, state = apply(r.variables, r.clip, other)
   assert max_abs_diff(np.asarray(moved), r.theirs) > 1e-3
+  assert decision_shortfalls(state["intermediates"]["visual"])["resblocks_0"] > 1e-6
   sd = {k: v for k, v in r.state_dict.items() if "token_embedding" not in k}
   with pytest.raises(converters.ConversionError, match="--clip_checkpoint"):
     converters.convert("tc_clip", sd, r.config)
