@@ -127,8 +127,8 @@ def from_openai_clip(weights: Mapping[str, np.ndarray],
             rng.normal(0.0, 0.02, (m.vision.heads, 1, 2)), -2.0, 2.0).astype(np.float32)
     elif key.startswith("visual."):
       out["image_encoder." + key[len("visual."):]] = value
-    elif key.startswith("transformer.") or key in ("positional_embedding", "text_projection") \
-        or key.startswith("ln_final."):
+    elif key.startswith(("transformer.", "ln_final.")) or key in ("positional_embedding",
+                                                                   "text_projection"):
       out["text_encoder." + key] = value
     else:
       out[key] = value   # token_embedding.weight, logit_scale, anything unknown
