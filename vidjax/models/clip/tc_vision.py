@@ -32,9 +32,17 @@ block sows, under `intermediates/visual/resblocks_{i}`:
   merge_scores  per step ([B, ta, tb] f32) the cosine similarities they were chosen by
 
 Forcing: pass that dict (`intermediates["visual"]`, or any dict holding at least
-`seeds`, `merge_order` and `merge_dest` per block) back as `decisions=` to the model's
-`__call__` (or `TCVisionTransformer.encode_video`); the blocks then use those choices
-instead of their own and sow them again, with their own scores beside them.
+`seeds`, `merge_order` and `merge_dest` per block, e.g. `decisions_of(...)` of it) back as
+`decisions=` to the model's `__call__` (or `TCVisionTransformer.encode_video`); the blocks
+then use those choices instead of their own and sow them again, with their own scores
+beside them:
+
+    logits, state = module.apply(variables, clips, mutable=["intermediates"])
+    choices = decisions_of(state["intermediates"]["visual"])
+    logits, state = module.apply(variables, clips, decisions=choices,
+                                 mutable=["intermediates"])
+    decision_shortfalls(state["intermediates"]["visual"])   # {"resblocks_0": 0.0, ...}
+
 `decision_shortfalls(intermediates)` measures, per block, how far below the model's own
 best choice each used choice scores: 0 when the model would have chosen the same, small
 when a forced choice is a near-tie.
