@@ -105,6 +105,7 @@ def test_wise_ft_mixes_all_but_the_new_parameters():
   np.testing.assert_allclose(mixed["a"]["local_global_bias_table"], 1.0)
 
 
+@pytest.mark.slow
 def test_full_size_checkpoint_names_and_shapes():
   """Upstream's 377 entries (reference/tcclip.md 6.2) plus CLIP's token embedding fill our
   full-size model, names and shapes; the training prompt buffers are dropped."""
