@@ -25,6 +25,13 @@ class prompts are handled; CLIP's token embedding comes from OpenAI's file):
       --checkpoint zero_shot_k400_tc_clip.pth --clip_checkpoint ViT-B-16.pt \
       --output /tmp/tc_clip_zs_k400 --config.model.label_file=my_classes.txt
 
+Test protocols over class splits (zero-shot: mean and std over each data set's three
+splits; base-to-novel: the harmonic mean of the base and novel means):
+
+  python scripts/tc_clip_splits.py --config configs/tc_clip.py --checkpoint /tmp/tc_clip_zs \
+      --workdir /tmp/tc_clip_zs_eval --config.data.root=~/data/hmdb51 \
+      --split hmdb51=~/data/hmdb51/test_split1.txt:~/data/hmdb51/labels.txt  # x 3 splits
+
 Expected (upstream's README, not reproduced here): zero-shot HMDB51 / UCF101 / K600
 54.2 / 82.9 / 75.8 top-1; fully supervised K400 85.2 / 96.9.
 

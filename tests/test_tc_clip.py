@@ -7,6 +7,7 @@ Numerics: tests/test_parity.py's tc_clip rows (choices forced, reference/tcclip.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -269,3 +270,58 @@ def test_smoke_config_trains_and_evaluates(tmp_path):
   results = trainer.run(config, str(tmp_path))
   assert np.isfinite(results["eval/loss"])
   assert 0.0 <= results["eval/top1"] <= 1.0
+
+
+@pytest.mark.slow
+def test_split_protocol_evaluation(tmp_path, capsys):
+  """scripts/tc_clip_splits.py on real video files: a base split (4 classes) and a novel
+  split (2 other classes) of one checkpoint, each scored against its own class names;
+  the group means and their harmonic mean."""
+  import importlib.util  # pylint: disable=import-outside-toplevel
+
+  from vidjax.checkpoint import save_variables  # pylint: disable=import-outside-toplevel
+  from vidjax.data import demo  # pylint: disable=import-outside-toplevel
+  from vidjax.train import eval_outputs  # pylint: disable=import-outside-toplevel
+  videos = tmp_path / "videos"
+  lines = open(demo.write_video_files(str(videos), split="eval", num_examples=12,
+                                      num_frames=8, image_size=32, seed=2)).read().splitlines()
+  names = list(demo.CLASS_NAMES)
+  args = []
+  for group, classes in (("base", range(4)), ("novel", range(4, 6))):
+    rows = [(p, int(l)) for p, l in (x.rsplit(" ", 1) for x in lines) if int(l) in classes]
+    (videos / f"{group}.txt").write_text("".join(f"{p} {l - classes[0]}\n" for p, l in rows))
+    (videos / f"{group}_labels.txt").write_text("".join(names[c] + "\n" for c in classes))
+    args += ["--split", f"{group}={videos / (group + '.txt')}:{videos / (group + '_labels.txt')}"]
+  config = load_config("tc_clip", "smoke")
+  module = models.build_model(config.model)
+  variables = jax.jit(module.init)(jax.random.key(1), jnp.zeros((1, 2, 32, 32, 3), jnp.uint8))
+  save_variables(str(tmp_path / "init"), variables)
+  spec = importlib.util.spec_from_file_location("tc_clip_splits",
+                                                os.path.join(ROOT, "scripts", "tc_clip_splits.py"))
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  workdir = tmp_path / "eval"
+  assert script.main(["--config", os.path.join(ROOT, "configs", "tc_clip.py:smoke"),
+                      "--checkpoint", str(tmp_path / "init"), "--workdir", str(workdir), *args,
+                      "--config.data.name=files", "--config.data.format=videos",
+                      f"--config.data.root={videos}", "--config.eval.batch_size=4"]) == 0
+  printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  results = []
+  for i, (group, width) in enumerate((("base", 4), ("novel", 2))):
+    (path,) = [os.path.join(workdir, f"{group}_{i}", "eval", f) for f in
+               os.listdir(os.path.join(workdir, f"{group}_{i}", "eval"))
+               if f.endswith("_scores.npz")]
+    data = eval_outputs.load_scores(path)
+    assert data["scores"].shape[1] == width
+    assert data["class_names"].tolist() == names[:4] if group == "base" else names[4:]
+    results.append({"group": group,
+                    "top1": eval_outputs.accuracies(data["scores"], data["labels"])["top1"]})
+  # The script's figures are those of each split's own scores file.
+  assert [r["top1"] for r in printed["splits"]] == pytest.approx([r["top1"] for r in results])
+  b, n = (100 * r["top1"] for r in results)
+  assert printed["harmonic_mean"] == pytest.approx(2 * b * n / (b + n) if b + n else 0.0)
+  # Several splits of a group: mean and population std in percent.
+  summary = script.summarize([{"group": "ucf", "top1": t} for t in (0.8, 0.9, 0.85)])
+  assert summary["groups"]["ucf"]["mean"] == pytest.approx(85.0)
+  assert summary["groups"]["ucf"]["std"] == pytest.approx(np.std([80.0, 90.0, 85.0]))
+  assert "harmonic_mean" not in summary
