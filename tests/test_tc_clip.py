@@ -325,3 +325,29 @@ def test_split_protocol_evaluation(tmp_path, capsys):
   assert summary["groups"]["ucf"]["mean"] == pytest.approx(85.0)
   assert summary["groups"]["ucf"]["std"] == pytest.approx(np.std([80.0, 90.0, 85.0]))
   assert "harmonic_mean" not in summary
+
+
+def test_recorded_choices_and_forcing_shapes():
+  """What the blocks sow (traced, not run): per block the seeds [B, T, k] and per merge
+  step the order and destinations; a replay of the wrong shape is one clear error."""
+  config = load_config("tc_clip", "smoke")
+  module = models.build_model(config.model)
+  clips = jax.ShapeDtypeStruct((2, 4, 32, 32, 3), jnp.uint8)
+  variables = converters.expected_variables(config.model)
+  _, state = jax.eval_shape(lambda v, x: module.apply(v, x, mutable=["intermediates"]),
+                            variables, clips)
+  sown = state["intermediates"]["visual"]
+  assert sorted(sown) == ["resblocks_0", "resblocks_1"]
+  block = sown["resblocks_1"]
+  assert block["seeds"][0].shape == (2, 4, 4) and block["seed_scores"][0].shape == (2, 4, 16)
+  # 16 seeds -> 6 context tokens in steps of [4, 4, 2]: 8, 6 and 4 even tokens.
+  assert [a.shape for a in block["merge_order"]] == [(2, 8), (2, 6), (2, 4)]
+  assert [a.shape for a in block["merge_dest"]] == [(2, 8), (2, 6), (2, 4)]
+  forced = jax.tree.map(lambda a: np.zeros(a.shape, np.int32), {
+      b: {k: sown[b][k] for k in ("seeds", "merge_order", "merge_dest")} for b in sown})
+  logits = jax.eval_shape(lambda v, x: module.apply(v, x, decisions=forced), variables, clips)
+  assert logits.shape == (2, 6)
+  with pytest.raises(ValueError, match=r"resblocks_0: seeds\[0\] has shape \(2, 4, 4\), "
+                     r"expected \(1, 4, 4\)"):
+    jax.eval_shape(lambda v, x: module.apply(v, x, decisions=forced), variables,
+                   jax.ShapeDtypeStruct((1, 4, 32, 32, 3), jnp.uint8))

@@ -122,6 +122,22 @@ def bipartite_merge(x: jax.Array, size: jax.Array, r: int,
                                  "merge_scores": scores}
 
 
+def _forced(forced: Decisions, name: str, step: int, block: int,
+            shape: tuple[int, ...]) -> Any:
+  """forced[name][step], checked to have `shape` (a replay of another clip or model size
+  would otherwise fail deep inside a gather)."""
+  try:
+    value = forced[name][step]
+  except (KeyError, IndexError, TypeError):
+    raise ValueError(f"decisions for resblocks_{block}: no {name}[{step}]; expected what "
+                     "the model sows in 'intermediates' (see vidjax/models/clip/tc_vision.py)"
+                     ) from None
+  if tuple(np.shape(value)) != shape:
+    raise ValueError(f"decisions for resblocks_{block}: {name}[{step}] has shape "
+                     f"{tuple(np.shape(value))}, expected {shape}")
+  return value
+
+
 class TCAttention(nn.Module):
   """Per-frame attention with the video's context tokens as extra keys and values.
 
@@ -205,7 +221,8 @@ class TCBlock(nn.Module):
     if forced is None:
       seeds = jax.lax.top_k(scores, k)[1].astype(jnp.int32)
     else:
-      seeds = jnp.asarray(forced["seeds"][0], jnp.int32)
+      seeds = jnp.asarray(_forced(forced, "seeds", 0, self.index, (b, num_frames, k)),
+                          jnp.int32)
     self.sow("intermediates", "seeds", seeds)
     self.sow("intermediates", "seed_scores", scores)
     tokens = x.reshape(b, num_frames, n, w)[:, :, 1:]
@@ -213,10 +230,13 @@ class TCBlock(nn.Module):
     tokens = tokens.reshape(b, num_frames * k, w).astype(jnp.float32)
 
     size = jnp.ones(tokens.shape[:2] + (1,), jnp.float32)
-    for step, r in enumerate(merge_schedule(tokens.shape[1], self.context_tokens,
-                                            self.merge_r)):
-      step_forced = None if forced is None else (forced["merge_order"][step],
-                                                 forced["merge_dest"][step])
+    count = tokens.shape[1]
+    for step, r in enumerate(merge_schedule(count, self.context_tokens, self.merge_r)):
+      shape = (b, (count + 1) // 2)   # the even ("A") tokens of this step
+      count -= r
+      step_forced = None if forced is None else (
+          _forced(forced, "merge_order", step, self.index, shape),
+          _forced(forced, "merge_dest", step, self.index, shape))
       tokens, size, record = bipartite_merge(tokens, size, r, step_forced)
       for name, value in record.items():
         self.sow("intermediates", name, value)
