@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
   from converters.common import ConversionError
 
-# SOURCE name -> module. Later: tc_clip.
+# SOURCE name -> module.
 _SOURCES = {
     "tsm": "converters.tsm",
     "tcpnet": "converters.tcpnet",
@@ -27,6 +27,7 @@ _SOURCES = {
     "mmaction2": "converters.mmaction2",
     "clip": "converters.clip",
     "cost": "converters.cost",
+    "tc_clip": "converters.tc_clip",
 }
 
 __all__ = ["ConversionError", "convert", "known_sources"]

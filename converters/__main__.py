@@ -32,6 +32,9 @@ _SOURCE = flags.DEFINE_string(
     "source", None, f"Upstream code base of the checkpoint: {', '.join(converters.known_sources())}.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "PyTorch .pth file.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output directory.")
+_CLIP_CHECKPOINT = flags.DEFINE_string(
+    "clip_checkpoint", None, "--source tc_clip: OpenAI CLIP's checkpoint (ViT-B-16.pt), whose "
+    "token embedding embeds the class names (TC-CLIP's checkpoints lack it).")
 flags.mark_flags_as_required(["config", "source", "checkpoint", "output"])
 
 # A mismatch listing longer than this goes to --verbosity=1 only: a checkpoint of another
@@ -58,9 +61,10 @@ def _check_argv(argv: list[str]) -> None:
   output = config_checks.flag_value(argv, "output")
   if output is not None:
     config_checks.check_writable_dir(output, "--output")
-  checkpoint = config_checks.flag_value(argv, "checkpoint")
-  if checkpoint is not None:
-    _STATE_DICTS[checkpoint] = load_torch_state_dict(checkpoint)
+  for flag in ("checkpoint", "clip_checkpoint"):
+    checkpoint = config_checks.flag_value(argv, flag)
+    if checkpoint is not None:
+      _STATE_DICTS[checkpoint] = load_torch_state_dict(checkpoint)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -97,6 +101,20 @@ def _save(output: str, variables: dict, meta: dict) -> None:
     raise
 
 
+def _with_clip_token_embedding(state_dict: dict, clip_checkpoint: str) -> dict:
+  """TC-CLIP's state_dict plus CLIP's `token_embedding.weight` from `clip_checkpoint`."""
+  if _SOURCE.value != "tc_clip":
+    config_checks.exit_with_error(f"--clip_checkpoint is for --source tc_clip, not "
+                                  f"--source {_SOURCE.value}.")
+  clip = _STATE_DICTS.get(clip_checkpoint) or load_torch_state_dict(clip_checkpoint)
+  key = "token_embedding.weight"
+  found = [k for k in clip if k.removeprefix("module.") == key]
+  if not found:
+    config_checks.exit_with_error(f"{clip_checkpoint}: no {key!r} in it; expected OpenAI "
+                                  "CLIP's checkpoint (ViT-B-16.pt).")
+  return {**state_dict, key: clip[found[0]]}
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -110,6 +128,8 @@ def main(argv: list[str]) -> None:
   checkpoint = _CHECKPOINT.value
   try:
     state_dict = _STATE_DICTS.get(checkpoint) or load_torch_state_dict(checkpoint)
+    if _CLIP_CHECKPOINT.value:
+      state_dict = _with_clip_token_embedding(state_dict, _CLIP_CHECKPOINT.value)
     variables = converters.convert(_SOURCE.value, state_dict, config)
   except CheckpointFileError as e:
     config_checks.exit_with_error(str(e))

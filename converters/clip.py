@@ -13,6 +13,10 @@ Key layout -> vidjax's `clip` model (vidjax/models/clip/):
     positional_embedding, ln_final.*, text_projection           -> text.<same>
     logit_scale                                                 -> logit_scale
 
+For a `tc_clip` model (configs/tc_clip.py) the same checkpoint starts TC-CLIP as
+upstream does (reference/tcclip.md 6.3, converters/tc_clip.py's `from_openai_clip`):
+convert with the TC-CLIP config and train with `--config.init_from=DIR`.
+
 The TorchScript state_dict may also hold the ints `input_resolution`, `context_length`
 and `vocab_size` (OpenAI's build_model drops them): they are checked against the model
 config (image size, text positions, vocabulary) and dropped.
@@ -26,9 +30,10 @@ from typing import Any, Mapping, Optional
 import ml_collections
 import numpy as np
 
-from converters.common import ConversionError, assign, strip_module_prefix, to_numpy
+from converters.common import (ConversionError, assign, clean_state_dict, strip_module_prefix,
+                               to_numpy)
 
-MODELS = ("clip",)
+MODELS = ("clip", "tc_clip")
 
 _META = ("input_resolution", "context_length", "vocab_size")
 
@@ -79,4 +84,14 @@ def convert_variables(state_dict: Mapping[str, Any], model_config: ml_collection
     raise ConversionError("checkpoint does not fit the model:\n  "
                           f"{len(bad)} size entries that differ from the config:\n    "
                           + "\n    ".join(bad))
+  if models_name(model_config) == "tc_clip":
+    from converters import tc_clip  # pylint: disable=g-import-not-at-top
+    return tc_clip.convert_variables(
+        tc_clip.from_openai_clip(clean_state_dict(weights), model_config), model_config,
+        abstract)
   return assign(weights, abstract, lambda key: rename_key(key, model_config))
+
+
+def models_name(model_config: ml_collections.ConfigDict) -> str:
+  from vidjax import models  # pylint: disable=g-import-not-at-top
+  return models.resolve_model_config(model_config).name

@@ -11,6 +11,7 @@ TorchScript (not arbitrary Python), so convert only files from a source you trus
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import warnings
@@ -105,6 +106,94 @@ def _load_torchscript(path: str, torch: Any) -> dict[str, Any]:
                               f"read ({first}).") from e
 
 
+# --------------------------------------------------------- checkpoints with OmegaConf configs
+# TC-CLIP's training checkpoints pickle their OmegaConf config beside the weights
+# (reference/tcclip.md 6.4), which `weights_only=True` refuses. They load through an
+# unpickler that builds only tensors, plain containers and numbers, and turns omegaconf's
+# classes into placeholders that become plain dicts, lists and values afterwards, so
+# omegaconf need not be installed and nothing else in the file is constructed.
+_PLAIN_GLOBALS = {
+    ("builtins", n) for n in ("dict", "list", "tuple", "set", "frozenset", "int", "float",
+                              "str", "bool", "bytes", "complex", "slice", "object")
+} | {("collections", "OrderedDict"), ("collections", "defaultdict"),
+     ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
+     ("torch._utils", "_rebuild_tensor"), ("torch", "Size"), ("torch", "device")}
+_NUMPY_GLOBALS = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                  ("numpy", "dtype")}
+
+
+class OmegaConfPlaceholder:
+  """Stands in for an omegaconf object while unpickling; keeps its pickled state."""
+
+  def __init__(self, *args, **kwargs):
+    del args, kwargs
+    self.state: Any = None
+
+  def __setstate__(self, state: Any) -> None:
+    self.state = state
+
+
+def _plain(obj: Any) -> Any:
+  """Placeholders -> plain values: a DictConfig's `_content` as a dict, a ListConfig's as
+  a list, a value node's `_val`; containers are walked."""
+  if isinstance(obj, OmegaConfPlaceholder):
+    state = obj.state if isinstance(obj.state, dict) else {}
+    if "_content" in state:
+      return _plain(state["_content"])
+    return _plain(state.get("_val"))
+  if isinstance(obj, dict):
+    items = {k: _plain(v) for k, v in obj.items()}
+    return items if type(obj) in (dict, collections.defaultdict) else type(obj)(items)
+  if isinstance(obj, (list, tuple)):
+    return type(obj)(_plain(v) for v in obj)
+  return obj
+
+
+def _plain_unpickler_module(path: str) -> Any:
+  """A module-like object whose `Unpickler` refuses every global outside the lists above."""
+  import _compat_pickle  # pylint: disable=g-import-not-at-top
+  import pickle  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+
+  class Unpickler(pickle.Unpickler):
+
+    def find_class(self, module: str, name: str) -> Any:
+      # Protocol 2 pickles name Python 2's modules (`__builtin__.long`).
+      if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+      module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+      if module == "omegaconf" or module.startswith("omegaconf.") or module == "typing":
+        return OmegaConfPlaceholder
+      if (module, name) in _PLAIN_GLOBALS or (module, name) in _NUMPY_GLOBALS or (
+          module == "torch" and (name.endswith("Storage") or name in (
+              "float32", "float16", "bfloat16", "float64", "int64", "int32", "uint8",
+              "bool"))):
+        return super().find_class(module, name)
+      raise CheckpointFileError(
+          f"{path}: refusing to construct {module}.{name} (only tensors, plain containers "
+          "and OmegaConf configs are read from a training checkpoint).")
+
+  return types.SimpleNamespace(Unpickler=Unpickler, load=pickle.load, __name__="pickle")
+
+
+def load_checkpoint_plain(path: str) -> dict[str, Any]:
+  """A `torch.save` training checkpoint whose extras (an OmegaConf config) are read into
+  plain containers; torch is needed, omegaconf is not. Raises CheckpointFileError."""
+  check_checkpoint_file(path)
+  import torch  # pylint: disable=g-import-not-at-top
+  try:
+    obj = torch.load(path, map_location="cpu", weights_only=False,
+                     pickle_module=_plain_unpickler_module(path))
+  except CheckpointFileError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise _load_error(path, e) from e
+  if not isinstance(obj, dict):
+    raise CheckpointFileError(f"{path}: expected a dict (state_dict or checkpoint), got "
+                              f"{type(obj).__name__}.")
+  return _plain(obj)
+
+
 def load_torch_state_dict(path: str) -> dict[str, Any]:
   """A `.pth` file -> its state_dict (tensors).
 
@@ -129,7 +218,10 @@ def load_torch_state_dict(path: str) -> dict[str, Any]:
       obj = torch.load(path, map_location="cpu", weights_only=True)
   except Exception as e:  # pylint: disable=broad-except
     # torch raises RuntimeError, UnpicklingError, EOFError, KeyError, ... on bad files.
-    raise _load_error(path, e) from e
+    if "GLOBAL omegaconf." in str(e):   # a TC-CLIP training checkpoint's config
+      obj = load_checkpoint_plain(path)
+    else:
+      raise _load_error(path, e) from e
   if not isinstance(obj, dict):
     raise CheckpointFileError(f"{path}: expected a dict (state_dict or checkpoint), got "
                               f"{type(obj).__name__}.")

@@ -40,6 +40,7 @@ for _path in (REPO, HERE):  # the checkout's converters/ and vidjax/, then tests
 torch = pytest.importorskip("torch")
 from conftest import load_config  # noqa: E402
 from torch_references import clip as clip_ref  # noqa: E402
+from torch_references import tc_clip as tc_clip_ref  # noqa: E402
 from torch_references import cost, gc, mmaction2, tcpnet, tcpnet_backbones, tsm  # noqa: E402
 from torch_references.common import max_abs_diff, nchw, random_clip, to_torch_input  # noqa: E402
 
@@ -65,6 +66,8 @@ class Row:
   keys: the state_dict's entry count (None: unchecked); has_keys: entries it must hold.
   check: more assertions, check(Result).
   jit: False runs our model eagerly (compiling 152 layers costs more than running them).
+  apply_kwargs: (ref, clip) -> more keyword arguments of our model's apply (TC-CLIP: the
+    reference's discrete choices, forced), or None.
   note: README's "Verified" wording, when not plain parity.
   """
   name: str
@@ -85,6 +88,7 @@ class Row:
   jit: bool = True
   slow: bool = False
   note: str = ""
+  apply_kwargs: Callable[[Any, np.ndarray], dict] | None = None
 
   @property
   def zoo(self) -> bool:
@@ -452,6 +456,66 @@ ZOO += [
 ]
 
 
+# --- TC-CLIP (source tc_clip, reference/tcclip.md 2.6): the TC blocks' discrete choices are
+# near-ties for float rounding, so ours are forced to the reference's, and each forced
+# choice must score within a hair of our own best one. Toy widths (the smoke variant:
+# 16 patches, 4 seeds a frame, 6 context tokens): T=4 merges in 3 steps ([4, 4, 2]), T=2
+# in one.
+
+def _tc_clip_forced(ref, clip) -> dict:
+  with torch.no_grad():
+    ref(to_torch_input(clip))
+  return {"decisions": tc_clip_ref.jax_decisions(ref)}
+
+
+def _tc_clip_choices(r: Result):
+  """Each forced choice is within 1e-5 of our own best at that point; other choices give
+  other logits (forcing is effective); TC-CLIP's layout without CLIP's token embedding
+  and with another context length is refused."""
+  from vidjax.models.clip.tc_vision import decision_shortfalls  # pylint: disable=import-outside-toplevel
+  module = build_model(r.config.model)
+  forced = _tc_clip_forced(r.ref, r.clip)["decisions"]
+  with jax.default_matmul_precision("highest"):
+    apply = jax.jit(lambda v, x, d: module.apply(v, x, train=False, decisions=d,
+                                                 mutable=["intermediates"]))
+    _, state = apply(r.variables, r.clip, forced)
+    shortfalls = decision_shortfalls(state["intermediates"]["visual"])
+    print(f"  forced-choice shortfalls per block: {shortfalls}")
+    assert len(shortfalls) == r.config.model.vision.layers
+    assert max(shortfalls.values()) <= 1e-5
+    other = copy.deepcopy(forced)
+    other["resblocks_0"]["seeds"] = (other["resblocks_0"]["seeds"][0][..., ::-1].copy(),)
+    moved, state = apply(r.variables, r.clip, other)
+  assert max_abs_diff(np.asarray(moved), r.theirs) > 1e-3
+  assert decision_shortfalls(state["intermediates"]["visual"])["resblocks_0"] > 1e-6
+  sd = {k: v for k, v in r.state_dict.items() if "token_embedding" not in k}
+  with pytest.raises(converters.ConversionError, match="--clip_checkpoint"):
+    converters.convert("tc_clip", sd, r.config)
+  config = copy.deepcopy(r.config)
+  config.model.context_length = 77
+  with pytest.raises(converters.ConversionError, match="prompts of 30 tokens, but "
+                     "model.context_length=77"):
+    converters.convert("tc_clip", r.state_dict, config)
+
+
+ZOO += [
+    Row("tc_clip_tiny", "TC-CLIP", "tc_clip", "tc_clip", tc_clip_ref.tc_clip, (2, 4, 32),
+        clip_seed=50, seed=50, variant="smoke", overrides=_classes(6),
+        keys=16 * 2 + 1 + 8 + 12 * 2 + 4 + 14 + 4 + 1,   # 377 at 12 layers, + CLIP token_embedding
+        has_keys=("module.image_encoder.transformer.resblocks.1.attn.local_global_bias_table",
+                  "module.prompt_learner.token_suffix",
+                  "module.text_encoder.prompt_generation_layer.0.ln_1_kv.weight"),
+        apply_kwargs=_tc_clip_forced, check=_tc_clip_choices,
+        note="parity with the reference's discrete choices forced, each within 1e-5 of "
+             "our own"),
+    Row("tc_clip_tiny_t2", "TC-CLIP, 2 frames", "tc_clip", "tc_clip", tc_clip_ref.tc_clip,
+        (1, 2, 32), clip_seed=51, seed=51, variant="smoke", slow=True,
+        overrides={**_classes(6), "model.class_names": ("ApplyEyeMakeup", "Yo-Yo",
+                                                       "brush_hair", "a", "b c", "d")},
+        apply_kwargs=_tc_clip_forced),
+]
+
+
 def _param(row: Row):
   return pytest.param(row, id=row.name, marks=[pytest.mark.slow] if row.slow else [])
 
@@ -461,9 +525,10 @@ def _param(row: Row):
 def _run_model(row, config, clip, ref, sd):
   variables = converters.convert(row.source, sd, config)
   module = build_model(config.model)
+  extra = row.apply_kwargs(ref, clip) if row.apply_kwargs else {}
 
   def apply(v, x):
-    return module.apply(v, x, train=False)
+    return module.apply(v, x, train=False, **extra)
 
   with jax.default_matmul_precision("highest"):
     ours = np.asarray((jax.jit(apply) if row.jit else apply)(variables, clip))

@@ -1,0 +1,353 @@
+"""TC-CLIP (model.name "tc_clip", converter source "tc_clip"): the merge schedule, class
+names and prompts, the protocols' configs and optimiser groups, WiSE-FT, the full-size
+checkpoint layout, the start from CLIP (reference/tcclip.md 6.3), released checkpoints
+with a pickled OmegaConf config through the CLI, and the smoke model's training steps.
+Numerics: tests/test_parity.py's tc_clip rows (choices forced, reference/tcclip.md 2.6).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import load_config
+import converters
+from vidjax import models
+from vidjax.models.clip import recognizer
+from vidjax.models.clip.tc_vision import merge_schedule
+from vidjax.recipes import tc_clip as tc_recipe
+from vidjax.train import optim
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if HERE not in sys.path:
+  sys.path.insert(0, HERE)
+
+
+def test_merge_schedule_matches_upstream_counts():
+  # reference/tcclip.md 2.2 (c), 58 seeds a frame into 96 context tokens, r = 100.
+  assert merge_schedule(16 * 58, 96, 100) == [100] * 8 + [32]
+  assert merge_schedule(8 * 58, 96, 100) == [100, 100, 100, 68]
+  assert merge_schedule(4 * 58, 96, 100) == [100, 36]
+  assert merge_schedule(2 * 58, 96, 100) == [20]
+  assert merge_schedule(58, 96, 100) == []
+  for start in range(1, 300, 7):
+    steps = merge_schedule(start, 6, 4)
+    assert start - sum(steps) == min(start, 6)
+  with pytest.raises(ValueError, match="must be positive"):
+    merge_schedule(10, 0, 4)
+
+
+def test_prompts_split_camel_case_and_underscores():
+  cfg = models.resolve_model_config(load_config("tc_clip", "smoke").model)
+  cfg.update(class_names=("ApplyEyeMakeup", "brush_hair", "Yo-Yo"), num_classes=0)
+  assert recognizer.prompts(cfg) == ["a photo of a Apply Eye Makeup.",
+                                     "a photo of a brush hair.", "a photo of a Yo- Yo."]
+  config = load_config("tc_clip", "smoke", **{"model.n_ctx": 3})
+  with pytest.raises(ValueError, match="the 4 tokens before '{}' are the learned context "
+                     "slots, but model.n_ctx=3"):
+    models.build_model(config.model)
+
+
+def test_protocol_variants():
+  zs = load_config("tc_clip")
+  assert (zs.data.name, zs.optim.lr, zs.batch_size, zs.grad_accum_steps) == (
+      "kinetics400", 8e-6, 256, 16)
+  assert (zs.optim.epochs, zs.optim.warmup_epochs, zs.optim.min_lr) == (10.0, 5.0, 8e-8)
+  assert (zs.optim.betas, zs.optim.weight_decay, zs.optim.no_decay) == ((0.9, 0.98), 0.001, ())
+  assert (zs.data.mixup_alpha, zs.data.cutmix_alpha, zs.label_smoothing) == (0.8, 1.0, 0.1)
+  assert (zs.eval.num_views, zs.model.context_length, zs.model.dtype) == (2, 30, "bfloat16")
+  fs = load_config("tc_clip", "few_shot,ucf101,k8,llm")
+  assert (fs.data.name, fs.optim.lr, fs.optim.epochs, fs.model.context_length) == (
+      "ucf101", 2e-6, 50.0, 77)
+  assert "8shot" in fs.data.train_list and fs.model.label_file.endswith("labels_llm.txt")
+  b2n = load_config("tc_clip", "base2novel_sthv2_s3")
+  assert (b2n.optim.lr, b2n.optim.epochs, b2n.data.flip) == (3.33e-6, 12.0, False)
+  full = load_config("tc_clip", "fully_supervised")
+  assert (full.optim.lr, full.batch_size, full.eval.num_views, full.data.test_scale) == (
+      2.2e-5, 512, 12, 224)
+  for bad, why in (("few_shot,hmdb51", "needs a data set"), ("base2novel,k400", "base split"),
+                   ("zero_shot,hmdb51", "trains on Kinetics-400"),
+                   ("few_shot,sthv2,k2,llm", "no LLM"), ("k7", "unknown variant part")):
+    with pytest.raises(ValueError, match=why):
+      load_config("tc_clip", bad)
+
+
+def test_prompt_parameters_get_ten_times_the_lr_and_token_embedding_none():
+  config = load_config("tc_clip", "smoke")
+  abstract = converters.expected_variables(config.model)["params"]
+  labels = {"/".join(str(getattr(k, "key", k)) for k in path): label for path, label in
+            jax.tree_util.tree_flatten_with_path(optim.param_labels(abstract, config.optim))[0]}
+  assert labels["prompt_learner/ctx"] == "prompt"
+  assert labels["text/prompt_generation/attn/in_proj/kernel"] == "prompt"
+  assert labels["text/token_embedding/embedding"] == "token_embedding"
+  assert labels["visual/resblocks_1/attn/local_global_bias_table"] == "default"
+  groups = {g["group"]: g for g in optim.param_group_summary(abstract, config.optim)}
+  assert groups["prompt"]["lr_mult"] == 10.0
+  assert (groups["token_embedding"]["lr_mult"], groups["token_embedding"]["weight_decay"]) == (
+      0.0, 0.0)
+
+
+def test_wise_ft_mixes_all_but_the_new_parameters():
+  init = {"visual": {"w": jnp.zeros(2)}, "prompt_learner": {"ctx": jnp.zeros(2)},
+          "a": {"local_global_bias_table": jnp.zeros(2)}}
+  tuned = jax.tree.map(lambda x: x + 1.0, init)
+  mixed = tc_recipe.wise_ft(init, tuned, 0.7)
+  np.testing.assert_allclose(mixed["visual"]["w"], 0.7)
+  np.testing.assert_allclose(mixed["prompt_learner"]["ctx"], 1.0)
+  np.testing.assert_allclose(mixed["a"]["local_global_bias_table"], 1.0)
+
+
+@pytest.mark.slow
+def test_full_size_checkpoint_names_and_shapes():
+  """Upstream's 377 entries (reference/tcclip.md 6.2) plus CLIP's token embedding fill our
+  full-size model, names and shapes; the training prompt buffers are dropped."""
+  torch = pytest.importorskip("torch")
+  from torch_references import tc_clip as ref_mod  # pylint: disable=import-outside-toplevel
+  config = load_config("tc_clip")
+  m = models.resolve_model_config(config.model)
+  with torch.device("meta"):   # names and shapes only
+    ref = ref_mod.TCCLIP(m, np.zeros((400, 30), np.int64), with_token_embedding=False)
+  shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+  assert len(shapes) == 377
+  assert shapes["prompt_learner.token_suffix"] == (400, 25, 512)
+  assert shapes["image_encoder.transformer.resblocks.11.attn.local_global_bias_table"] == (12, 1, 2)
+  assert "image_encoder.transformer.resblocks.0.attn.local_global_bias_table" not in shapes
+  zero = np.zeros((), np.float32)
+  sd = {"module." + k: np.broadcast_to(zero, s) for k, s in shapes.items()}
+  abstract = converters.expected_variables(config.model)
+  from converters import tc_clip as tc_converter  # pylint: disable=import-outside-toplevel
+  with pytest.raises(converters.ConversionError, match="--clip_checkpoint"):
+    tc_converter.convert_variables(sd, config.model, abstract)
+  sd["token_embedding.weight"] = np.broadcast_to(zero, (49408, 512))
+  variables = tc_converter.convert_variables(sd, config.model, abstract)
+  flat = jax.tree_util.tree_flatten_with_path(variables)[0]
+  want = jax.tree_util.tree_flatten_with_path(abstract)[0]
+  assert [(p, v.shape) for p, v in flat] == [(p, v.shape) for p, v in want]
+  params = sum(int(np.prod(v.shape)) for _, v in flat)
+  upstream = sum(int(np.prod(s)) for k, s in shapes.items() if "token_" not in k)
+  assert params == upstream + 49408 * 512
+
+
+def test_start_from_clip_follows_the_spec():
+  """OpenAI CLIP's layout -> TC-CLIP: q/k/v cut from in_proj, the VP layer a copy of the
+  last text block (ln_1 also as ln_1_kv), ctx the embeddings of "a photo of a", new bias
+  tables; the result fits the TC-CLIP config as its init_from."""
+  pytest.importorskip("torch")
+  from torch_references import clip as clip_ref  # pylint: disable=import-outside-toplevel
+  from vidjax.train import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
+  clip_config = load_config("clip_vitb16", "smoke")
+  ref = clip_ref.clip(clip_config, None, seed=3)
+  sd = {k: v.numpy() for k, v in ref.state_dict().items()}
+  config = load_config("tc_clip", "smoke")
+  variables = converters.convert("clip", sd, config)
+  p = variables["params"]
+  qkv = sd["visual.transformer.resblocks.1.attn.in_proj_weight"]
+  attn = p["visual"]["resblocks_1"]["attn"]
+  for i, name in enumerate(("q_proj", "k_proj", "v_proj")):
+    np.testing.assert_array_equal(attn[name]["kernel"], qkv[64 * i:64 * (i + 1)].T)
+  assert "local_global_bias_table" not in p["visual"]["resblocks_0"]["attn"]
+  assert attn["local_global_bias_table"].shape == (2, 1, 2)
+  assert 0 < float(jnp.abs(attn["local_global_bias_table"]).max()) < 0.1
+  vp, last = p["text"]["prompt_generation"], p["text"]["resblocks_1"]
+  np.testing.assert_array_equal(vp["attn"]["in_proj"]["kernel"], last["attn"]["in_proj"]["kernel"])
+  np.testing.assert_array_equal(vp["mlp"]["c_proj"]["kernel"], last["mlp"]["c_proj"]["kernel"])
+  np.testing.assert_array_equal(vp["ln_1_kv"]["scale"], last["ln_1"]["scale"])
+  table = sd["token_embedding.weight"]
+  np.testing.assert_array_equal(p["prompt_learner"]["ctx"], table[[320, 1125, 539, 320]])
+  abstract = converters.expected_variables(config.model)
+  params, _ = ckpt_lib.merge_init_from(abstract["params"], {}, variables, "", "clip")
+  assert jax.tree.structure(params) == jax.tree.structure(abstract["params"])
+
+
+def _fake_omegaconf() -> dict[str, types.ModuleType]:
+  """Modules with omegaconf's class names whose objects pickle as OmegaConf 2.x's do
+  (state dicts with `_metadata`, `_parent`, `_content` / `_val`)."""
+  import collections  # pylint: disable=import-outside-toplevel
+  import typing  # pylint: disable=import-outside-toplevel
+  mods = {n: types.ModuleType(n) for n in ("omegaconf", "omegaconf.base", "omegaconf.nodes",
+                                           "omegaconf.dictconfig", "omegaconf.listconfig")}
+
+  def cls(module, name, body):
+    c = type(name, (), body)
+    c.__module__ = module
+    setattr(mods[module], name, c)
+    return c
+
+  container_meta = cls("omegaconf.base", "ContainerMetadata", {})
+  node_meta = cls("omegaconf.base", "Metadata", {})
+  any_node = cls("omegaconf.nodes", "AnyNode", {})
+  dict_config = cls("omegaconf.dictconfig", "DictConfig", {})
+  list_config = cls("omegaconf.listconfig", "ListConfig", {})
+
+  def meta(kind, key=None):
+    m = kind()
+    m.__dict__.update(ref_type=typing.Any, object_type=dict, optional=True, key=key, flags={},
+                      resolver_cache=collections.defaultdict(dict))
+    return m
+
+  def wrap(value, key=None):
+    if isinstance(value, dict):
+      c = dict_config()
+      c.__dict__.update(_metadata=meta(container_meta, key), _parent=None,
+                        _content={k: wrap(v, k) for k, v in value.items()})
+    elif isinstance(value, list):
+      c = list_config()
+      c.__dict__.update(_metadata=meta(container_meta, key), _parent=None,
+                        _content=[wrap(v, i) for i, v in enumerate(value)])
+    else:
+      c = any_node()
+      c.__dict__.update(_metadata=meta(node_meta, key), _parent=None, _val=value)
+    return c
+
+  mods["omegaconf"].wrap = wrap
+  return mods
+
+
+@pytest.mark.slow
+def test_released_checkpoint_through_the_cli(tmp_path):
+  """A training checkpoint as TC-CLIP saves it ('module.' keys, the training classes'
+  prompt buffers, a pickled OmegaConf config, optimiser state) converts with the CLI for
+  other class names, without omegaconf installed; CLIP's file gives the token table."""
+  torch = pytest.importorskip("torch")
+  from converters.torch_io import load_checkpoint_plain  # pylint: disable=import-outside-toplevel
+  from torch_references import tc_clip as ref_mod  # pylint: disable=import-outside-toplevel
+  from vidjax.checkpoint import load_variables  # pylint: disable=import-outside-toplevel
+  config = load_config("tc_clip", "smoke")
+  ref = ref_mod.tc_clip(config, None, seed=5, with_token_embedding=False)
+  fake = _fake_omegaconf()
+  saved = dict(sys.modules)
+  sys.modules.update(fake)
+  try:
+    settings = fake["omegaconf"].wrap({"context_length": 30, "trainer": {"lr_10x": True},
+                                       "seeds": [1024, 1025], "resume": None})
+    torch.save({"model": {"module." + k: v for k, v in ref.state_dict().items()},
+                "optimizer": {"state": {}, "param_groups": [{"lr": 8e-6}]},
+                "max_accuracy": 82.1, "epoch": 9, "config": settings},
+               tmp_path / "tc.pth")
+  finally:
+    for name in fake:
+      if saved.get(name) is None:
+        sys.modules.pop(name, None)
+  assert "omegaconf" not in sys.modules
+  loaded = load_checkpoint_plain(str(tmp_path / "tc.pth"))
+  assert loaded["config"] == {"context_length": 30, "trainer": {"lr_10x": True},
+                              "seeds": [1024, 1025], "resume": None}
+  assert "module.prompt_learner.token_suffix" in loaded["model"]
+  table = ref._table[0].weight.detach()   # pylint: disable=protected-access
+  torch.save({"token_embedding.weight": table}, tmp_path / "clip.pth")
+  out = tmp_path / "out"
+  cmd = [sys.executable, "-m", "converters", "--source", "tc_clip",
+         "--config", os.path.join(ROOT, "configs", "tc_clip.py:smoke"),
+         "--checkpoint", str(tmp_path / "tc.pth"), "--clip_checkpoint", str(tmp_path / "clip.pth"),
+         "--output", str(out), "--config.model.class_names=('JumpingJack', 'brush_hair')",
+         "--config.model.num_classes=2"]
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  variables = load_variables(str(out))
+  np.testing.assert_array_equal(variables["params"]["text"]["token_embedding"]["embedding"],
+                                table.numpy())
+  np.testing.assert_array_equal(variables["params"]["prompt_learner"]["ctx"],
+                                ref.prompt_learner.ctx.detach().numpy())
+
+
+@pytest.mark.slow
+def test_smoke_config_trains_and_evaluates(tmp_path):
+  """Two steps on the generated demo clips with their class names, then the evaluation."""
+  from vidjax.train import trainer  # pylint: disable=import-outside-toplevel
+  config = load_config("tc_clip", "smoke")
+  config.update(total_steps=2, log_every_steps=1, checkpoint_every_steps=2)
+  config.data.update(train_examples=16, eval_examples=8)
+  results = trainer.run(config, str(tmp_path))
+  assert np.isfinite(results["eval/loss"])
+  assert 0.0 <= results["eval/top1"] <= 1.0
+
+
+@pytest.mark.slow
+def test_split_protocol_evaluation(tmp_path, capsys):
+  """scripts/tc_clip_splits.py on real video files: a base split (4 classes) and a novel
+  split (2 other classes) of one checkpoint, each scored against its own class names;
+  the group means and their harmonic mean."""
+  import importlib.util  # pylint: disable=import-outside-toplevel
+
+  from vidjax.checkpoint import save_variables  # pylint: disable=import-outside-toplevel
+  from vidjax.data import demo  # pylint: disable=import-outside-toplevel
+  from vidjax.train import eval_outputs  # pylint: disable=import-outside-toplevel
+  videos = tmp_path / "videos"
+  lines = open(demo.write_video_files(str(videos), split="eval", num_examples=12,
+                                      num_frames=8, image_size=32, seed=2)).read().splitlines()
+  names = list(demo.CLASS_NAMES)
+  args = []
+  for group, classes in (("base", range(4)), ("novel", range(4, 6))):
+    rows = [(p, int(l)) for p, l in (x.rsplit(" ", 1) for x in lines) if int(l) in classes]
+    (videos / f"{group}.txt").write_text("".join(f"{p} {l - classes[0]}\n" for p, l in rows))
+    (videos / f"{group}_labels.txt").write_text("".join(names[c] + "\n" for c in classes))
+    args += ["--split", f"{group}={videos / (group + '.txt')}:{videos / (group + '_labels.txt')}"]
+  config = load_config("tc_clip", "smoke")
+  module = models.build_model(config.model)
+  variables = jax.jit(module.init)(jax.random.key(1), jnp.zeros((1, 2, 32, 32, 3), jnp.uint8))
+  save_variables(str(tmp_path / "init"), variables)
+  spec = importlib.util.spec_from_file_location("tc_clip_splits",
+                                                os.path.join(ROOT, "scripts", "tc_clip_splits.py"))
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  workdir = tmp_path / "eval"
+  assert script.main(["--config", os.path.join(ROOT, "configs", "tc_clip.py:smoke"),
+                      "--checkpoint", str(tmp_path / "init"), "--workdir", str(workdir), *args,
+                      "--config.data.name=files", "--config.data.format=videos",
+                      f"--config.data.root={videos}", "--config.eval.batch_size=4"]) == 0
+  printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  results = []
+  for i, (group, width) in enumerate((("base", 4), ("novel", 2))):
+    (path,) = [os.path.join(workdir, f"{group}_{i}", "eval", f) for f in
+               os.listdir(os.path.join(workdir, f"{group}_{i}", "eval"))
+               if f.endswith("_scores.npz")]
+    data = eval_outputs.load_scores(path)
+    assert data["scores"].shape[1] == width
+    assert data["class_names"].tolist() == names[:4] if group == "base" else names[4:]
+    results.append({"group": group,
+                    "top1": eval_outputs.accuracies(data["scores"], data["labels"])["top1"]})
+  # The script's figures are those of each split's own scores file.
+  assert [r["top1"] for r in printed["splits"]] == pytest.approx([r["top1"] for r in results])
+  b, n = (100 * r["top1"] for r in results)
+  assert printed["harmonic_mean"] == pytest.approx(2 * b * n / (b + n) if b + n else 0.0)
+  # Several splits of a group: mean and population std in percent.
+  summary = script.summarize([{"group": "ucf", "top1": t} for t in (0.8, 0.9, 0.85)])
+  assert summary["groups"]["ucf"]["mean"] == pytest.approx(85.0)
+  assert summary["groups"]["ucf"]["std"] == pytest.approx(np.std([80.0, 90.0, 85.0]))
+  assert "harmonic_mean" not in summary
+
+
+def test_recorded_choices_and_forcing_shapes():
+  """What the blocks sow (traced, not run): per block the seeds [B, T, k] and per merge
+  step the order and destinations; a replay of the wrong shape is one clear error."""
+  config = load_config("tc_clip", "smoke")
+  module = models.build_model(config.model)
+  clips = jax.ShapeDtypeStruct((2, 4, 32, 32, 3), jnp.uint8)
+  variables = converters.expected_variables(config.model)
+  _, state = jax.eval_shape(lambda v, x: module.apply(v, x, mutable=["intermediates"]),
+                            variables, clips)
+  sown = state["intermediates"]["visual"]
+  assert sorted(sown) == ["resblocks_0", "resblocks_1"]
+  block = sown["resblocks_1"]
+  assert block["seeds"][0].shape == (2, 4, 4) and block["seed_scores"][0].shape == (2, 4, 16)
+  # 16 seeds -> 6 context tokens in steps of [4, 4, 2]: 8, 6 and 4 even tokens.
+  assert [a.shape for a in block["merge_order"]] == [(2, 8), (2, 6), (2, 4)]
+  assert [a.shape for a in block["merge_dest"]] == [(2, 8), (2, 6), (2, 4)]
+  forced = jax.tree.map(lambda a: np.zeros(a.shape, np.int32), {
+      b: {k: sown[b][k] for k in ("seeds", "merge_order", "merge_dest")} for b in sown})
+  logits = jax.eval_shape(lambda v, x: module.apply(v, x, decisions=forced), variables, clips)
+  assert logits.shape == (2, 6)
+  with pytest.raises(ValueError, match=r"resblocks_0: seeds\[0\] has shape \(2, 4, 4\), "
+                     r"expected \(1, 4, 4\)"):
+    jax.eval_shape(lambda v, x: module.apply(v, x, decisions=forced), variables,
+                   jax.ShapeDtypeStruct((1, 4, 32, 32, 3), jnp.uint8))
