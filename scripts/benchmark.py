@@ -128,6 +128,10 @@ def load_config(spec: str, overrides: list[str]):
 CLIP_REFERENCES = {
     "resnet3d": ("mmaction2", "recognizer", "mmaction2"),
     "c2d": ("mmaction2", "recognizer", "mmaction2"),
+    "slowfast": ("mmaction2", "slowfast", "mmaction2"),
+    "cost": ("cost", "recognizer", "cost"),
+    "csn": ("mmaction2", "csn_recognizer", "mmaction2"),
+    "r2plus1d": ("mmaction2", "r2plus1d_recognizer", "mmaction2"),
 }
 
 

@@ -89,14 +89,3 @@ def test_class_names_override_on_the_command_line():
   module = models.build_model(config.model)
   assert config.model.class_names == ("a", "b c")
   np.testing.assert_array_equal(module.prompt_tokens, tokenize(["a", "b c"], 30))
-
-
-@pytest.mark.slow
-def test_smoke_config_trains_one_step(tmp_path):
-  from vidjax.train import trainer  # pylint: disable=import-outside-toplevel
-  config = load_config("clip_vitb16", "smoke")
-  config.update(total_steps=1, log_every_steps=1, checkpoint_every_steps=1)
-  config.data.eval_examples = 8
-  results = trainer.run(config, str(tmp_path))
-  assert np.isfinite(results["eval/loss"])
-  assert 0.0 <= results["eval/top1"] <= 1.0
