@@ -223,3 +223,28 @@ def test_probabilities_fuse_views_as_eval_does():
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
   one_view = predict.probabilities(Fixed(), {}, jnp.asarray(clips[:, 0]), "mean_logits")
   np.testing.assert_allclose(np.asarray(one_view), _softmax(logits[:, 0]), rtol=1e-6)
+
+
+def test_zero_shot_scores_the_class_names_typed_on_the_command_line(saved, tmp_path):
+  """A CLIP model's classes are the names given with --config: its prompts are made of
+  them, so the same names in another order get the same probabilities, each its own."""
+  _, _, _, paths = saved
+  ckpt = str(tmp_path / "clip")
+  model_fixtures.save_model(
+      ckpt, run_config.load(os.path.join(ROOT, "configs/clip_vitb16.py:smoke"), ()))
+  names = ("juggling balls", "PlayingViolin", "push up")
+
+  def scores(order):
+    out = tmp_path / "p.json"
+    listed = "(" + ", ".join(f"'{n}'" for n in order) + ",)"
+    assert predict.main(["--checkpoint", ckpt, "--config", "configs/clip_vitb16.py:smoke",
+                         f"--config.model.class_names={listed}", "--top_k", "3",
+                         "--json", str(out), paths[0]]) == 0
+    (result,) = json.loads(out.read_text())["results"]
+    return {r["name"]: r["probability"] for r in result["top_k"]}
+
+  first, second = scores(names), scores(names[::-1])
+  assert sorted(first) == sorted(names)   # the typed names (CamelCase split for the prompt only)
+  for name in names:
+    assert first[name] == pytest.approx(second[name], abs=1e-5)
+  assert max(first.values()) - min(first.values()) > 1e-4   # the names do score differently

@@ -24,8 +24,17 @@ of a long video instead (the last one ends with the video), sampling the test vi
 inside the window.
 
 An unreadable video gets one `error:` line on stderr and the others are still
-predicted; the exit status is then 2. Zero-shot prediction from class names (CLIP
-models) is not supported.
+predicted; the exit status is then 2.
+
+Zero-shot, with no training: a CLIP-family model (configs/clip_vitb16.py,
+configs/tc_clip.py) scores the class names you type, made into its prompts, from
+converted CLIP or TC-CLIP weights:
+
+    python -m converters --source clip --config configs/clip_vitb16.py \
+        --checkpoint ViT-B-16.pt --output ~/ckpt/clip_vitb16
+    python -m vidjax.predict --checkpoint ~/ckpt/clip_vitb16 --config configs/clip_vitb16.py \
+        --config.model.class_names="('juggling balls', 'playing violin')" a.mp4
+    # or --config.model.label_file=names.txt (one class name a line)
 """
 
 from __future__ import annotations
@@ -134,11 +143,19 @@ def probabilities(model: Any, variables: dict, clips: Any, fusion: str) -> Any:
 
 
 def class_names(config: Any) -> list[str]:
-  """Names of the model's classes: `data.label_names` (one a line), the demo data set's,
-  else `class N`."""
+  """Names of the model's classes: a CLIP-family model's own (`model.class_names` or
+  `model.label_file`, its prompts' names), `data.label_names` (one a line), the demo data
+  set's, else `class N`."""
   # pylint: disable=import-outside-toplevel
   from vidjax.data import demo, sources
+  from vidjax.models import resolve_model_config
   # pylint: enable=import-outside-toplevel
+  if "class_names" in resolve_model_config(config.model):
+    from vidjax.models.clip import recognizer  # pylint: disable=import-outside-toplevel
+    try:
+      return recognizer.class_names(resolve_model_config(config.model))
+    except ValueError as e:
+      raise PredictError(str(e)) from e
   k = int(config.model.num_classes)
   path = config.data.get("label_names", "")
   if path:
@@ -311,13 +328,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
   # pylint: disable=import-outside-toplevel
   from absl import logging
-  from vidjax import run_config
+  from vidjax import models, run_config
   from vidjax.data import decode
   # pylint: enable=import-outside-toplevel
   logging.set_verbosity(logging.WARNING)   # orbax logs every file it restores at INFO
   try:
     spec = args.config or run_config.checkpoint_spec(args.checkpoint)
     config = run_config.load(spec, overrides)
+    if "class_names" in models.resolve_model_config(config.model):
+      # A CLIP-family model's classes are its prompts' names, however many are given.
+      config.model.num_classes = 0
     print(f"loading {args.checkpoint} (config {spec})", file=sys.stderr, flush=True)
     predictor = Predictor.load(args.checkpoint, config)
   except ValueError as e:   # PredictError, ConfigError and the config checks
