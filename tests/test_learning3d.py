@@ -11,14 +11,28 @@ with one recipe and seed; C2D must learn the appearance classes yet stay at the 
 every other model must pass it by a clear margin (the thresholds of tests/test_learning.py).
 
 The recipe: tests/test_learning.py's (AdamW, lr 2e-3, cosine, warm-up 0.15 epochs, no
-dropout) for EPOCHS of the 1920 demo clips at batch 16, fixed seed, at XLA:CPU's
+dropout) for half an epoch of the 1920 demo clips at batch 16 (CoST(b): one epoch at
+lr 4e-3), fixed seed, at XLA:CPU's
 optimisation level 1 (at the default level 2, I3D's train step with its (5, 7, 7) stem
-takes 7 to 10 times as long; CoST's is unchanged). Trunks at a quarter of the smoke
-widths where that is theirs (ResNet3d-18: base_channels 16), CoST its smoke's
-ResNet-50 at base width 8. Per-class eval accuracy ("direction" = the mean over the four
+takes 7 to 10 times as long; CoST's is unchanged). The ResNet3d-18 trunks of C2D and
+I3D at base width 16 (a quarter of the smoke's), CoST(b) its smoke's ResNet-50 at base
+width 8. Per-class eval accuracy ("direction" = the mean over the four
 direction classes, where the order-blind ceiling is 50%):
 
-FIGURES
+  model     epochs batch   lr seed top-1 direction left right   up down square cross
+  C2D          0.5    16 2e-3    0 55.7%     34.8% 48.4   1.6 89.1  0.0   98.4  96.9
+                                 1 49.7%     27.3% 31.2  40.6 15.6 21.9   92.2  96.9
+  I3D          0.5    16 2e-3    0 66.9%     99.6%  100   100 98.4  100    1.6   1.6
+                                 1 67.4%     99.2% 98.4   100 98.4  100    0.0   7.8
+  CoST(b)        1    16 4e-3    0 75.5%     89.1% 89.1  81.2 95.3 90.6   18.8  78.1
+                                 1 57.3%     82.0% 81.2  92.2 76.6 78.1    7.8   7.8
+
+C2D must stay at the ceiling (direction <= 58%) while learning the appearance classes
+(top-1 >= 40%, square and cross >= 80%); I3D and CoST(b) must reach 60% on the direction
+classes. I3D passes in a quarter of an epoch too (98.4%). CoST(b) is the slow learner:
+at lr 2e-3 one epoch gave 56.6% (batch 16) and 57.0% (batch 8), hence its own lr (as
+GC-TSN's in tests/test_learning.py). The 3D models' appearance classes are not learned
+yet within these budgets; C2D's direction errors stay within the axis of motion.
 """
 
 from __future__ import annotations
@@ -96,7 +110,8 @@ def test_c2d_learns_appearance_but_stays_at_the_order_blind_ceiling(tmp_path):
 
 
 # Budgets and figures: the module docstring.
-@pytest.mark.parametrize("name", ["i3d_r50", "cost_r50"])
-def test_3d_model_passes_the_order_blind_ceiling(tmp_path, name):
-  ours = train_and_score(tmp_path, name)
+# SlowFast joins as one more entry once configs/slowfast_r50.py has a measured budget.
+@pytest.mark.parametrize("name,epochs,lr", [("i3d_r50", EPOCHS, 2e-3), ("cost_r50", 1.0, 4e-3)])
+def test_3d_model_passes_the_order_blind_ceiling(tmp_path, name, epochs, lr):
+  ours = train_and_score(tmp_path, name, **{"optim.epochs": epochs, "optim.lr": lr})
   assert direction_accuracy(ours) >= TEMPORAL_MIN, (name, direction_accuracy(ours))
