@@ -49,8 +49,10 @@ from converters.tcpnet_backbones import convert_backbone  # noqa: E402
 from vidjax.models import build_model, resolve_model_config  # noqa: E402
 from vidjax.models.registry import build_backbone  # noqa: E402
 
-# Zoo configs with a learning test on the demo data (tests/test_learning.py).
-LEARNING_TESTED = ("tsn_r50", "tsm_r50", "gc_tsn_r50", "tcp_tsn_r50")
+# Zoo configs with a learning test on the demo data (tests/test_learning.py,
+# tests/test_learning3d.py).
+LEARNING_TESTED = ("tsn_r50", "tsm_r50", "gc_tsn_r50", "tcp_tsn_r50", "c2d_r50", "i3d_r50",
+                   "cost_r50")
 
 
 @dataclasses.dataclass(frozen=True)
