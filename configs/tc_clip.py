@@ -1,9 +1,9 @@
 r"""TC-CLIP (ECCV 2024): CLIP ViT-B/16 with temporal contextualization and video-conditional
 prompting, in the protocols of the paper (reference/tcclip.md 5).
 
-Parts: recognizer tc_clip (vidjax/models/clip/tc_clip.py: TC blocks in the image tower,
-tc_vision.py; learned prompt context and the VP layer before the last text block,
-tc_text.py). Recipes: vidjax/recipes/tc_clip.py. Prompts "a photo of a {}." whose 4
+Parts: recognizer tc_clip (vidjax/models/clip/tc_clip.py), with TC blocks in the image
+tower (tc_vision.py), learned prompt context and the VP layer before the last text block
+(tc_text.py). Recipes: vidjax/recipes/tc_clip.py. Prompts "a photo of a {}." whose 4
 leading words are learned, class names split at capitals and "_" -> " " (TC-CLIP's
 prompt learner), 30 tokens (77 for :llm). Class names: `model.class_names` or the lines of
 `model.label_file`.

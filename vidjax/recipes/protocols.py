@@ -59,6 +59,14 @@ PROTOCOLS: dict[str, Protocol] = {
 }
 
 
+def set_views(config: ml_collections.ConfigDict, clips: int, crop: str) -> None:
+  """A protocol outside the table (TC-CLIP's): `clips` temporal clips x the crops of
+  `crop`, and `eval.num_views` computed from them."""
+  from vidjax.data import transforms  # pylint: disable=g-import-not-at-top
+  config.data.update(test_clips=clips, test_crop=crop)
+  config.eval.num_views = clips * transforms.num_test_crops(crop)
+
+
 def apply(config: ml_collections.ConfigDict, name: str) -> Protocol:
   """Sets the `data.test_*` fields, `eval.num_views` (clips x crops) and the fusion."""
   p = PROTOCOLS[name]

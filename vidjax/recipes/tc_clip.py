@@ -20,7 +20,7 @@ import jax
 import ml_collections
 
 from vidjax import config_defaults
-from vidjax.recipes import clip, datasets
+from vidjax.recipes import clip, datasets, protocols
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,9 +88,8 @@ def use_test_views(config: ml_collections.ConfigDict, clips: int, crop: str) -> 
   and tests with these at the end; here every evaluation uses them), fused as the mean
   of per-view softmax. Upstream samples the views' frames at random offsets; here the
   clips are evenly spaced (deterministic)."""
-  from vidjax.data import transforms  # pylint: disable=g-import-not-at-top
-  config.data.update(test_clips=clips, test_sampling="uniform", test_crop=crop)
-  config.eval.num_views = clips * transforms.num_test_crops(crop)
+  config.data.test_sampling = "uniform"
+  protocols.set_views(config, clips, crop)
   config.eval.fusion = "mean_softmax"
   if crop == "three_crop":   # upstream: short side 224, then 3 crops along the long side
     config.data.test_scale = 224
@@ -103,7 +102,7 @@ def tiny(config: ml_collections.ConfigDict) -> None:
   config.model.dtype = "float32"
   config.model.label_file = ""   # the demo data's class names
   config.grad_accum_steps = 1
-  config.eval.num_views = 1
+  protocols.set_views(config, 1, "center")
 
 
 def demo(config: ml_collections.ConfigDict) -> None:
