@@ -86,8 +86,12 @@ def train_and_score(tmp_path, name: str, **overrides) -> np.ndarray:
   """Trains configs/NAME.py:smoke with the shared recipe; per-class eval accuracy [6],
   from the per-video scores of the run's own final evaluation (WORKDIR/eval)."""
   config = load_config(name, "smoke", **{**_RECIPE, **overrides})
+  return run_and_score(config, str(tmp_path / name), name)
+
+
+def run_and_score(config, workdir: str, name: str) -> np.ndarray:
+  """Trains `config` in `workdir`; per-class accuracy [6] of its final evaluation."""
   assert config.eval.num_views == 1
-  workdir = str(tmp_path / name)
   trainer.run(config, workdir)
   (path,) = glob.glob(os.path.join(workdir, "eval", "step_*" + eval_outputs.SCORES_SUFFIX))
   scores = eval_outputs.load_scores(path)

@@ -37,7 +37,6 @@ yet within these budgets; C2D's direction errors stay within the axis of motion.
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
 
@@ -46,10 +45,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import load_config  # noqa: E402
-from test_learning import ORDER_BLIND_MAX, TEMPORAL_MIN, direction_accuracy  # noqa: E402
+from test_learning import ORDER_BLIND_MAX, TEMPORAL_MIN, direction_accuracy, run_and_score  # noqa: E402
 
 from vidjax.data import demo  # noqa: E402
-from vidjax.train import eval_outputs, trainer  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -87,19 +85,7 @@ def train_and_score(tmp_path, name: str, **overrides) -> np.ndarray:
   """Trains configs/NAME.py:smoke with the shared recipe; per-class eval accuracy [6],
   from the per-video scores of the run's own final evaluation (WORKDIR/eval)."""
   config = load_config(name, "smoke", **{**_RECIPE, **_WIDTHS.get(name, {}), **overrides})
-  assert config.eval.num_views == 1
-  workdir = str(tmp_path / name)
-  trainer.run(config, workdir)
-  (path,) = glob.glob(os.path.join(workdir, "eval", "step_*" + eval_outputs.SCORES_SUFFIX))
-  scores = eval_outputs.load_scores(path)
-  labels, pred = scores["labels"], scores["scores"].argmax(-1)
-  count = np.bincount(labels, minlength=demo.NUM_CLASSES)
-  assert count.min() > 0 and not len(scores["skipped_files"]), count
-  correct = np.bincount(labels[pred == labels], minlength=demo.NUM_CLASSES)
-  accuracy = correct / count
-  print(f"{name}: per-class eval accuracy {np.round(accuracy, 3).tolist()}, direction "
-        f"{direction_accuracy(accuracy):.3f}, top-1 {correct.sum() / count.sum():.3f}")
-  return accuracy
+  return run_and_score(config, str(tmp_path / name), name)
 
 
 def test_c2d_learns_appearance_but_stays_at_the_order_blind_ceiling(tmp_path):
