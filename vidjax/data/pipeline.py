@@ -228,6 +228,16 @@ class _BatchReadableIterator(grain.DatasetIterator):
     self._parent.set_state(state)
 
 
+def _off_shared_memory(batch: dict) -> dict:
+  """Copies the arrays grain's workers hand over in shared memory into ordinary ones.
+
+  grain frees a shared block on a background thread when its array dies; a batch still
+  alive when the interpreter exits is reported as leaked, so the block dies here instead.
+  """
+  return {k: np.array(v) if isinstance(v, grain.multiprocessing.SharedMemoryArray) else v
+          for k, v in batch.items()}
+
+
 class TrainIterator(grain.DatasetIterator):
   """Batches {"clip" uint8 [b, T, S, S, 3], "label" [b]}; `skipped_files` counts the
   distinct unreadable files left out so far (this process). The files are part of the
@@ -240,7 +250,7 @@ class TrainIterator(grain.DatasetIterator):
     self._skipped: set[str] = set()
 
   def __next__(self) -> dict:
-    batch = dict(next(self._parent))
+    batch = _off_shared_memory(next(self._parent))
     self.skipped_files += _warn_skip(batch.pop("skipped"), self._skipped, "train")
     return batch
 
@@ -398,7 +408,7 @@ class EvalIterator:
     return self
 
   def __next__(self) -> dict:
-    batch = dict(next(self._it))
+    batch = _off_shared_memory(next(self._it))
     self.skipped_files += _warn_skip(batch.pop("skipped"), self._warned, "eval")
     return batch
 
