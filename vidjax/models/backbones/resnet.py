@@ -36,7 +36,6 @@ RESNET_SPECS: dict[int, tuple[str, tuple[int, ...]]] = {
     152: ("bottleneck", (3, 8, 36, 3)),
 }
 _EXPANSION = {"basic": 1, "bottleneck": 4}
-_STAGE_WIDTHS = (64, 128, 256, 512)
 
 
 class _Block(NormBlock, HookedBlock):
@@ -110,12 +109,15 @@ class ResNet(Trunk):
 
   Attributes (besides the trunk policy of backbones/trunk.py; torchvision strides are
   (1, 2, 2, 2), TCPNet's (1, 2, 2, 1)):
+    base_channels: the stem's and layer1's width (torchvision: 64); layer s has
+      `base_channels * 2**(s-1)` planes. Smaller values give the cheap models of tests.
     remat: recompute each block's activations in the backward pass (nn.remat): only
       block inputs are kept, for memory; parameters are the same.
     out_stages: the stages whose outputs are returned, e.g. (3, 4) for TPN: a tuple of
       arrays; one stage gives the array itself.
     pre_module, temporal_module, mid_module, post_module: hook factories (models/hooks.py).
   """
+  base_channels: int = 64
   remat: bool = False
   out_stages: Sequence[int] = (4,)
   pre_module: Optional[HookFactory] = None
@@ -128,7 +130,7 @@ class ResNet(Trunk):
   @property
   def out_channels(self) -> int:
     kind, _ = RESNET_SPECS[self.depth]
-    return _STAGE_WIDTHS[-1] * _EXPANSION[kind]
+    return self.base_channels * 8 * _EXPANSION[kind]
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, num_segments: int = 1):
@@ -145,14 +147,15 @@ class ResNet(Trunk):
       block_cls = nn.remat(block_cls, static_argnums=(2, 3, 4))
 
     x = x.astype(self.dtype)
-    x = conv2d(64, 7, 2, 3, dtype=self.dtype, name="conv1")(x)
+    x = conv2d(self.base_channels, 7, 2, 3, dtype=self.dtype, name="conv1")(x)
     x = BatchNorm(self.bn_momentum, self.bn_eps, False, self.dtype, name="bn1")(
         x, self.stage_train(0, train))
     x = nn.relu(x)
     x = self.end_stage(max_pool2d(x, 3, 2, 1), 0)
 
-    in_channels, block_id, outputs = 64, 0, []
-    for s, (num_blocks, width) in enumerate(zip(stage_sizes, _STAGE_WIDTHS), start=1):
+    in_channels, block_id, outputs = self.base_channels, 0, []
+    for s, num_blocks in enumerate(stage_sizes, start=1):
+      width = self.base_channels * 2 ** (s - 1)
       for i in range(num_blocks):
         info = BlockInfo(
             stage=s, index=i, block_id=block_id, stage_sizes=tuple(stage_sizes),
@@ -172,7 +175,7 @@ class ResNet(Trunk):
 
 
 def resnet_defaults() -> ml_collections.ConfigDict:
-  return trunk_defaults("resnet", depth=50, remat=False, out_stages=(4,))
+  return trunk_defaults("resnet", depth=50, base_channels=64, remat=False, out_stages=(4,))
 
 
 # Partial BN freezes the affines of every trunk BN but the stem's (hooks' BNs sit deeper).
@@ -186,4 +189,5 @@ def build_resnet(cfg: ml_collections.ConfigDict, dtype, **hooks) -> ResNet:
   stages = tuple(int(s) for s in cfg.out_stages)
   if not stages or any(s not in (1, 2, 3, 4) for s in stages):
     raise ValueError(f"model.backbone.out_stages={stages}: stages are 1..4")
-  return build_trunk(ResNet, cfg, dtype, remat=bool(cfg.remat), out_stages=stages, **hooks)
+  return build_trunk(ResNet, cfg, dtype, base_channels=int(cfg.base_channels),
+                     remat=bool(cfg.remat), out_stages=stages, **hooks)
