@@ -55,6 +55,11 @@ def _source_module(source: str):
   return importlib.import_module(_SOURCES[source])
 
 
+# model config (JSON) -> its abstract variables: tracing a large model takes seconds, and a
+# process often converts for the same model again (another layout, a strictness check).
+_EXPECTED: dict[str, dict] = {}
+
+
 def expected_variables(model_config: ml_collections.ConfigDict) -> dict:
   """ShapeDtypeStructs of every variable the model declares (jax.eval_shape, no compute)."""
   # pylint: disable=g-import-not-at-top
@@ -64,9 +69,13 @@ def expected_variables(model_config: ml_collections.ConfigDict) -> dict:
   from converters.common import abstract_variables
   from vidjax import models
   # pylint: enable=g-import-not-at-top
-  module = models.build_model(model_config)
-  shape = models.example_input_shape(model_config)
-  return abstract_variables(module, jax.ShapeDtypeStruct(shape, jnp.uint8), train=False)
+  key = model_config.to_json_best_effort(sort_keys=True)
+  if key not in _EXPECTED:
+    module = models.build_model(model_config)
+    shape = models.example_input_shape(model_config)
+    _EXPECTED[key] = abstract_variables(module, jax.ShapeDtypeStruct(shape, jnp.uint8),
+                                        train=False)
+  return jax.tree.map(lambda x: x, _EXPECTED[key])  # a fresh tree: callers may edit it
 
 
 def convert(source: str, state_dict: Mapping[str, Any],
