@@ -107,9 +107,9 @@ def write_class_folders(root: str, classes: tuple[str, ...] = ("jumping jacks", 
 
 
 def pytest_collection_modifyitems(config, items):
-  """The slow tests first, the learning runs (2D and 3D) first of all: pytest-xdist hands out tests
-  in this order, one at a time (`--maxschedchunk=1` in pyproject.toml), so the two
-  workers end together instead of one finishing a long test alone at the end."""
+  """The slow tests first, the learning runs (2D and 3D) first of all: pytest-xdist hands
+  out tests in this order, one at a time (`--maxschedchunk=1` in pyproject.toml), so the
+  two workers end together instead of one finishing a long test alone at the end."""
   del config
 
   def rank(item) -> int:
