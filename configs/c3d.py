@@ -1,7 +1,7 @@
 r"""C3D (Tran et al., ICCV 2015; MMAction2's C3D), 16x1x1, UCF101 split 1, from Sports-1M.
 
 Parts: recognizer3d (vidjax/models/recognizers.py), backbone c3d
-(vidjax/models/backbones/c3d.py), head i3d without pooling (vidjax/models/heads/i3d.py).
+(vidjax/models/backbones/c3d.py), head i3d (vidjax/models/heads/i3d.py), without pooling.
 Recipe: `MODELS["c3d"]` in vidjax/recipes/mmaction2.py; data set ucf101
 (vidjax/recipes/datasets.py); test protocols mmaction2_c3d_val / mmaction2_c3d_test10
 (vidjax/recipes/protocols.py).
