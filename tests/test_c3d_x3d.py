@@ -21,12 +21,10 @@ sys.path.insert(0, f"{ROOT}/tests")
 from torch_references import mmaction2 as ref  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
-def _count(tree) -> int:
-  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
-
-
-def _flat(tree):
-  return {"/".join(k): v for k, v in traverse_util.flatten_dict(tree).items()}
+def _params(variables) -> tuple[dict, int]:
+  """'a/b/kernel' -> array of `variables['params']`, and their total size."""
+  params = traverse_util.flatten_dict(variables["params"], sep="/")
+  return params, sum(int(np.prod(v.shape)) for v in params.values())
 
 
 def test_c3d_upstream_layout_converts_at_112px_with_the_zoo_parameter_count():
@@ -44,8 +42,8 @@ def test_c3d_upstream_layout_converts_at_112px_with_the_zoo_parameter_count():
   sd = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in meta.items()}
   variables = converters.convert("mmaction2", sd, config)
   assert "batch_stats" not in variables
-  params = _flat(variables["params"])
-  assert _count(params) == 78_409_573
+  params, count = _params(variables)
+  assert count == 78_409_573
   assert params["backbone/fc6/kernel"].shape == (8192, 4096)
   assert params["backbone/conv5b/conv/bias"].shape == (512,)
   assert params["head/fc/kernel"].shape == (4096, 101)
@@ -72,8 +70,8 @@ def test_x3d_parameter_count_se_placement_and_head(variant):
   depthwise conv2 and conv1_t; fc1 without bias; blocks ceil(2.2 x (1, 2, 5, 3))."""
   config = load_config("x3d", variant)
   assert config.data.num_frames == (13 if variant else 16)
-  params = _flat(converters.expected_variables(config.model)["params"])
-  assert _count(params) == 3_794_322
+  params, count = _params(converters.expected_variables(config.model))
+  assert count == 3_794_322
   blocks = {}
   for path in params:
     top = path.split("/")[1]

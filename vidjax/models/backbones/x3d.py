@@ -27,6 +27,7 @@ Registered backbone: 'x3d'.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -35,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vidjax.models.layers import Dtype
+from vidjax.models.layers import Dtype, NormBlock
 from vidjax.models.layers3d import Conv3d, ConvBN3d
 from vidjax.models.registry import register
 
@@ -73,22 +74,28 @@ class SEModule(nn.Module):
     return x * nn.sigmoid(s)
 
 
-class BlockX3D(nn.Module):
+class X3DNorm(NormBlock):
+  """The BatchNorm settings X3D and its blocks share (NormBlock's) and the residual
+  init; `norm_fields()` passes them to a ConvBN3d."""
+  zero_init_residual: bool = True
+
+  def norm_fields(self) -> dict[str, Any]:
+    return dict(bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
+                freeze_bn_affine=self.freeze_bn_affine, dtype=self.dtype)
+
+
+class BlockX3D(X3DNorm):
   """X3D's bottleneck (see the module docstring): [N, T, H, W, C_in] -> [N, T, H / s,
   W / s, out_channels]."""
-  inner: int
-  out_channels: int
+  inner: int = dataclasses.field(kw_only=True)
+  out_channels: int = dataclasses.field(kw_only=True)
   spatial_stride: int = 1
   use_se: bool = False
   se_ratio: float = 1 / 16
-  zero_init_residual: bool = True
-  bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    norm = dict(bn_eps=self.bn_eps, bn_momentum=self.bn_momentum, dtype=self.dtype)
+    norm = self.norm_fields()
     s = self.spatial_stride
     y = ConvBN3d(self.inner, (1, 1, 1), name="conv1", **norm)(x, train)
     y = ConvBN3d(self.inner, (3, 3, 3), (1, s, s), (1, 1, 1), groups=self.inner,
@@ -117,7 +124,7 @@ class StemConv(nn.Module):
                   name="conv")(x)
 
 
-class X3D(nn.Module):
+class X3D(X3DNorm):
   """MMAction2's X3D backbone (see the module docstring): [N, T, H, W, 3] normalised
   clips -> conv5 features [N, T, H / 32, W / 32, int(8 base x gamma_b)]."""
   gamma_w: float = 1.0
@@ -127,16 +134,12 @@ class X3D(nn.Module):
   spatial_strides: tuple[int, ...] = (2, 2, 2, 2)
   se_style: str = "half"
   se_ratio: float = 1 / 16
-  zero_init_residual: bool = True
-  bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     if x.ndim != 5:
       raise ValueError(f"X3D expects clips [N, T, H, W, C], got shape {x.shape}")
-    norm = dict(bn_eps=self.bn_eps, bn_momentum=self.bn_momentum, dtype=self.dtype)
+    norm = self.norm_fields()
     base = round_width(self.base_channels, self.gamma_w)
     x = x.astype(self.dtype)
     x = StemConv(base, self.dtype, name="conv1_s")(x)
@@ -145,8 +148,8 @@ class X3D(nn.Module):
     for s, repeats in enumerate(STAGE_BLOCKS, start=1):
       width = base * 2 ** (s - 1)
       for i in range(round_repeats(repeats, self.gamma_d)):
-        x = BlockX3D(int(width * self.gamma_b), width,
-                     int(self.spatial_strides[s - 1]) if i == 0 else 1,
+        x = BlockX3D(inner=int(width * self.gamma_b), out_channels=width,
+                     spatial_stride=int(self.spatial_strides[s - 1]) if i == 0 else 1,
                      use_se=self.se_style == "all" or i % 2 == 0, se_ratio=self.se_ratio,
                      zero_init_residual=self.zero_init_residual,
                      name=f"layer{s}_{i}", **norm)(x, train)
@@ -181,7 +184,8 @@ def build_x3d(cfg: ml_collections.ConfigDict, dtype: Any, **hooks: Any) -> X3D:
   if len(strides) != len(STAGE_BLOCKS):
     raise ValueError(f"model.backbone.spatial_strides={strides} needs one entry per stage "
                      f"({len(STAGE_BLOCKS)})")
-  return X3D(float(cfg.gamma_w), float(cfg.gamma_b), float(cfg.gamma_d),
-             int(cfg.base_channels), strides, str(cfg.se_style), float(cfg.se_ratio),
-             bool(cfg.zero_init_residual), float(cfg.bn_eps),
-             float(cfg.bn_momentum), dtype)
+  return X3D(gamma_w=float(cfg.gamma_w), gamma_b=float(cfg.gamma_b),
+             gamma_d=float(cfg.gamma_d), base_channels=int(cfg.base_channels),
+             spatial_strides=strides, se_style=str(cfg.se_style),
+             se_ratio=float(cfg.se_ratio), zero_init_residual=bool(cfg.zero_init_residual),
+             bn_eps=float(cfg.bn_eps), bn_momentum=float(cfg.bn_momentum), dtype=dtype)
