@@ -61,7 +61,8 @@ class Row:
 
   name: the test id. model: the zoo model it verifies (README's "Model").
   config, variant, overrides: configs/CONFIG.py:VARIANT with dotted-path overrides; a row
-    whose only override is model.num_classes verifies the zoo config itself.
+    whose only override is model.num_classes verifies the zoo config itself (or one marked
+    `zoo_config`, whose note says what it changed).
   source: the converter source, also the reference module's name.
   reference: builder (config, clip, seed) -> torch reference in eval mode.
   clip: (B, T, size) of the seeded uint8 clip (clip_seed); seed: the reference's weights.
@@ -90,11 +91,13 @@ class Row:
   jit: bool = True
   slow: bool = False
   note: str = ""
+  zoo_config: bool = False
   apply_kwargs: Callable[[Any, np.ndarray], dict] | None = None
 
   @property
   def zoo(self) -> bool:
-    return self.level == "model" and set(self.overrides) <= {"model.num_classes"}
+    return self.level == "model" and (
+        self.zoo_config or set(self.overrides) <= {"model.num_classes"})
 
   def load_config(self) -> ml_collections.ConfigDict:
     return load_config(self.config, self.variant, **self.overrides)
@@ -527,7 +530,7 @@ ZOO += [
     Row("c3d_32px", "C3D", "c3d", "mmaction2", mmaction2.c3d, (1, 16, 32), clip_seed=60,
         seed=60, overrides={**_classes(9), "model.backbone.input_size": (16, 32, 32)},
         keys=22, has_keys=("module.backbone.fc6.weight", "module.backbone.conv5b.conv.bias"),
-        note="parity at 32 px (fc6 sized for it); 112 px names and shapes"),
+        note="parity at 32 px (fc6 sized for it); 112 px names and shapes", zoo_config=True),
     Row("x3d_m", "X3D (X3D-M, X3D-S)", "x3d", "mmaction2", mmaction2.x3d, (2, 4, 64),
         clip_seed=61, seed=61, overrides=_classes(9), keys=568,
         has_keys=("module.backbone.layer3.10.se_module.fc2.bias",
