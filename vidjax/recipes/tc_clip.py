@@ -1,7 +1,8 @@
 """TC-CLIP's protocols (reference/tcclip.md 5) for configs/tc_clip.py, on top of the
 frame-wise CLIP recipe (vidjax/recipes/clip.py: AdamW betas (0.9, 0.98), weight decay
 0.001 on every tensor, cosine with linear warm-up from 0 to lr / 100, mixup 0.8 / CutMix
-1.0 (switch 0.5), label smoothing 0.1, 16 TSN frames at 224, ImageNet mean and std).
+1.0 (switch 0.5), label smoothing 0.1, per-frame colour jitter (p 0.8) and grayscale (p 0.2),
+16 TSN frames at 224, ImageNet mean and std).
 
 TC-CLIP adds: 10x lr for the prompt parameters (`prompt_learner`, `prompt_generation`;
 the local-global bias tables keep the base lr), no update at all for CLIP's token
@@ -19,7 +20,6 @@ from typing import Any
 import jax
 import ml_collections
 
-from vidjax import config_defaults
 from vidjax.recipes import clip, datasets, protocols
 
 
@@ -106,7 +106,7 @@ def tiny(config: ml_collections.ConfigDict) -> None:
 
 
 def demo(config: ml_collections.ConfigDict) -> None:
-  config_defaults.use_demo(config, lr=1e-3)
+  clip.demo(config)
   tiny(config)
   config.optim.param_groups = param_groups()
 
