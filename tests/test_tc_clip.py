@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -23,7 +24,6 @@ import converters
 from vidjax import models
 from vidjax.models.clip import recognizer
 from vidjax.models.clip.tc_vision import merge_schedule
-from vidjax.recipes import tc_clip as tc_recipe
 from vidjax.train import optim
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -96,14 +96,72 @@ def test_prompt_parameters_get_ten_times_the_lr_and_token_embedding_none():
       0.0, 0.0)
 
 
-def test_wise_ft_mixes_all_but_the_new_parameters():
-  init = {"visual": {"w": jnp.zeros(2)}, "prompt_learner": {"ctx": jnp.zeros(2)},
-          "a": {"local_global_bias_table": jnp.zeros(2)}}
-  tuned = jax.tree.map(lambda x: x + 1.0, init)
-  mixed = tc_recipe.wise_ft(init, tuned, 0.7)
-  np.testing.assert_allclose(mixed["visual"]["w"], 0.7)
-  np.testing.assert_allclose(mixed["prompt_learner"]["ctx"], 1.0)
-  np.testing.assert_allclose(mixed["a"]["local_global_bias_table"], 1.0)
+def _random_variables(config, seed: int) -> dict:
+  """The smoke model's variables filled with random numbers (no init, no compile)."""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda a: rng.standard_normal(a.shape).astype(a.dtype),
+                      converters.expected_variables(config.model))
+
+
+def test_wise_ft_command(tmp_path, capsys):
+  """python -m vidjax.wise_ft on smoke checkpoints: alpha 0 gives the initial weights, 1
+  the fine-tuned ones, 0.5 their mean except TC-CLIP's new parameters (fine-tuned); the
+  output carries the run's config.json; mismatched trees, a bad alpha and an existing
+  output are one `error:` line each, and nothing is written."""
+  from vidjax import run_config, wise_ft  # pylint: disable=import-outside-toplevel
+  from vidjax.checkpoint import load_variables, save_variables  # pylint: disable=import-outside-toplevel
+  config = load_config("tc_clip", "smoke")
+  init, tuned = _random_variables(config, 1), _random_variables(config, 2)
+  save_variables(str(tmp_path / "init"), init)
+  run = tmp_path / "run"
+  save_variables(str(run / "best"), tuned)
+  (run / "config.json").write_text(config.to_json())
+  flat = lambda v: dict(wise_ft._leaves(v["params"]))  # pylint: disable=protected-access,unnecessary-lambda-assignment
+  # The real CLI at alpha 0.5; alphas 0 and 1 through the same function in-process.
+  done = subprocess.run([sys.executable, "-m", "vidjax.wise_ft", "--initial", str(tmp_path / "init"),
+                         "--finetuned", str(run / "best"), "--alpha", "0.5",
+                         "--output", str(tmp_path / "half")],
+                        cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert run_config.checkpoint_spec(str(tmp_path / "half")) == str(tmp_path / "half")
+  a, b = flat(init), flat(tuned)
+  got = {0.5: flat(load_variables(str(tmp_path / "half")))}
+  for alpha in (0.0, 1.0):
+    got[alpha] = flat(wise_ft.wise_ft_variables(init, tuned, alpha))
+  kept = 0
+  for name in a:
+    new = any(k in name for k in wise_ft.TC_CLIP_KEEP)
+    kept += new
+    np.testing.assert_array_equal(got[1.0][name], b[name])
+    np.testing.assert_array_equal(got[0.0][name], b[name] if new else a[name])
+    np.testing.assert_allclose(got[0.5][name], b[name] if new else (a[name] + b[name]) / 2,
+                               rtol=1e-6, atol=1e-7)
+  assert kept >= 3   # prompt context, VP layer, bias tables
+  capsys.readouterr()
+
+  def refused(args, match):
+    with pytest.raises(SystemExit) as e:
+      wise_ft.main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert re.search(match, err), err
+
+  # Another model: one tensor of another shape, one missing.
+  other = jax.tree.map(lambda x: x, init)
+  other["params"]["visual"]["conv1"]["kernel"] = init["params"]["visual"]["conv1"]["kernel"][:4]
+  del other["params"]["visual"]["ln_post"]
+  save_variables(str(tmp_path / "other"), other)
+  refused(["--initial", str(tmp_path / "other"), "--finetuned", str(run / "best"),
+           "--output", str(tmp_path / "bad")],
+          r"the --initial and --finetuned parameters differ: 2 only in --finetuned "
+          r"\(visual/ln_post/bias, visual/ln_post/scale\); 1 of other shapes \(visual/conv1/kernel "
+          r"\(4, 8, 3, 64\) vs \(8, 8, 3, 64\)\)\.")
+  assert not os.path.exists(tmp_path / "bad")
+  refused(["--initial", str(tmp_path / "init"), "--finetuned", str(run / "best"), "--alpha",
+           "1.5", "--output", str(tmp_path / "bad")], r"--alpha=1.5: expected")
+  refused(["--initial", str(tmp_path / "init"), "--finetuned", str(run / "best"),
+           "--output", str(tmp_path / "half")], r"--output .*half exists")
 
 
 @pytest.mark.slow

@@ -14,10 +14,8 @@ upstream trains in AMP, and each protocol's epochs, lr, batch and test views.
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
-import jax
 import ml_collections
 
 from vidjax.recipes import clip, datasets, protocols
@@ -45,8 +43,6 @@ BASE_SPLITS = ("s1", "s2", "s3")
 # prompt_generation; vidjax has no VPT prompts).
 PROMPT_PARAMS = r"prompt_learner|prompt_generation"
 MICRO_BATCH = 16
-# WiSE-FT leaves these as fine-tuned (reference/tcclip.md 5).
-WISE_FT_KEEP = ("local_global_bias", "prompt_learner", "prompt_generation")
 
 
 def tc_clip_config(protocol: str = "zero_shot", dataset: str = "", split: str = "",
@@ -116,14 +112,3 @@ def smoke(config: ml_collections.ConfigDict) -> None:
   tiny(config)
   config.optim.param_groups = param_groups()
 
-
-def wise_ft(initial: Any, finetuned: Any, weight: float = 0.7) -> Any:
-  """WiSE-FT: (1 - w) * initial + w * finetuned for every parameter except those whose
-  '/'-joined path holds one of WISE_FT_KEEP (taken from `finetuned`). Params pytrees."""
-  keep = re.compile("|".join(WISE_FT_KEEP))
-
-  def mix(path, a, b):
-    name = "/".join(str(getattr(k, "key", k)) for k in path)
-    return b if keep.search(name) else (1.0 - weight) * a + weight * b
-
-  return jax.tree_util.tree_map_with_path(mix, initial, finetuned)
