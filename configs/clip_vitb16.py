@@ -16,8 +16,8 @@ upstream. The class names are `model.class_names` or the lines of `model.label_f
       --config.init_from=/tmp/clip_vitb16
 
 Expected: no figure is recorded here for this recipe (the model is verified by parity,
-README model zoo). Upstream also jitters colour per frame and greys whole clips during
-training; vidjax's data pipeline has neither yet.
+README model zoo). Training jitters colour per frame and greys whole clips as upstream
+(data.color_jitter_prob 0.8, data.grayscale_prob 0.2).
 
 Variants:
   vanilla  the prompt is the class name alone ("{}"), vanilla CLIP.
@@ -31,7 +31,6 @@ Variants:
 
 import ml_collections
 
-from vidjax import config_defaults
 from vidjax.recipes import clip, variant
 
 
@@ -39,8 +38,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   v = variant.parse(arg, __file__, model=("vanilla",), run=variant.RUNS)
   config = clip.clip_config(clip.PROMPTS["vanilla" if v.model == "vanilla" else "vifi"])
   if v.run == "demo":
-    config_defaults.use_demo(config, lr=1e-3)
-    clip.tiny(config)
+    clip.demo(config)
   elif v.run == "smoke":
     clip.smoke(config)
   return config

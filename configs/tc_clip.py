@@ -32,11 +32,18 @@ splits; base-to-novel: the harmonic mean of the base and novel means):
       --workdir /tmp/tc_clip_zs_eval --config.data.root=~/data/hmdb51 \
       --split hmdb51=~/data/hmdb51/test_split1.txt:~/data/hmdb51/labels.txt  # x 3 splits
 
+Zero-shot's WiSE-FT (0.7 of the trained weights plus 0.3 of CLIP's; the prompt, VP and
+bias parameters stay trained), then the same split evaluation on its output:
+
+  python -m vidjax.wise_ft --initial /tmp/tc_clip_init --finetuned /tmp/tc_clip_zs/best \
+      --alpha 0.7 --output /tmp/tc_clip_zs_wise
+
 Expected (upstream's README, not reproduced here): zero-shot HMDB51 / UCF101 / K600
 54.2 / 82.9 / 75.8 top-1; fully supervised K400 85.2 / 96.9.
 
-Not in vidjax's pipeline: per-frame colour jitter and grayscale (upstream trains with
-both); multi-view test frames at random offsets (vidjax spaces them evenly).
+Training augmentation as upstream, with per-frame colour jitter (data.color_jitter_prob 0.8,
+strengths data.color_jitter) and grayscale (data.grayscale_prob 0.2). Not in vidjax's
+pipeline: multi-view test frames at random offsets (vidjax spaces them evenly).
 
 Variants (parts joined by ','; at most one of each kind):
   protocol  zero_shot (default: train on Kinetics-400, test 2 clips x 1 crop)

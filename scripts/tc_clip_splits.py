@@ -79,7 +79,10 @@ def main(argv: list[str]) -> int:
   results = []
   for i, ((group, eval_list, labels), classes) in enumerate(zip(splits, names)):
     cfg = copy.deepcopy(config)
-    cfg.data.update(eval_list=eval_list, label_names=labels, num_classes=len(classes))
+    # Evaluation only: the training list (a run's config names one with other classes,
+    # which the data checks would hold against this split's class count) is the split's.
+    cfg.data.update(train_list=eval_list, eval_list=eval_list, label_names=labels,
+                    num_classes=len(classes))
     cfg.model.update(label_file=labels, num_classes=len(classes))
     got = trainer.evaluate_only(cfg, os.path.join(args.workdir, f"{group}_{i}"),
                                 args.checkpoint)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -96,14 +97,72 @@ def test_prompt_parameters_get_ten_times_the_lr_and_token_embedding_none():
       0.0, 0.0)
 
 
-def test_wise_ft_mixes_all_but_the_new_parameters():
-  init = {"visual": {"w": jnp.zeros(2)}, "prompt_learner": {"ctx": jnp.zeros(2)},
-          "a": {"local_global_bias_table": jnp.zeros(2)}}
-  tuned = jax.tree.map(lambda x: x + 1.0, init)
-  mixed = tc_recipe.wise_ft(init, tuned, 0.7)
-  np.testing.assert_allclose(mixed["visual"]["w"], 0.7)
-  np.testing.assert_allclose(mixed["prompt_learner"]["ctx"], 1.0)
-  np.testing.assert_allclose(mixed["a"]["local_global_bias_table"], 1.0)
+def _random_variables(config, seed: int) -> dict:
+  """The smoke model's variables filled with random numbers (no init, no compile)."""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda a: rng.standard_normal(a.shape).astype(a.dtype),
+                      converters.expected_variables(config.model))
+
+
+def test_wise_ft_command(tmp_path, capsys):
+  """python -m vidjax.wise_ft on smoke checkpoints: alpha 0 gives the initial weights, 1
+  the fine-tuned ones, 0.5 their mean except TC-CLIP's new parameters (fine-tuned); the
+  output carries the run's config.json; mismatched trees, a bad alpha and an existing
+  output are one `error:` line each, and nothing is written."""
+  from vidjax import run_config, wise_ft  # pylint: disable=import-outside-toplevel
+  from vidjax.checkpoint import load_variables, save_variables  # pylint: disable=import-outside-toplevel
+  config = load_config("tc_clip", "smoke")
+  init, tuned = _random_variables(config, 1), _random_variables(config, 2)
+  save_variables(str(tmp_path / "init"), init)
+  run = tmp_path / "run"
+  save_variables(str(run / "best"), tuned)
+  (run / "config.json").write_text(config.to_json())
+  flat = lambda v: dict(wise_ft._leaves(v["params"]))  # pylint: disable=protected-access,unnecessary-lambda-assignment
+  # The real CLI at alpha 0.5; alphas 0 and 1 through the same function in-process.
+  done = subprocess.run([sys.executable, "-m", "vidjax.wise_ft", "--initial", str(tmp_path / "init"),
+                         "--finetuned", str(run / "best"), "--alpha", "0.5",
+                         "--output", str(tmp_path / "half")],
+                        cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert run_config.checkpoint_spec(str(tmp_path / "half")) == str(tmp_path / "half")
+  a, b = flat(init), flat(tuned)
+  got = {0.5: flat(load_variables(str(tmp_path / "half")))}
+  for alpha in (0.0, 1.0):
+    got[alpha] = flat(wise_ft.wise_ft_variables(init, tuned, alpha))
+  kept = 0
+  for name in a:
+    new = any(k in name for k in wise_ft.TC_CLIP_KEEP)
+    kept += new
+    np.testing.assert_array_equal(got[1.0][name], b[name])
+    np.testing.assert_array_equal(got[0.0][name], b[name] if new else a[name])
+    np.testing.assert_allclose(got[0.5][name], b[name] if new else (a[name] + b[name]) / 2,
+                               rtol=1e-6, atol=1e-7)
+  assert kept >= 3   # prompt context, VP layer, bias tables
+  capsys.readouterr()
+
+  def refused(args, match):
+    with pytest.raises(SystemExit) as e:
+      wise_ft.main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert re.search(match, err), err
+
+  # Another model: one tensor of another shape, one missing.
+  other = jax.tree.map(lambda x: x, init)
+  other["params"]["visual"]["conv1"]["kernel"] = init["params"]["visual"]["conv1"]["kernel"][:4]
+  del other["params"]["visual"]["ln_post"]
+  save_variables(str(tmp_path / "other"), other)
+  refused(["--initial", str(tmp_path / "other"), "--finetuned", str(run / "best"),
+           "--output", str(tmp_path / "bad")],
+          r"the --initial and --finetuned parameters differ: 2 only in --finetuned "
+          r"\(visual/ln_post/bias, visual/ln_post/scale\); 1 of other shapes \(visual/conv1/kernel "
+          r"\(4, 8, 3, 64\) vs \(8, 8, 3, 64\)\)\.")
+  assert not os.path.exists(tmp_path / "bad")
+  refused(["--initial", str(tmp_path / "init"), "--finetuned", str(run / "best"), "--alpha",
+           "1.5", "--output", str(tmp_path / "bad")], r"--alpha=1.5: expected")
+  refused(["--initial", str(tmp_path / "init"), "--finetuned", str(run / "best"),
+           "--output", str(tmp_path / "half")], r"--output .*half exists")
 
 
 @pytest.mark.slow
@@ -260,71 +319,134 @@ def test_released_checkpoint_through_the_cli(tmp_path):
                                 ref.prompt_learner.ctx.detach().numpy())
 
 
-@pytest.mark.slow
-def test_smoke_config_trains_and_evaluates(tmp_path):
-  """Two steps on the generated demo clips with their class names, then the evaluation."""
-  from vidjax.train import trainer  # pylint: disable=import-outside-toplevel
-  config = load_config("tc_clip", "smoke")
-  config.update(total_steps=2, log_every_steps=1, checkpoint_every_steps=2)
-  config.data.update(train_examples=16, eval_examples=8)
-  results = trainer.run(config, str(tmp_path))
-  assert np.isfinite(results["eval/loss"])
-  assert 0.0 <= results["eval/top1"] <= 1.0
+def _split_files(folder, name: str, rows, classes, names) -> tuple[str, str]:
+  """An annotation list of `rows` ((path, label)) whose labels are in `classes`, relabelled
+  0.. in that order, and the label file of their names: (list, label file)."""
+  index = {c: i for i, c in enumerate(classes)}
+  (folder / f"{name}.txt").write_text("".join(f"{p} {index[l]}\n" for p, l in rows if l in index))
+  (folder / f"{name}_labels.txt").write_text("".join(names[c] + "\n" for c in classes))
+  return str(folder / f"{name}.txt"), str(folder / f"{name}_labels.txt")
 
 
-@pytest.mark.slow
-def test_split_protocol_evaluation(tmp_path, capsys):
-  """scripts/tc_clip_splits.py on real video files: a base split (4 classes) and a novel
-  split (2 other classes) of one checkpoint, each scored against its own class names;
-  the group means and their harmonic mean."""
+def _splits_script():
   import importlib.util  # pylint: disable=import-outside-toplevel
-
-  from vidjax.checkpoint import save_variables  # pylint: disable=import-outside-toplevel
-  from vidjax.data import demo  # pylint: disable=import-outside-toplevel
-  from vidjax.train import eval_outputs  # pylint: disable=import-outside-toplevel
-  videos = tmp_path / "videos"
-  lines = open(demo.write_video_files(str(videos), split="eval", num_examples=12,
-                                      num_frames=8, image_size=32, seed=2)).read().splitlines()
-  names = list(demo.CLASS_NAMES)
-  args = []
-  for group, classes in (("base", range(4)), ("novel", range(4, 6))):
-    rows = [(p, int(l)) for p, l in (x.rsplit(" ", 1) for x in lines) if int(l) in classes]
-    (videos / f"{group}.txt").write_text("".join(f"{p} {l - classes[0]}\n" for p, l in rows))
-    (videos / f"{group}_labels.txt").write_text("".join(names[c] + "\n" for c in classes))
-    args += ["--split", f"{group}={videos / (group + '.txt')}:{videos / (group + '_labels.txt')}"]
-  config = load_config("tc_clip", "smoke")
-  module = models.build_model(config.model)
-  variables = jax.jit(module.init)(jax.random.key(1), jnp.zeros((1, 2, 32, 32, 3), jnp.uint8))
-  save_variables(str(tmp_path / "init"), variables)
   spec = importlib.util.spec_from_file_location("tc_clip_splits",
                                                 os.path.join(ROOT, "scripts", "tc_clip_splits.py"))
   script = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(script)
-  workdir = tmp_path / "eval"
-  assert script.main(["--config", os.path.join(ROOT, "configs", "tc_clip.py:smoke"),
-                      "--checkpoint", str(tmp_path / "init"), "--workdir", str(workdir), *args,
-                      "--config.data.name=files", "--config.data.format=videos",
-                      f"--config.data.root={videos}", "--config.eval.batch_size=4"]) == 0
-  printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-  results = []
-  for i, (group, width) in enumerate((("base", 4), ("novel", 2))):
-    (path,) = [os.path.join(workdir, f"{group}_{i}", "eval", f) for f in
-               os.listdir(os.path.join(workdir, f"{group}_{i}", "eval"))
-               if f.endswith("_scores.npz")]
-    data = eval_outputs.load_scores(path)
-    assert data["scores"].shape[1] == width
-    assert data["class_names"].tolist() == names[:4] if group == "base" else names[4:]
-    results.append({"group": group,
-                    "top1": eval_outputs.accuracies(data["scores"], data["labels"])["top1"]})
-  # The script's figures are those of each split's own scores file.
-  assert [r["top1"] for r in printed["splits"]] == pytest.approx([r["top1"] for r in results])
-  b, n = (100 * r["top1"] for r in results)
-  assert printed["harmonic_mean"] == pytest.approx(2 * b * n / (b + n) if b + n else 0.0)
-  # Several splits of a group: mean and population std in percent.
-  summary = script.summarize([{"group": "ucf", "top1": t} for t in (0.8, 0.9, 0.85)])
-  assert summary["groups"]["ucf"]["mean"] == pytest.approx(85.0)
-  assert summary["groups"]["ucf"]["std"] == pytest.approx(np.std([80.0, 90.0, 85.0]))
+  return script
+
+
+@pytest.mark.slow
+def test_each_protocol_trains_and_evaluates(tmp_path, capsys):
+  """Every protocol's recipe (configs/tc_clip.py variants, towers shrunk to the smoke
+  model's, so the compiled programs repeat) trains two steps on generated videos with
+  class names and is evaluated as the protocol says: zero-shot on three splits of other
+  classes (mean, std), few-shot by its best validation accuracy, base-to-novel by the
+  harmonic mean of base and novel, fully supervised with 4 clips x 3 crops, and the LLM
+  variant with its class descriptions (77 tokens)."""
+  from vidjax.data import demo  # pylint: disable=import-outside-toplevel
+  from vidjax.train import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
+  from vidjax.train import eval_outputs, trainer  # pylint: disable=import-outside-toplevel
+  videos = tmp_path / "videos"
+  rows = {}
+  for split, n in (("train", 24), ("eval", 12)):
+    listed = demo.write_video_files(str(videos), split=split, num_examples=n, num_frames=8,
+                                    image_size=32, seed=4)
+    rows[split] = [(p, int(l)) for p, l in (x.rsplit(" ", 1) for x in
+                                            open(listed).read().splitlines())]
+  names = list(demo.CLASS_NAMES)
+  script = _splits_script()
+
+  def train(variant, train_rows, classes, *, label_file=None, **changes):
+    """Two steps of the protocol's recipe on `classes`; eval on their validation videos."""
+    config = load_config("tc_clip", variant)
+    tc_recipe.tiny_model(config)
+    train_list, labels = _split_files(videos, f"{variant}_train", train_rows, classes, names)
+    eval_list, _ = _split_files(videos, f"{variant}_val", rows["eval"], classes, names)
+    config.data.update(name="files", format="videos", root=str(videos), train_list=train_list,
+                       eval_list=eval_list, label_names=labels, num_classes=len(classes),
+                       num_frames=2, image_size=32, train_resize=36, test_scale=32,
+                       num_threads=1, prefetch=1)
+    config.model.label_file = label_file or labels
+    config.update(batch_size=4, grad_accum_steps=1, total_steps=2, log_every_steps=1,
+                  checkpoint_every_steps=2, **changes)
+    config.eval.batch_size = 4
+    workdir = str(tmp_path / variant.replace(",", "_"))
+    return config, workdir, trainer.run(config, workdir)
+
+  def splits(variant, workdir, groups):
+    """scripts/tc_clip_splits.py on the run's best checkpoint; the printed summary, and
+    each split's top-1 recomputed from its own scores file."""
+    args = []
+    for i, (group, classes) in enumerate(groups):
+      eval_list, labels = _split_files(videos, f"{variant}_{group}{i}", rows["eval"], classes,
+                                       names)
+      args += ["--split", f"{group}={eval_list}:{labels}"]
+    out = os.path.join(workdir, "splits")
+    assert script.main(["--config", workdir, "--checkpoint", os.path.join(workdir, "best"),
+                        "--workdir", out, *args]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for i, (group, classes) in enumerate(groups):
+      folder = os.path.join(out, f"{group}_{i}", "eval")
+      (path,) = [os.path.join(folder, f) for f in os.listdir(folder) if f.endswith("_scores.npz")]
+      data = eval_outputs.load_scores(path)
+      assert data["scores"].shape == (2 * len(classes), len(classes))
+      assert data["class_names"].tolist() == [names[c] for c in classes]
+      top1 = eval_outputs.accuracies(data["scores"], data["labels"])["top1"]
+      assert summary["splits"][i]["top1"] == pytest.approx(top1)
+    return summary
+
+  # Zero-shot: train on 4 classes, test on three class lists (2 unseen classes each).
+  config, workdir, got = train("zero_shot", rows["train"], range(4))
+  assert (config.eval.num_views, config.data.test_clips, config.optim.lr) == (2, 2, 8e-6)
+  assert np.isfinite(got["eval/loss"]) and 0.0 <= got["eval/top1"] <= got["eval/top5"] <= 1.0
+  summary = splits("zero_shot", workdir, [("unseen", (4, 5)), ("unseen", (0, 5)),
+                                          ("unseen", (1, 4))])
+  tops = [100 * r["top1"] for r in summary["splits"]]
+  assert summary["groups"]["unseen"] == pytest.approx(
+      {"mean": np.mean(tops), "std": np.std(tops), "splits": 3})
   assert "harmonic_mean" not in summary
+
+  # Few-shot (K=2): the best validation accuracy over the evaluations during training.
+  shots = [r for c in range(6) for r in [x for x in rows["train"] if x[1] == c][:2]]
+  config, workdir, got = train("few_shot,hmdb51,k2", shots, range(6), eval_every_steps=1)
+  best = ckpt_lib.read_best(os.path.join(workdir, "best"))
+  per_step = []
+  for step in (1, 2):
+    (path,) = [os.path.join(workdir, "eval", f) for f in os.listdir(os.path.join(workdir, "eval"))
+               if f.startswith(f"step_{step}_") and f.endswith("_scores.npz")]
+    data = eval_outputs.load_scores(path)
+    per_step.append(eval_outputs.accuracies(data["scores"], data["labels"])["top1"])
+  assert best["metric"] == "eval/top1" and best["value"] == pytest.approx(max(per_step))
+  assert per_step[best["step"] - 1] == pytest.approx(max(per_step))
+
+  # Base-to-novel: base classes 0..3 for training; base and novel validation after.
+  config, workdir, _ = train("base2novel,ucf101,s1", rows["train"], range(4))
+  summary = splits("base2novel", workdir, [("base", range(4)), ("novel", (4, 5))])
+  b, n = summary["groups"]["base"]["mean"], summary["groups"]["novel"]["mean"]
+  assert summary["harmonic_mean"] == pytest.approx(2 * b * n / (b + n) if b + n else 0.0)
+
+  # Fully supervised: all classes, tested with 4 clips x 3 crops.
+  config, workdir, got = train("fully_supervised", rows["train"], range(6))
+  assert (config.eval.num_views, config.data.test_crop) == (12, "three_crop")
+  (path,) = [os.path.join(workdir, "eval", f) for f in os.listdir(os.path.join(workdir, "eval"))
+             if f.endswith("_scores.npz")]
+  data = eval_outputs.load_scores(path)
+  assert data["scores"].shape == (12, 6)
+  assert got["eval/top1"] == pytest.approx(
+      eval_outputs.accuracies(data["scores"], data["labels"])["top1"])
+
+  # LLM: FROSTER-style "Name: description" lines as the prompts, 77 tokens.
+  described = tmp_path / "llm_labels.txt"
+  described.write_text("".join(f"{names[c]}: a clip of a shape, {names[c].replace('_', ' ')}.\n"
+                               for c in range(4)))
+  config, workdir, got = train("zero_shot,llm", rows["train"], range(4),
+                               label_file=str(described))
+  cfg = models.resolve_model_config(config.model)
+  assert cfg.context_length == 77
+  assert all("a clip of a shape" in p for p in recognizer.prompts(cfg))
+  assert np.isfinite(got["eval/loss"]) and 0.0 <= got["eval/top1"] <= 1.0
 
 
 def test_recorded_choices_and_forcing_shapes():

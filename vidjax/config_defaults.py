@@ -123,6 +123,12 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       aspect_ratio_range=(0.75, 4 / 3),
       flip=True,           # horizontal flip, probability 0.5
       flip_label_map=(),   # pairs (a, b) swapped by a flip (Something-Something)
+      # Photometric, after the flip (vidjax/data/color.py; torchvision's on PIL, per frame).
+      color_jitter_prob=0.0,   # per clip: probability of colour jitter, each frame then
+                               # drawing its own factors and order (TC-CLIP: 0.8)
+      color_jitter=(0.4, 0.4, 0.2, 0.1),   # strengths: brightness, contrast, saturation
+                               # factors in [1 - s, 1 + s], hue shift in [-s, s] turns
+      grayscale_prob=0.0,      # per clip: probability of greying every frame (TC-CLIP: 0.2)
       # Mixing, in the train step on device (vidjax/train/mix.py); 0 = off.
       mixup_alpha=0.0,
       cutmix_alpha=0.0,

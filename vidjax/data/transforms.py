@@ -6,7 +6,8 @@ Conventions follow MMAction2 / TSN / TSM so that their recipes carry over:
 `center_crop`, `three_crop` (MMAction2 `ThreeCrop`), `full_res_crops` (TSM's
 `GroupFullResSample`: left, right, centre), `ten_crop` (MMAction2 `TenCrop`: 5 crops and
 their mirror images), and `flip` with an optional label map (Something-Something's
-left/right pairs). Random transforms take a numpy Generator.
+left/right pairs). Random transforms take a numpy Generator. Training clips may also get
+colour jitter and grayscale (vidjax/data/color.py), the only per-frame transforms.
 
 `ClipTransform` applies the configured train or test chain.
 """
@@ -17,6 +18,8 @@ import dataclasses
 from typing import Optional, Sequence
 
 import numpy as np
+
+from vidjax.data import color
 
 TRAIN_CROPS = ("none", "multi_scale", "random_resized", "center")
 TEST_CROPS = ("center", "three_crop", "ten_crop", "full_res_three")
@@ -182,7 +185,10 @@ class ClipTransform:
   """The configured train and test chains (picklable, for grain workers).
 
   Train: short-side resize (`train_resize` > 0), crop (`train_crop`), random horizontal
-  flip with probability 0.5 (`flip`, relabelled by `flip_label_map` pairs). Test:
+  flip with probability 0.5 (`flip`, relabelled by `flip_label_map` pairs), then with
+  probability `color_jitter_prob` colour jitter of strengths `color_jitter` (brightness,
+  contrast, saturation, hue) with new factors for every frame, then with probability
+  `grayscale_prob` every frame in grey (TC-CLIP's order, reference/tcclip.md 5). Test:
   short-side resize (`test_scale` > 0) and `test_crop` (`center` or the multi-crop views).
   """
 
@@ -199,12 +205,19 @@ class ClipTransform:
   flip_label_map: tuple = ()   # pairs (a, b): a flip swaps labels a and b
   test_scale: int = 256
   test_crop: str = "center"
+  color_jitter_prob: float = 0.0
+  color_jitter: tuple = (0.4, 0.4, 0.2, 0.1)
+  grayscale_prob: float = 0.0
 
   def __post_init__(self):
     if self.train_crop not in TRAIN_CROPS:
       raise ValueError(f"data.train_crop must be one of {TRAIN_CROPS}, got "
                        f"{self.train_crop!r}.")
     num_test_crops(self.test_crop)
+    for name in ("color_jitter_prob", "grayscale_prob"):
+      if not 0.0 <= getattr(self, name) <= 1.0:
+        raise ValueError(f"data.{name}={getattr(self, name)}: expected a probability in [0, 1].")
+    color.check_strength(self.color_jitter)
 
   def train(self, clip: np.ndarray, label, rng: np.random.Generator):
     """(clip [T, S, S, 3], label) of a training clip [T, H, W, 3]."""
@@ -223,6 +236,11 @@ class ClipTransform:
       clip = flip(clip)
       pairs = [(int(a), int(b)) for a, b in self.flip_label_map]
       label = flip_label(label, {**dict(pairs), **{b: a for a, b in pairs}})
+    # Off (probability 0), they draw nothing: other recipes' random streams stay as they are.
+    if self.color_jitter_prob > 0 and rng.random() < self.color_jitter_prob:
+      clip = color.jitter_clip(clip, rng, self.color_jitter)
+    if self.grayscale_prob > 0 and rng.random() < self.grayscale_prob:
+      clip = color.grayscale(clip)
     return np.ascontiguousarray(clip), label
 
   def test(self, clip: np.ndarray) -> np.ndarray:
@@ -248,4 +266,8 @@ def from_config(data_config) -> Optional[ClipTransform]:
       fix_crop=bool(d.fix_crop), more_fix_crop=bool(d.more_fix_crop),
       area_range=tuple(d.area_range), aspect_ratio_range=tuple(d.aspect_ratio_range),
       flip=bool(d.flip), flip_label_map=tuple(tuple(p) for p in d.flip_label_map),
-      test_scale=int(d.test_scale), test_crop=d.test_crop)
+      test_scale=int(d.test_scale), test_crop=d.test_crop,
+      # .get: configs recorded before these fields existed have none.
+      color_jitter_prob=float(d.get("color_jitter_prob", 0.0)),
+      color_jitter=tuple(d.get("color_jitter", ClipTransform.color_jitter)),
+      grayscale_prob=float(d.get("grayscale_prob", 0.0)))

@@ -1,7 +1,8 @@
 """TC-CLIP's protocols (reference/tcclip.md 5) for configs/tc_clip.py, on top of the
 frame-wise CLIP recipe (vidjax/recipes/clip.py: AdamW betas (0.9, 0.98), weight decay
 0.001 on every tensor, cosine with linear warm-up from 0 to lr / 100, mixup 0.8 / CutMix
-1.0 (switch 0.5), label smoothing 0.1, 16 TSN frames at 224, ImageNet mean and std).
+1.0 (switch 0.5), label smoothing 0.1, per-frame colour jitter (p 0.8) and grayscale (p 0.2),
+16 TSN frames at 224, ImageNet mean and std).
 
 TC-CLIP adds: 10x lr for the prompt parameters (`prompt_learner`, `prompt_generation`;
 the local-global bias tables keep the base lr), no update at all for CLIP's token
@@ -13,13 +14,10 @@ upstream trains in AMP, and each protocol's epochs, lr, batch and test views.
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
-import jax
 import ml_collections
 
-from vidjax import config_defaults
 from vidjax.recipes import clip, datasets, protocols
 
 
@@ -45,8 +43,6 @@ BASE_SPLITS = ("s1", "s2", "s3")
 # prompt_generation; vidjax has no VPT prompts).
 PROMPT_PARAMS = r"prompt_learner|prompt_generation"
 MICRO_BATCH = 16
-# WiSE-FT leaves these as fine-tuned (reference/tcclip.md 5).
-WISE_FT_KEEP = ("local_global_bias", "prompt_learner", "prompt_generation")
 
 
 def tc_clip_config(protocol: str = "zero_shot", dataset: str = "", split: str = "",
@@ -95,18 +91,24 @@ def use_test_views(config: ml_collections.ConfigDict, clips: int, crop: str) -> 
     config.data.test_scale = 224
 
 
-def tiny(config: ml_collections.ConfigDict) -> None:
-  """TC-CLIP of toy size (clip.tiny's towers): 8 context tokens merged 4 at a time."""
+def tiny_model(config: ml_collections.ConfigDict) -> None:
+  """TC-CLIP of toy size (clip.tiny's towers): 6 context tokens merged 4 at a time, in
+  float32; the rest of the recipe stays."""
   clip.tiny(config)
   config.model.tc.update(context_tokens=6, merge_r=4)
   config.model.dtype = "float32"
+
+
+def tiny(config: ml_collections.ConfigDict) -> None:
+  """The toy model on the demo data's class names, 1 view, no accumulation."""
+  tiny_model(config)
   config.model.label_file = ""   # the demo data's class names
   config.grad_accum_steps = 1
   protocols.set_views(config, 1, "center")
 
 
 def demo(config: ml_collections.ConfigDict) -> None:
-  config_defaults.use_demo(config, lr=1e-3)
+  clip.demo(config)
   tiny(config)
   config.optim.param_groups = param_groups()
 
@@ -116,14 +118,3 @@ def smoke(config: ml_collections.ConfigDict) -> None:
   tiny(config)
   config.optim.param_groups = param_groups()
 
-
-def wise_ft(initial: Any, finetuned: Any, weight: float = 0.7) -> Any:
-  """WiSE-FT: (1 - w) * initial + w * finetuned for every parameter except those whose
-  '/'-joined path holds one of WISE_FT_KEEP (taken from `finetuned`). Params pytrees."""
-  keep = re.compile("|".join(WISE_FT_KEEP))
-
-  def mix(path, a, b):
-    name = "/".join(str(getattr(k, "key", k)) for k in path)
-    return b if keep.search(name) else (1.0 - weight) * a + weight * b
-
-  return jax.tree_util.tree_map_with_path(mix, initial, finetuned)
