@@ -152,3 +152,22 @@ def convert_variables(state_dict: Mapping[str, Any], model_config: ml_collection
 # --- CSN and R(2+1)D: their flax names mirror the upstream keys (`conv2.0.conv`, --------
 # `conv1.conv.conv_s`, `conv1.conv.bn_s`), so ResNet3d's rename reads them.
 BACKBONES_3D += ("csn", "r2plus1d")
+
+
+# --- C3D and X3D: flax names mirror the upstream keys (`conv1a.conv`, `fc6`, `conv1_s.conv`,
+# `layer1.0.se_module.fc1`), so ResNet3d's rename reads their backbones; X3DHead's fc1 / fc2
+# keep their names:
+#
+#     cls_head.fc1.weight (no bias), cls_head.fc2.*  -> head.fc1.*, head.fc2.*
+#
+# C3D's fc6 needs no permutation: the model flattens pool5 in PyTorch's (C, T, H, W) order.
+MODELS += ("recognizer3d/x3d",)
+BACKBONES_3D += ("c3d", "x3d")
+_rename_before_x3d = rename_key
+
+
+def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[str]:  # noqa: F811
+  match = re.match(r"^cls_head\.(fc[12])\.", key)
+  if match and model_config.head.name == "x3d":
+    return f"head.{match.group(1)}." + key[match.end():]
+  return _rename_before_x3d(key, model_config)

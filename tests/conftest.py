@@ -107,13 +107,13 @@ def write_class_folders(root: str, classes: tuple[str, ...] = ("jumping jacks", 
 
 
 def pytest_collection_modifyitems(config, items):
-  """The slow tests first, the learning runs first of all: pytest-xdist hands out tests
-  in this order, one at a time (`--maxschedchunk=1` in pyproject.toml), so the two
-  workers end together instead of one finishing a long test alone at the end."""
+  """The slow tests first, the learning runs (2D and 3D) first of all: pytest-xdist hands
+  out tests in this order, one at a time (`--maxschedchunk=1` in pyproject.toml), so the
+  two workers end together instead of one finishing a long test alone at the end."""
   del config
 
   def rank(item) -> int:
-    if "test_learning.py" in item.nodeid:
+    if item.nodeid.startswith(("tests/test_learning", "test_learning")):
       return 0
     return 1 if item.get_closest_marker("slow") else 2
 

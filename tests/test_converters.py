@@ -103,6 +103,7 @@ def test_unknown_source_lists_known(r18):
     converters.convert("nope", r18[1].state_dict(), _config(18, 7))
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(tmp_path, r18):
   _, ref = r18
   ckpt = tmp_path / "tsn.pth"

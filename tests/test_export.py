@@ -78,6 +78,7 @@ def test_exported_artefacts_reproduce_the_model(saved, tmp_path):
   np.testing.assert_allclose(got.numpy(), expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_fixed_batch_size_export_takes_that_batch(saved):
   ckpt, variables = saved
   config = _config()

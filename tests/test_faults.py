@@ -1,6 +1,6 @@
 """Fault injection: signals, kills, damaged checkpoints, a full disk.
 
-What vidjax promises (README, "What vidjax promises on faults"): a kill loses at most the
+What vidjax promises (README, "Faults"): a kill loses at most the
 steps since the last checkpoint and the rerun ends bit-identical to an uninterrupted run;
 SIGTERM and SIGINT stop at the next step boundary with a checkpoint of that step; a step
 that cannot be read is reported in one line and resume falls back to the newest intact

@@ -198,6 +198,7 @@ def test_frozen_stages():
   assert ("layer2_0", "conv1", "kernel") in has_grad and ("layer2_0", "bn1", "scale") in has_grad
 
 
+@pytest.mark.slow
 def test_norm_eval():
   trunk = ResNet(depth=18, norm_eval=True)
   x = _frames()

@@ -281,7 +281,8 @@ ZOO = [
     Row("tsm_r18_block_place", "TSM-ResNet-18, shift before the block", "tsm_r50", "tsm",
         tsm.tsm, (2, 4, 32), clip_seed=3, seed=3,
         overrides={**_classes(6), "model.backbone.depth": 18, "model.shift.place": "block"},
-        has_keys=("module.base_model.layer1.0.net.conv1.weight",), check=_shift_place_matters),
+        has_keys=("module.base_model.layer1.0.net.conv1.weight",), check=_shift_place_matters,
+        slow=True),
     Row("nl_tsm_r50", "NL-TSM-ResNet-50", "nl_tsm_r50", "tsm", tsm.tsm, (2, 4, 64),
         clip_seed=4, seed=4, overrides=_classes(9), keys=385, slow=True,
         has_keys=("module.base_model.layer2.0.nl.W.1.running_var",
@@ -353,7 +354,7 @@ ZOO = [
     Row("i3d_r18_nl_dot_product", "I3D-ResNet-18 NL (dot_product)", "i3d_r50", "mmaction2",
         mmaction2.recognizer, (2, 8, 64), clip_seed=30, seed=30,
         variant="nl_dot_product_smoke", overrides=_classes(9),
-        has_keys=("module.backbone.layer3.1.non_local_block.phi.0.conv.bias",)),
+        has_keys=("module.backbone.layer3.1.non_local_block.phi.0.conv.bias",), slow=True),
     Row("c2d_r50", "C2D-ResNet-50", "c2d_r50", "mmaction2", mmaction2.recognizer, (2, 8, 64),
         clip_seed=25, seed=25, overrides=_classes(9), keys=320, slow=True),
     Row("c2d_r18", "C2D-ResNet-18", "c2d_r50", "mmaction2", mmaction2.recognizer, (2, 8, 64),
@@ -363,7 +364,7 @@ ZOO = [
         overrides=_classes(9), keys=320, slow=True),
     Row("c2d_r18_nopool", "C2D-ResNet-18 nopool", "c2d_r50", "mmaction2",
         mmaction2.recognizer, (2, 8, 32), clip_seed=32, seed=32, variant="nopool_smoke",
-        overrides=_classes(9)),
+        overrides=_classes(9), slow=True),
     Row("slowonly_r50", "SlowOnly-ResNet-50", "slowonly_r50", "mmaction2",
         mmaction2.recognizer, (2, 4, 64), clip_seed=27, seed=27, overrides=_classes(9),
         keys=320, slow=True),
@@ -518,6 +519,24 @@ ZOO += [
 ]
 
 
+# --- C3D and X3D (reference/mmaction2_cost.md 7, 8): C3D (22 entries) at full widths on
+# 16 frames of 32 px, its fc6 built for them (512 x 1 x 2 x 2 = 2048 inputs; the real
+# 8192-input fc6 and the parameter count: tests/test_c3d_x3d.py); X3D-M and X3D-S at full
+# depth (568 entries each, one network) on small clips.
+ZOO += [
+    Row("c3d_32px", "C3D", "c3d", "mmaction2", mmaction2.c3d, (1, 16, 32), clip_seed=60,
+        seed=60, overrides={**_classes(9), "model.backbone.input_size": (16, 32, 32)},
+        keys=22, has_keys=("module.backbone.fc6.weight", "module.backbone.conv5b.conv.bias"),
+        note="parity at 32 px (fc6 sized for it); 112 px names and shapes"),
+    Row("x3d_m", "X3D (X3D-M, X3D-S)", "x3d", "mmaction2", mmaction2.x3d, (2, 4, 64),
+        clip_seed=61, seed=61, overrides=_classes(9), keys=568,
+        has_keys=("module.backbone.layer3.10.se_module.fc2.bias",
+                  "module.cls_head.fc1.weight")),
+    Row("x3d_s", "X3D-S", "x3d", "mmaction2", mmaction2.x3d, (1, 13, 32), clip_seed=62,
+        seed=62, variant="s", overrides=_classes(9), keys=568, slow=True),
+]
+
+
 def _param(row: Row):
   return pytest.param(row, id=row.name, marks=[pytest.mark.slow] if row.slow else [])
 
@@ -534,7 +553,9 @@ def _run_model(row, config, clip, ref, sd):
 
   with jax.default_matmul_precision("highest"):
     ours = np.asarray((jax.jit(apply) if row.jit else apply)(variables, clip))
-  normalise = resolve_model_config(config.model).pixel_mean is not None
+  # References with their own pixel normalisation (C3D, X3D) take raw pixels.
+  normalise = (resolve_model_config(config.model).pixel_mean is not None
+               and not getattr(ref, "takes_raw_pixels", False))
   with torch.no_grad():
     theirs = ref(to_torch_input(clip, normalise)).numpy()
   assert ours.shape == theirs.shape == (clip.shape[0], config.model.num_classes)

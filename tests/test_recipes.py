@@ -46,6 +46,12 @@ _TESTS = [
     ("slowonly_r50", "8x8_test1", "mmaction2_val"),
     ("c2d_r50", "nopool_test30", "mmaction2_c2d_test30"),
 ]
+# C3D (UCF101, 112 px) and X3D-S (182 px) have their own protocols; X3D-M MMAction2's.
+_TESTS += [
+    ("c3d", "", "mmaction2_c3d_val"), ("c3d", "test10", "mmaction2_c3d_test10"),
+    ("x3d", "s", "mmaction2_x3d_s_val"), ("x3d", "s_test30", "mmaction2_x3d_s_test30"),
+    ("x3d", "test30", "mmaction2_test30"),
+]
 
 
 def test_every_family_reads_a_data_set_from_the_one_table():

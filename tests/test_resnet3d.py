@@ -180,6 +180,7 @@ def _flat(tree):
   return {"/".join(k): v for k, v in traverse_util.flatten_dict(tree).items()}
 
 
+@pytest.mark.slow
 def test_frozen_stages_and_partial_bn():
   clips = _clips()
   model = _smoke_model("i3d_r50", "nl_gaussian_smoke", **{"backbone.frozen_stages": 1})
@@ -205,6 +206,7 @@ def test_frozen_stages_and_partial_bn():
   assert not mask["backbone/layer1_0/conv1/conv/kernel"]
 
 
+@pytest.mark.slow
 def test_norm_eval_keeps_every_batchnorm_in_eval_mode():
   """Every BN (the non-local blocks' too) keeps its statistics, and the train-mode output
   is eval mode's."""

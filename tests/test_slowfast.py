@@ -147,6 +147,7 @@ def _random_variables(shapes, seed=0):
   return variables
 
 
+@pytest.mark.slow
 def test_smoke_trains_one_step():
   """One optimiser step of the smoke model (the trainer's train_step) with the slow
   pathway's stem and layer1 frozen: every other parameter of both pathways moves, the

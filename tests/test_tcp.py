@@ -214,6 +214,7 @@ def _gcp_state_dict(sd, sequential):
   return gcp
 
 
+@pytest.mark.slow
 def test_gcp_imagenet_init():
   _, _, sd = _reference(8)
   config = _config(8, 7)
@@ -318,6 +319,7 @@ def _host_variables(module, *args, **static):
   return jax.tree_util.tree_map_with_path(fill, abstract)
 
 
+@pytest.mark.slow
 def test_train_step_smoke():
   """One gradient step of the smoke model in train mode: finite gradients reaching the
   backbone, the reduction, the attention and the classifier; running statistics move."""

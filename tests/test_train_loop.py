@@ -45,6 +45,7 @@ def full_run(tmp_path_factory):
   return config, workdir, results
 
 
+@pytest.mark.slow
 def test_resume_after_stop_is_exact(full_run, tmp_path):
   config, full_dir, full_results = full_run
   workdir = str(tmp_path)
@@ -62,6 +63,7 @@ def test_resume_after_stop_is_exact(full_run, tmp_path):
   assert losses_full == losses_resumed and len(losses_full) == 6
 
 
+@pytest.mark.slow
 def test_eval_only_reproduces_final_eval(full_run):
   config, workdir, results = full_run
   assert trainer.evaluate_only(config, workdir) == pytest.approx(results, abs=1e-6)
@@ -71,6 +73,7 @@ def test_eval_only_reproduces_final_eval(full_run):
   assert 0.0 <= multi["eval/top1"] <= 1.0 and multi["eval/loss"] > 0
 
 
+@pytest.mark.slow
 def test_init_from_drops_classifier_of_other_class_count(full_run, tmp_path):
   _, workdir, _ = full_run
   source = load_variables(workdir)
@@ -116,6 +119,7 @@ def test_four_devices_give_the_losses_of_one(full_run, tmp_path):
   assert jax.tree.structure(restored) == jax.tree.structure(load_variables(full_dir))
 
 
+@pytest.mark.slow
 def test_eval_batch_the_devices_do_not_divide_splits_frames(full_run):
   """`--mode eval` with 3 clips per batch on 2 CPU devices (the 20 eval clips padded to
   21): the devices share each clip's 2 frames, and the metrics are those of the

@@ -4,10 +4,13 @@ reference/mmaction2_cost.md sections 0-3, 9 and 17 with the upstream state_dict 
 (`backbone.conv1.conv.weight`, `backbone.layer2.1.non_local_block.g.0.conv.weight`,
 `cls_head.fc_cls.weight`, ...)."""
 
+import math
+
 import torch
 from torch import nn
 
-from torch_references.common import calibrate_batchnorm, random_init, to_torch_input
+from torch_references.common import (calibrate_batchnorm, random_init, scale_logits,
+                                     to_torch_input)
 from vidjax.models import resolve_model_config
 
 SPECS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
@@ -539,3 +542,198 @@ def slowfast(config, clip, seed):
             for p in (b.slow_pathway, b.fast_pathway)]
   ref = Recognizer3D(SlowFast(b), SlowFastHead(sum(widths), m.num_classes))
   return randomize(ref, to_torch_input(clip), seed)
+
+
+# --- C3D and X3D (reference/mmaction2_cost.md 7, 8, 17): upstream names (`backbone.conv1a.
+# conv.weight`, `backbone.fc6.weight`, `backbone.layer1.0.se_module.fc1.weight`,
+# `cls_head.fc1.weight`). Both normalise their own pixels, as MMAction2 1.x's data
+# preprocessor does, with their own mean and std. ------------------------------------------
+
+class PixelRecognizer3D(Recognizer3D):
+  """Recognizer3D fed raw 0..255 pixels (B, T*3, H, W), normalised by `mean` / `std`
+  (non-persistent buffers, as 1.x's data preprocessor keeps them)."""
+  takes_raw_pixels = True   # tests/test_parity.py feeds it unnormalised clips
+
+  def __init__(self, backbone, cls_head, mean, std):
+    super().__init__(backbone, cls_head)
+    self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1, 1), persistent=False)
+    self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1, 1), persistent=False)
+
+  def forward(self, x):
+    b, t3, h, w = x.shape
+    x = x.reshape(b, t3 // 3, 3, h, w).transpose(1, 2)
+    return self.cls_head(self.backbone((x - self.mean) / self.std))
+
+
+class C3D(nn.Module):
+  """Section 7: 3x3x3 ConvModules with bias and ReLU, no BN; pool5 padded (0, 1, 1);
+  flatten (C, T, H, W) -> fc6 -> ReLU -> (dropout) -> fc7 -> ReLU."""
+
+  def __init__(self, base, hidden, fc6_in):
+    super().__init__()
+    widths = dict(conv1a=base, conv2a=2 * base, conv3a=4 * base, conv3b=4 * base,
+                  conv4a=8 * base, conv4b=8 * base, conv5a=8 * base, conv5b=8 * base)
+    cin = 3
+    for name, cout in widths.items():
+      setattr(self, name, ConvModule(cin, cout, 3, 1, 1, norm=False))
+      cin = cout
+    self.pool1 = nn.MaxPool3d((1, 2, 2), (1, 2, 2))
+    self.pool = nn.MaxPool3d(2, 2)
+    self.pool5 = nn.MaxPool3d(2, 2, (0, 1, 1))
+    self.fc6 = nn.Linear(fc6_in, hidden)
+    self.fc7 = nn.Linear(hidden, hidden)
+
+  def forward(self, x):
+    x = self.pool1(self.conv1a(x))
+    x = self.pool(self.conv2a(x))
+    x = self.pool(self.conv3b(self.conv3a(x)))
+    x = self.pool(self.conv4b(self.conv4a(x)))
+    x = self.pool5(self.conv5b(self.conv5a(x)))
+    return torch.relu(self.fc7(torch.relu(self.fc6(x.flatten(1)))))
+
+
+class VectorHead(nn.Module):
+  """I3DHead with spatial_type None: fc_cls on the backbone's vector."""
+
+  def __init__(self, cin, k):
+    super().__init__()
+    self.fc_cls = nn.Linear(cin, k)
+
+  def forward(self, x):
+    return self.fc_cls(x)
+
+
+def c3d_fc6_in(base, t, h, w):
+  """pool5's (C * T * H * W) for clips (t, h, w): pool1 halves H, W; pool2..4 halve all
+  three; pool5 halves T and takes H, W padded by 1."""
+  for _ in range(4):
+    h, w = h // 2, w // 2
+  return 8 * base * (t // 16) * (h // 2 + 1) * (w // 2 + 1)
+
+
+def c3d(config, clip, seed):
+  """Recognizer3D of C3D and the pooling-free I3DHead, with C3D's own mean and std."""
+  m = resolve_model_config(config.model)
+  b = m.backbone
+  fc6_in = c3d_fc6_in(b.base_channels, *clip.shape[1:4])
+  ref = PixelRecognizer3D(C3D(b.base_channels, b.hidden_dim, fc6_in),
+                          VectorHead(b.hidden_dim, m.num_classes), m.pixel_mean, m.pixel_std)
+  g = torch.Generator().manual_seed(seed)
+  random_init(ref, g)
+  # Pixels in 0..255 units minus the mean (std 1) make every activation ~100x larger
+  # than with BN: the classifier is rescaled to logits of std 1, where 1e-4 is tight.
+  with torch.no_grad():
+    x = torch.from_numpy(clip.astype("float32").transpose(0, 4, 1, 2, 3).copy())
+    features = ref.backbone((x - ref.mean) / ref.std)
+  scale_logits(ref.cls_head.fc_cls, features)
+  return ref.eval()
+
+
+def x3d_round_width(width, multiplier=1.0, min_width=8, divisor=8):
+  """Section 8's round_width."""
+  width *= multiplier
+  out = max(min_width, int(width + divisor / 2) // divisor * divisor)
+  return int(out + divisor if out < 0.9 * width else out)
+
+
+class SEModule(nn.Module):
+
+  def __init__(self, c, ratio):
+    super().__init__()
+    b = x3d_round_width(c, ratio)
+    self.fc1 = nn.Conv3d(c, b, 1)
+    self.fc2 = nn.Conv3d(b, c, 1)
+
+  def forward(self, x):
+    s = self.fc2(torch.relu(self.fc1(x.mean(dim=(2, 3, 4), keepdim=True))))
+    return x * torch.sigmoid(s)
+
+
+class BlockX3D(nn.Module):
+  """conv1 -> depthwise conv2 (no ReLU) -> [SE] -> Swish -> conv3 (no ReLU) + shortcut."""
+
+  def __init__(self, cin, mid, cout, s, se_ratio, eps):
+    super().__init__()
+    self.conv1 = ConvModule(cin, mid, 1, eps=eps)
+    self.conv2 = _depthwise(mid, 3, (1, s, s), 1, eps, act=False)
+    self.se_module = SEModule(mid, se_ratio) if se_ratio else None
+    self.conv3 = ConvModule(mid, cout, 1, act=False, eps=eps)
+    self.downsample = (ConvModule(cin, cout, 1, (1, s, s), act=False, eps=eps)
+                       if s != 1 or cin != cout else None)
+
+  def forward(self, x):
+    y = self.conv2(self.conv1(x))
+    if self.se_module is not None:
+      y = self.se_module(y)
+    y = self.conv3(y * torch.sigmoid(y))
+    return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class StemConv(nn.Module):
+  """conv1_s: a ConvModule without norm and activation whose conv has no bias."""
+
+  def __init__(self, cout):
+    super().__init__()
+    self.conv = nn.Conv3d(3, cout, (1, 3, 3), (1, 2, 2), (0, 1, 1), bias=False)
+
+  def forward(self, x):
+    return self.conv(x)
+
+
+class X3D(nn.Module):
+  """Section 8 with the config's gamma_w / gamma_b / gamma_d (S and M: 1, 2.25, 2.2)."""
+
+  def __init__(self, b):
+    super().__init__()
+    base = x3d_round_width(b.base_channels, b.gamma_w)
+    self.conv1_s = StemConv(base)
+    self.conv1_t = _depthwise(base, (5, 1, 1), 1, (2, 0, 0), b.bn_eps)
+    cin = base
+    for i, repeats in enumerate((1, 2, 5, 3)):
+      width, blocks = base * 2 ** i, []
+      for j in range(math.ceil(b.gamma_d * repeats)):
+        se = b.se_ratio if (b.se_style == "all" or j % 2 == 0) else None
+        blocks.append(BlockX3D(cin, int(width * b.gamma_b), width,
+                               b.spatial_strides[i] if j == 0 else 1, se, b.bn_eps))
+        cin = width
+      setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+    self.conv5 = ConvModule(cin, int(cin * b.gamma_b), 1, eps=b.bn_eps)
+    self.out_channels = int(cin * b.gamma_b)
+
+  def forward(self, x):
+    x = self.conv1_t(self.conv1_s(x))
+    for i in range(1, 5):
+      x = getattr(self, f"layer{i}")(x)
+    return self.conv5(x)
+
+
+class X3DHead(nn.Module):
+  """mean over T, H, W -> fc1 (no bias) -> ReLU -> (dropout) -> fc2."""
+
+  def __init__(self, cin, hidden, k):
+    super().__init__()
+    self.fc1 = nn.Linear(cin, hidden, bias=False)
+    self.fc2 = nn.Linear(hidden, k)
+
+  def forward(self, x):
+    return self.fc2(torch.relu(self.fc1(x.mean(dim=(2, 3, 4)))))
+
+
+def x3d(config, clip, seed):
+  """Recognizer3D of X3D and X3DHead; each block's conv3 BN gain in 0.2..0.5 so the
+  residual stream of 26 blocks grows slowly, BN statistics measured on the clip and
+  perturbed."""
+  m = resolve_model_config(config.model)
+  backbone = X3D(m.backbone)
+  head = X3DHead(backbone.out_channels, m.head.hidden_dim, m.num_classes)
+  ref = PixelRecognizer3D(backbone, head, m.pixel_mean, m.pixel_std)
+  g = torch.Generator().manual_seed(seed)
+  random_init(ref, g, fan="out")
+  with torch.no_grad():
+    for block in ref.modules():
+      if isinstance(block, BlockX3D):
+        bn = block.conv3.bn
+        bn.weight.copy_(torch.rand(bn.weight.shape, generator=g) * 0.3 + 0.2)
+  x = torch.from_numpy(clip.astype("float32").transpose(0, 1, 4, 2, 3).reshape(
+      clip.shape[0], -1, *clip.shape[2:4]).copy())
+  return calibrate_batchnorm(ref, x, g, (0.5, 2.0), types=(TrunkBN3d,))

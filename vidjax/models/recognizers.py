@@ -131,8 +131,11 @@ def build_recognizer2d(cfg: ml_collections.ConfigDict) -> Recognizer2D:
 
 
 def _input_shape_3d(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
-  # Enough frames for every temporal stride of the 3D trunks (I3D: T / 8).
-  del cfg
+  # A backbone tied to one clip size (C3D's fc6) registers it; others get enough frames
+  # for every temporal stride of the 3D trunks (I3D: T / 8).
+  backbone = registry.lookup("backbone", cfg.backbone.name, "model.backbone")
+  if backbone.input_shape is not None:
+    return tuple(backbone.input_shape(cfg.backbone))
   return (1, 32, 224, 224, 3)
 
 

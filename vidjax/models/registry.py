@@ -40,8 +40,9 @@ class Entry:
     heads `(cfg, model_cfg, dtype)`; temporal modules `(cfg, model_cfg) -> {slot: factory}`.
   defaults: returns a fresh ConfigDict of every accepted field at its default.
   frozen_rule: parameters of this part that the optimiser must not update, or None.
-  input_shape: recognizers only: an example clip shape for a config (converters trace
-    the model on it with `jax.eval_shape`).
+  input_shape: an example clip shape for a config (converters trace the model on it
+    with `jax.eval_shape`): a recognizer's from its model config; a backbone tied to one
+    clip size (C3D) gives it from its own config, and the 3D recognizer asks it.
   """
   builder: Callable[..., Any]
   defaults: Callable[[], ConfigDict]

@@ -107,8 +107,12 @@ SAMPLINGS: dict[str, dict[str, tuple[int, int]]] = {
 # Parts that only exist with a sampling part: SlowOnly-R101 is published as 8x8 only.
 NEEDS_SAMPLING = {("slowonly_r50", "r101"): "8x8"}
 
-# Test parts -> protocols (vidjax/recipes/protocols.py); test30 is the model's own.
+# Test parts -> protocols (vidjax/recipes/protocols.py); test30 is the model's own. A
+# model with other test parts names them in its MODELS row (`tests`).
 TESTS = ("test1", "test30")
+# (model, model part) -> {test part: protocol}, where they differ from MMAction2's 3D
+# protocols; ("model", "") is every part's default.
+TEST_PROTOCOLS: dict[tuple[str, str], dict[str, str]] = {}
 
 # Frames of the demo and smoke clips: enough for the model's temporal strides (I3D: T / 8).
 DEMO_FRAMES = {"c2d_r50": 8, "i3d_r50": 8, "slowonly_r50": 4}
@@ -148,8 +152,8 @@ def base_config(model: str) -> ml_collections.ConfigDict:
   config.data = config_defaults.data_config(num_frames=clip_len, sampler="dense",
                                             frame_interval=interval)
   config.model = models.default_config("recognizer", "recognizer3d")
-  datasets.apply(config, "k400")
-  protocols.apply(config, "mmaction2_val")
+  datasets.apply(config, recipe.get("dataset", "k400"))
+  protocols.apply(config, test_protocol(model, "", "test1"))
   config.optim = optim.default_config()
   config.optim.update(lr=0.01, momentum=0.9, weight_decay=1e-4, clip_grad_norm=40.0,
                       no_decay=())
@@ -178,7 +182,7 @@ def _set_model_fields(config: ml_collections.ConfigDict, fields: dict[str, Any])
 def build(arg: str, file: str, model: str) -> ml_collections.ConfigDict:
   """The config of `model` (a key of MODELS) for variant `arg` of config file `file`."""
   v = variant.parse(arg, file, model=tuple(PARTS[model]), sampling=tuple(SAMPLINGS[model]),
-                    test=TESTS, run=variant.RUNS)
+                    test=MODELS[model].get("tests", TESTS), run=variant.RUNS)
   needed = NEEDS_SAMPLING.get((model, v.model))
   if needed and v.sampling != needed and not v.run:
     raise v.error(f"{v.model!r} is published as {needed} only: use '{v.model}_{needed}'.")
@@ -190,9 +194,18 @@ def build(arg: str, file: str, model: str) -> ml_collections.ConfigDict:
     _set_model_fields(config, SAMPLING_FIELDS.get((model, v.sampling), {}))
   if v.run:
     _small(config, model, v.run)
-  elif v.test:
-    protocols.apply(config, MODELS[model]["test"] if v.test == "test30" else "mmaction2_val")
+  elif v.test or (model, v.model) in TEST_PROTOCOLS:
+    protocols.apply(config, test_protocol(model, v.model, v.test or "test1"))
   return config
+
+
+def test_protocol(model: str, part: str, test: str) -> str:
+  """The protocol of test part `test` (test1: the per-epoch eval) for a model variant:
+  TEST_PROTOCOLS where the model or its part has its own, else MMAction2's 3D ones."""
+  own = TEST_PROTOCOLS.get((model, part)) or TEST_PROTOCOLS.get((model, ""), {})
+  if test in own:
+    return own[test]
+  return MODELS[model]["test"] if test == "test30" else "mmaction2_val"
 
 
 def _small(config: ml_collections.ConfigDict, model: str, run: str) -> None:
@@ -219,7 +232,12 @@ def _small(config: ml_collections.ConfigDict, model: str, run: str) -> None:
         pathway.depth = depth
         pathway.inflate = fit_pattern(pathway.inflate, (2, 2, 2, 2))
         pathway.non_local = fit_pattern(pathway.non_local, (2, 2, 2, 2))
+    if "depth" in backbone and "depth" not in models.default_config("backbone", backbone.name):
+      del backbone["depth"]   # use_smoke's ResNet depth (C3D, X3D have none)
   config.data.update(sampler="dense", frame_interval=1, test_sampling="mmaction2_3d")
+  if "input_size" in config.model.backbone:   # a backbone tied to its clip size (C3D)
+    config.model.backbone.input_size = (frames, config.data.image_size,
+                                        config.data.image_size)
 
 
 # --- CSN and R(2+1)D (configs/csn_r152.py, configs/r2plus1d_r34.py) ----------------------
@@ -259,3 +277,50 @@ SMOKE_FIELDS: dict[str, dict[str, Any]] = {
     "csn_r152": {"model.backbone.depth": 50, "model.backbone.base_channels": 16},
     "r2plus1d_r34": {"model.backbone.base_channels": 16},
 }
+
+# --- C3D and X3D (configs/c3d.py, configs/x3d.py) ------------------------------------------
+
+# c3d_sports1m-pretrained_8xb30-16x1x1-45e_ucf101-rgb: Sports-1M-pretrained upstream
+# (`--config.init_from=DIR`); UCF101 split 1; its own mean (104, 117, 128) and std 1;
+# I3DHead on the fc7 vector (no pooling); short side 128, a random 112 crop (MultiScaleCrop
+# with the one scale 112 / 128 at a random place), flip; SGD lr 1e-3 for batch 240 (8 GPUs
+# x 30), weight decay 5e-4, lr x0.1 at epochs 20 and 40, 45 epochs. Test: 10 clips x the
+# centre crop (`test10`), softmax averaged (1.x; 0.x averaged logits).
+MODELS["c3d"] = dict(sampling=(16, 1), dataset="ucf101", tests=("test1", "test10"), fields={
+    "model.backbone.name": "c3d", "model.head.spatial_type": "none",
+    "model.pixel_mean": (104.0, 117.0, 128.0), "model.pixel_std": (1.0, 1.0, 1.0),
+    "data.train_resize": 128, "data.train_crop": "multi_scale", "data.scales": (0.875,),
+    "data.max_distort": 0, "data.fix_crop": False,
+    "batch_size": 240, "optim.lr": 1e-3, "optim.weight_decay": 5e-4, "optim.epochs": 45.0,
+    "optim.schedule": "step", "optim.lr_steps": (20, 40)})
+PARTS["c3d"] = {}
+SAMPLINGS["c3d"] = {}
+TEST_PROTOCOLS[("c3d", "")] = {"test1": "mmaction2_c3d_val", "test10": "mmaction2_c3d_test10"}
+DEMO_FRAMES["c3d"] = 16   # four temporal pools before pool5's 2-frame window
+
+# X3D-M (x3d_m_16x5x1_facebook-kinetics400-rgb) and X3D-S (`s`: x3d_s_13x6x1_facebook-...):
+# MMAction2 ships them test-only (converted from PySlowFast), mean 114.75 and std 57.38.
+# Test: 10 clips x ThreeCrop after the short side (M 256, S 182), softmax averaged.
+# Training here is our recipe after PySlowFast's X3D configs, not a published MMAction2
+# one: SGD momentum 0.9, lr 0.1 for batch 128, weight decay 5e-5 off BN and biases,
+# cosine over 300 epochs after 35 warm-up epochs from x0.1; random resized crops of 224
+# (S: 160) after short side 256 (S: 182) stand in for PySlowFast's scale jitter.
+MODELS["x3d"] = dict(sampling=(16, 5), test="mmaction2_test30", fields={
+    "model.backbone.name": "x3d", "model.head.name": "x3d",
+    "model.pixel_mean": (114.75,) * 3, "model.pixel_std": (57.38,) * 3,
+    "data.train_crop": "random_resized",
+    "batch_size": 128, "optim.lr": 0.1, "optim.weight_decay": 5e-5,
+    "optim.no_decay": ("bias", "scale"), "optim.clip_grad_norm": 0.0, "optim.epochs": 300.0,
+    "optim.schedule": "cosine", "optim.warmup_epochs": 35.0,
+    "optim.warmup_start_factor": 0.1})
+PARTS["x3d"] = {
+    # X3D-S: the same network on 13 frames 6 apart, trained at 160 px.
+    "s": {"data.num_frames": 13, "data.frame_interval": 6, "data.train_resize": 182},
+}
+SAMPLINGS["x3d"] = {}
+TEST_PROTOCOLS[("x3d", "s")] = {"test1": "mmaction2_x3d_s_val",
+                                "test30": "mmaction2_x3d_s_test30"}
+DEMO_FRAMES["x3d"] = 8
+
+SMOKE_FIELDS["c3d"] = {"model.backbone.base_channels": 8, "model.backbone.hidden_dim": 64}
+SMOKE_FIELDS["x3d"] = {"model.backbone.gamma_d": 0.5, "model.head.hidden_dim": 64}

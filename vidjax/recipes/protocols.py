@@ -56,6 +56,14 @@ PROTOCOLS: dict[str, Protocol] = {
     # MMAction2's C2D test: 10 clips x ThreeCrop(224) after short side 224.
     "mmaction2_c2d_test30": Protocol(10, "mmaction2_3d", "three_crop", size=224, scale=224,
                                      batch_size=2),
+    # MMAction2's C3D on UCF101: short side 128, centre crop 112; 1 clip (val) or 10.
+    "mmaction2_c3d_val": Protocol(1, "mmaction2_3d", "center", size=112, scale=128),
+    "mmaction2_c3d_test10": Protocol(10, "mmaction2_3d", "center", size=112, scale=128),
+    # X3D-S (trained at 160 px): centre crop 160 after short side 182 (the per-epoch
+    # eval); MMAction2 1.x's test: 10 clips x ThreeCrop(182) after short side 182.
+    "mmaction2_x3d_s_val": Protocol(1, "mmaction2_3d", "center", size=160, scale=182),
+    "mmaction2_x3d_s_test30": Protocol(10, "mmaction2_3d", "three_crop", size=182,
+                                       scale=182, batch_size=2),
 }
 
 

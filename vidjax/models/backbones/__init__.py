@@ -10,10 +10,13 @@
   csn            csn.py            MMAction2's ResNet3dCSN (ir-CSN / ip-CSN) on ResNet3d
   r2plus1d       r2plus1d.py       MMAction2's ResNet2Plus1d (R(2+1)D) on ResNet3d
   slowfast       slowfast.py       MMAction2's SlowFast: two ResNet3d pathways, laterals
+  c3d            c3d.py            MMAction2's C3D (8 convs with bias, fc6 / fc7)
+  x3d            x3d.py            MMAction2's X3D (X3D-S / X3D-M: depthwise, SE, Swish)
 
 The ResNet-family trunks share their training policy in trunk.py.
 """
 
+from vidjax.models.backbones import c3d as _c3d  # noqa: F401
 from vidjax.models.backbones import cost as _cost  # noqa: F401
 from vidjax.models.backbones import csn as _csn  # noqa: F401
 from vidjax.models.backbones import mobilenet_v2 as _mobilenet_v2  # noqa: F401
@@ -23,3 +26,4 @@ from vidjax.models.backbones import res2net_tea as _res2net_tea  # noqa: F401
 from vidjax.models.backbones import resnet as _resnet  # noqa: F401
 from vidjax.models.backbones import resnet3d as _resnet3d  # noqa: F401
 from vidjax.models.backbones import slowfast as _slowfast  # noqa: F401
+from vidjax.models.backbones import x3d as _x3d  # noqa: F401
