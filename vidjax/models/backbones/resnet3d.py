@@ -50,9 +50,9 @@ R(2+1)D, CoST):
     `bottleneck` (its own block fields go through `make_block(spec, **fields)`) and
     lists the inflate styles it accepts in `inflate_styles`.
   * The trunk builds its stem through `make_stem(**fields)` (a `stem_module`, by default
-    ConvBN3d) and pools it in `stem_pool(x)` (C2D's
-    unpadded pool, CoST's (2, 3, 3) pool); `block_specs()` gives every block's planes,
-    strides, inflation and non-local flag.
+    ConvBN3d) and pools it in `stem_pool(x)` (C2D's unpadded pool, CoST's (2, 3, 3)
+    pool); `block_specs()` gives every block's planes, strides, inflation and non-local
+    flag.
   * The forward pass is `stem(x, train)`, then `stage(x, s, train)` for s = 1..4, with
     `pool2` after stage 1 (`__call__`); a two-pathway model (SlowFast) holds two trunks as
     children and calls their `stem` / `stage` itself, concatenating lateral connections

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -47,7 +48,8 @@ class ClassifierHead(nn.Module):
                       self.init_std, self.dtype, train)
 
 
-def classifier_defaults(name: str, fc_init_std: float, **fields) -> ml_collections.ConfigDict:
+def classifier_defaults(name: str, fc_init_std: float,
+                        **fields: Any) -> ml_collections.ConfigDict:
   """`model.head` defaults of a ClassifierHead: dropout 0.5, the fc's init std, and the
   head's own `fields`."""
   return ml_collections.ConfigDict(dict(name=name, dropout_rate=0.5,
@@ -55,7 +57,7 @@ def classifier_defaults(name: str, fc_init_std: float, **fields) -> ml_collectio
 
 
 def classifier_fields(cfg: ml_collections.ConfigDict, model_cfg: ml_collections.ConfigDict,
-                      dtype: Dtype) -> dict:
+                      dtype: Dtype) -> dict[str, Any]:
   """ClassifierHead's fields from `model.head` (`cfg`) and `model` (`model_cfg`)."""
   return dict(num_classes=int(model_cfg.num_classes), dropout_rate=float(cfg.dropout_rate),
               init_std=float(cfg.fc_init_std), dtype=dtype)
