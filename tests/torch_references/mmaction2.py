@@ -556,11 +556,12 @@ class PixelRecognizer3D(Recognizer3D):
 
   def __init__(self, backbone, cls_head, mean, std):
     super().__init__(backbone, cls_head)
-    self.register_buffer("mean", torch.tensor(mean).view(1, 1, 3, 1, 1), persistent=False)
-    self.register_buffer("std", torch.tensor(std).view(1, 1, 3, 1, 1), persistent=False)
+    self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1, 1), persistent=False)
+    self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1, 1), persistent=False)
 
-  def classify(self, x):  # (B, T, 3, H, W)
-    return super().classify((x - self.mean) / self.std)
+  def classify(self, x):  # (B, T, 3, H, W); the buffers broadcast over (B, 3, T, H, W)
+    x = x.transpose(1, 2)
+    return self.cls_head(self.backbone((x - self.mean) / self.std))
 
 
 class C3D(nn.Module):
