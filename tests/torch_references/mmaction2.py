@@ -155,6 +155,34 @@ def _pattern(value, n):
   return (int(value),) * n if isinstance(value, int) else tuple(int(v) for v in value)
 
 
+def _stem3d(b):
+  """ResNet3d's conv1 ('same' padding, spatial stride 2) and its padded (1, 3, 3) pool."""
+  k = tuple(b.conv1_kernel)
+  return (ConvModule(3, b.base_channels, k, (b.conv1_stride_t, 2, 2),
+                     tuple((i - 1) // 2 for i in k), eps=b.bn_eps),
+          nn.MaxPool3d((1, 3, 3), (b.pool1_stride_t, 2, 2), (0, 1, 1)))
+
+
+def _make_layer(b, block, i, n, inplanes, dims=3):
+  """Stage i + 1 of a ResNet3d-style trunk: n blocks, the first from `inplanes` channels
+  with the stage's strides (and the downsample). Returns (the stage, its out channels)."""
+  nl_cfg = dict(mode=b.non_local_cfg.mode, use_scale=b.non_local_cfg.use_scale,
+                sub_sample=b.non_local_cfg.sub_sample, reduction=b.non_local_cfg.reduction)
+  planes = b.base_channels * 2 ** i
+  s, t = b.strides[i], b.temporal_strides[i]
+  inflate, non_local = _pattern(b.inflate[i], n), _pattern(b.non_local[i], n)
+  out = planes * block.expansion
+  downsample = None
+  if s != 1 or t != 1 or inplanes != out:
+    downsample = ConvModule(inplanes, out, 1, s if dims == 2 else (t, s, s), act=False,
+                            dims=dims, eps=b.bn_eps)
+  blocks = [block(inplanes if j == 0 else out, planes, s if j == 0 else 1,
+                  t if j == 0 else 1, inflate[j], b.inflate_style,
+                  nl_cfg if non_local[j] else None, dims, downsample if j == 0 else None)
+            for j in range(n)]
+  return nn.Sequential(*blocks), out
+
+
 class ResNet3d(nn.Module):
   """MMAction2's ResNet3d (section 1); `c2d=True`: the 1.x C2D (section 9): 2D convs per
   frame, unpadded (1, 3, 3) max-pool, pool2 after layer1."""
@@ -169,30 +197,12 @@ class ResNet3d(nn.Module):
       self.conv1 = ConvModule(3, 64, 7, 2, 3, dims=2)
       self.maxpool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), 0)
     else:
-      k = tuple(b.conv1_kernel)
-      self.conv1 = ConvModule(3, b.base_channels, k, (b.conv1_stride_t, 2, 2),
-                              tuple((i - 1) // 2 for i in k), eps=b.bn_eps)
-      self.maxpool = nn.MaxPool3d((1, 3, 3), (b.pool1_stride_t, 2, 2), (0, 1, 1))
+      self.conv1, self.maxpool = _stem3d(b)
     self.pool2 = nn.MaxPool3d((2, 1, 1), (2, 1, 1))
-    nl_cfg = dict(mode=b.non_local_cfg.mode, use_scale=b.non_local_cfg.use_scale,
-                  sub_sample=b.non_local_cfg.sub_sample, reduction=b.non_local_cfg.reduction)
     inplanes = b.base_channels
     for i, n in enumerate(sizes):
-      planes = b.base_channels * 2 ** i
-      s, t = b.strides[i], b.temporal_strides[i]
-      inflate, non_local = _pattern(b.inflate[i], n), _pattern(b.non_local[i], n)
-      out = planes * block.expansion
-      downsample = None
-      if s != 1 or t != 1 or inplanes != out:
-        downsample = ConvModule(inplanes, out, 1, s if c2d else (t, s, s), act=False,
-                                dims=dims, eps=b.bn_eps)
-      blocks = []
-      for j in range(n):
-        blocks.append(block(inplanes, planes, s if j == 0 else 1, t if j == 0 else 1,
-                            inflate[j], b.inflate_style, nl_cfg if non_local[j] else None,
-                            dims, downsample if j == 0 else None))
-        inplanes = out
-      setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+      layer, inplanes = _make_layer(b, block, i, n, inplanes, dims)
+      setattr(self, f"layer{i + 1}", layer)
     for m in self.modules():
       if isinstance(m, (TrunkBN3d, TrunkBN2d)):
         m.eps = b.bn_eps
@@ -228,8 +238,9 @@ class I3DHead(nn.Module):
     return self.fc_cls(x.mean(dim=(2, 3, 4)))
 
 
-class Recognizer3D(nn.Module):
-  """(B, T*3, H, W) (the common test layout) -> (B, 3, T, H, W) -> backbone -> cls_head."""
+class Recognizer(nn.Module):
+  """The children `backbone` and `cls_head` (the state_dict's prefixes) on (B, T*3, H, W),
+  the common test layout; a subclass lays out the frames (B, T, 3, H, W) in `classify`."""
 
   def __init__(self, backbone, cls_head):
     super().__init__()
@@ -237,8 +248,14 @@ class Recognizer3D(nn.Module):
 
   def forward(self, x):
     b, t3, h, w = x.shape
-    x = x.reshape(b, t3 // 3, 3, h, w).transpose(1, 2)
-    return self.cls_head(self.backbone(x))
+    return self.classify(x.reshape(b, t3 // 3, 3, h, w))
+
+
+class Recognizer3D(Recognizer):
+  """(B, T, 3, H, W) -> (B, 3, T, H, W) -> backbone -> cls_head."""
+
+  def classify(self, x):
+    return self.cls_head(self.backbone(x.transpose(1, 2)))
 
 
 class ResNet2d(nn.Module):
@@ -280,15 +297,11 @@ class TSNHead(nn.Module):
     return self.fc_cls(x.reshape(-1, t, x.shape[-1]).mean(1))
 
 
-class Recognizer2D(nn.Module):
+class Recognizer2D(Recognizer):
+  """(B, T, 3, H, W) -> (B*T, 3, H, W) -> backbone -> cls_head with T segments."""
 
-  def __init__(self, backbone, cls_head):
-    super().__init__()
-    self.backbone, self.cls_head = backbone, cls_head
-
-  def forward(self, x):
-    b, t3, h, w = x.shape
-    return self.cls_head(self.backbone(x.reshape(b * t3 // 3, 3, h, w)), t3 // 3)
+  def classify(self, x):
+    return self.cls_head(self.backbone(x.flatten(0, 1)), x.shape[1])
 
 
 def randomize(model, example, seed):
@@ -457,12 +470,7 @@ class ResNet3dPathway(nn.Module):
     super().__init__()
     kind, sizes = SPECS[p.depth]
     block = Bottleneck if kind == "bottleneck" else BasicBlock
-    k = tuple(p.conv1_kernel)
-    self.conv1 = ConvModule(3, p.base_channels, k, (p.conv1_stride_t, 2, 2),
-                            tuple((i - 1) // 2 for i in k), eps=p.bn_eps)
-    self.maxpool = nn.MaxPool3d((1, 3, 3), (p.pool1_stride_t, 2, 2), (0, 1, 1))
-    nl_cfg = dict(mode=p.non_local_cfg.mode, use_scale=p.non_local_cfg.use_scale,
-                  sub_sample=p.non_local_cfg.sub_sample, reduction=p.non_local_cfg.reduction)
+    self.conv1, self.maxpool = _stem3d(p)
     # The widths the lateral convs see and add: upstream's calculate_lateral_inplanes.
     widths = [p.base_channels] + [p.base_channels * 2 ** i * block.expansion
                                   for i in range(3)]
@@ -478,22 +486,8 @@ class ResNet3dPathway(nn.Module):
     self.lateral = lateral
     inplanes = p.base_channels
     for i, n in enumerate(sizes):
-      planes = p.base_channels * 2 ** i
-      s, t = p.strides[i], p.temporal_strides[i]
-      inflate, non_local = _pattern(p.inflate[i], n), _pattern(p.non_local[i], n)
-      out = planes * block.expansion
-      cin = inplanes + self.lateral_inplanes[i]
-      downsample = None
-      if s != 1 or t != 1 or cin != out:
-        downsample = ConvModule(cin, out, 1, (t, s, s), act=False, eps=p.bn_eps)
-      blocks = []
-      for j in range(n):
-        blocks.append(block(cin if j == 0 else out, planes, s if j == 0 else 1,
-                            t if j == 0 else 1, inflate[j], p.inflate_style,
-                            nl_cfg if non_local[j] else None, 3,
-                            downsample if j == 0 else None))
-      inplanes = out
-      setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+      layer, inplanes = _make_layer(p, block, i, n, inplanes + self.lateral_inplanes[i])
+      setattr(self, f"layer{i + 1}", layer)
     for m in self.modules():
       if isinstance(m, TrunkBN3d):
         m.eps = p.bn_eps
@@ -565,9 +559,8 @@ class PixelRecognizer3D(Recognizer3D):
     self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1, 1), persistent=False)
     self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1, 1), persistent=False)
 
-  def forward(self, x):
-    b, t3, h, w = x.shape
-    x = x.reshape(b, t3 // 3, 3, h, w).transpose(1, 2)
+  def classify(self, x):  # (B, T, 3, H, W); the buffers broadcast over (B, 3, T, H, W)
+    x = x.transpose(1, 2)
     return self.cls_head(self.backbone((x - self.mean) / self.std))
 
 

@@ -13,6 +13,7 @@ on these names (see converters/common.py).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Optional, Sequence, Union
 
 import flax.linen as nn
@@ -184,20 +185,25 @@ class BatchNorm(nn.Module):
 
 
 class NormBlock(nn.Module):
-  """Base of blocks whose BatchNorms follow their trunk's settings (flax momentum 0.9 is
-  PyTorch's 0.1; `freeze_bn_affine` is partial BN). Subclass fields without a default
-  are keyword-only (`dataclasses.field(kw_only=True)`), as these have defaults."""
-  bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  freeze_bn_affine: bool = False
-  dtype: Dtype = jnp.float32
+  """Base of modules whose BatchNorms follow their trunk's settings (flax momentum 0.9 is
+  PyTorch's 0.1; `freeze_bn_affine` is partial BN). These fields are keyword-only, so a
+  subclass lists its own fields first, in its positional order."""
+  bn_eps: float = dataclasses.field(default=1e-5, kw_only=True)
+  bn_momentum: float = dataclasses.field(default=0.9, kw_only=True)
+  freeze_bn_affine: bool = dataclasses.field(default=False, kw_only=True)
+  dtype: Dtype = dataclasses.field(default=jnp.float32, kw_only=True)
+
+  def norm_fields(self) -> dict[str, Any]:
+    """These fields as keywords, to hand the same settings to a child NormBlock."""
+    return dict(bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
+                freeze_bn_affine=self.freeze_bn_affine, dtype=self.dtype)
 
   def norm(self, name: Optional[str] = None, **fields: Any) -> "BatchNorm":
     return BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
                      name=name, **fields)
 
 
-class ConvBN(nn.Module):
+class ConvBN(NormBlock):
   """conv -> BatchNorm -> optional ReLU, with submodules named `conv` and `bn`.
 
   This mirrors MMAction2's `ConvModule` layout (`*.conv.weight`, `*.bn.*`). torchvision
@@ -211,18 +217,13 @@ class ConvBN(nn.Module):
   dilation: IntOrPair = 1
   groups: int = 1
   activation: bool = True
-  bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  freeze_bn_affine: bool = False
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     """x: [N, H, W, C_in] -> [N, H', W', features]."""
     x = conv2d(self.features, self.kernel_size, self.stride, self.padding, self.dilation,
                self.groups, dtype=self.dtype, name="conv")(x)
-    x = BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
-                  name="bn")(x, train)
+    x = self.norm("bn")(x, train)
     return nn.relu(x) if self.activation else x
 
 

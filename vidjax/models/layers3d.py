@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vidjax.models.layers import BatchNorm, Dtype, max_pool2d
+from vidjax.models.layers import Dtype, NormBlock, max_pool2d
 from vidjax.ops import conv3d as conv3d_ops
 from vidjax.ops import patch_conv
 
@@ -58,14 +58,19 @@ def conv3d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int, int],
   return conv3d_ops.conv(x, kernel, strides, padding, groups)
 
 
-class Conv3d(nn.Module):
-  """`torch.nn.Conv3d` on [N, T, H, W, C]: kernel `[kT, kH, kW, C_in / groups, features]`
-  (and `bias` when `use_bias`), He-normal fan-out init."""
+class Conv3dGeometry(nn.Module):
+  """A 3D convolution's output channels, (t, h, w) kernel, strides and symmetric zero
+  padding, and channel groups: Conv3d's first fields, and ConvBN3d's for its `conv`."""
   features: int
   kernel_size: tuple[int, int, int]
   strides: tuple[int, int, int] = (1, 1, 1)
   padding: tuple[int, int, int] = (0, 0, 0)
   groups: int = 1
+
+
+class Conv3d(Conv3dGeometry):
+  """`torch.nn.Conv3d` on [N, T, H, W, C]: kernel `[kT, kH, kW, C_in / groups, features]`
+  (and `bias` when `use_bias`), He-normal fan-out init."""
   use_bias: bool = False
   dtype: Dtype = jnp.float32
   kernel_init: Any = HE_FAN_OUT
@@ -90,33 +95,25 @@ class Conv3d(nn.Module):
     return y
 
 
-class ConvBN3d(nn.Module):
+class ConvBN3d(Conv3dGeometry, NormBlock):
   """mmcv `ConvModule` (Conv3d without bias -> BN3d -> optional ReLU), children `conv`
   and `bn` as its state_dict names them.
 
   Attributes:
+    Conv3dGeometry's fields: the conv's.
+    activation: ReLU after the BN.
     bn_scale_init: the BN gain's initialiser (zeros for MMAction2's zero_init_residual).
-    freeze_bn_affine: stop gradients into the BN affine (partial BN).
+    NormBlock's fields: the BN's settings (`freeze_bn_affine`: partial BN).
   """
-  features: int
-  kernel_size: tuple[int, int, int]
-  strides: tuple[int, int, int] = (1, 1, 1)
-  padding: tuple[int, int, int] = (0, 0, 0)
-  groups: int = 1
   activation: bool = True
-  bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  freeze_bn_affine: bool = False
   bn_scale_init: Any = nn.initializers.ones
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, frame_stride: int = 1) -> jax.Array:
     """x: [N, T, H, W, C_in] -> [N, T', H', W', features] (`frame_stride`: Conv3d's)."""
     x = Conv3d(self.features, self.kernel_size, self.strides, self.padding, self.groups,
                dtype=self.dtype, name="conv")(x, frame_stride)
-    x = BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
-                  scale_init=self.bn_scale_init, name="bn")(x, train)
+    x = self.norm("bn", scale_init=self.bn_scale_init)(x, train)
     return nn.relu(x) if self.activation else x
 
 

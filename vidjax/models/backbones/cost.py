@@ -55,7 +55,7 @@ from vidjax.models.backbones.resnet3d import (
   resnet3d_frozen_rule,
 )
 from vidjax.models.backbones.trunk import build_trunk
-from vidjax.models.layers import BatchNorm, Dtype
+from vidjax.models.layers import Dtype, NormBlock
 from vidjax.models.layers3d import HE_FAN_OUT, conv3d, max_pool3d_spatial
 from vidjax.models.registry import register
 
@@ -133,22 +133,16 @@ class CoSTConv(nn.Module):
     return views[0] * c[0] + views[1] * c[1] + views[2] * c[2]
 
 
-class CoSTConvBN(nn.Module):
+class CoSTConvBN(NormBlock):
   """mmcv ConvModule around the CoST conv: children `conv` (CoSTConv) and `bn`, ReLU."""
   features: int
   mode: str = "b"
   strides: tuple[int, int, int] = (1, 1, 1)
-  bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  freeze_bn_affine: bool = False
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     x = CoSTConv(self.features, self.mode, self.strides, self.dtype, name="conv")(x)
-    x = BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
-                  name="bn")(x, train)
-    return nn.relu(x)
+    return nn.relu(self.norm("bn")(x, train))
 
 
 class CoSTBottleneck3d(Bottleneck3d):
@@ -167,8 +161,7 @@ class CoSTBottleneck3d(Bottleneck3d):
     if not self.is_cost():
       return super().conv2_module(kernel, stride, padding)
     return CoSTConvBN(self.spec.planes, self.spec.inflate_style[-1], tuple(stride),
-                      self.bn_eps, self.bn_momentum, self.freeze_bn_affine, self.dtype,
-                      name="conv2")
+                      name="conv2", **self.norm_fields())
 
 
 class ResNet3dCoST(ResNet3d):

@@ -22,6 +22,7 @@ Registered backbone: 'csn'. Flax names mirror the upstream state_dict
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar, Sequence
 
 import flax.linen as nn
@@ -32,13 +33,14 @@ from vidjax.models.backbones.resnet import RESNET_SPECS
 from vidjax.models.backbones.resnet3d import (Bottleneck3d, ResNet3d, build_resnet3d_fields,
                                               resnet3d_defaults, resnet3d_frozen_rule)
 from vidjax.models.backbones.trunk import build_trunk
+from vidjax.models.layers import NormBlock
 from vidjax.models.layers3d import ConvBN3d, triple
 from vidjax.models.registry import register
 
 BOTTLENECK_MODES = ("ir", "ip")
 
 
-class CSNConv2(nn.Module):
+class CSNConv2(NormBlock):
   """A CSN bottleneck's conv2: [ip: 1x1x1 ConvModule without ReLU (`0`)] then the
   depthwise ConvModule with the strides and ReLU (`0` for ir, `1` for ip)."""
   features: int
@@ -46,22 +48,18 @@ class CSNConv2(nn.Module):
   strides: tuple[int, int, int]
   padding: tuple[int, int, int]
   bottleneck_mode: str = "ir"
-  bn_eps: float = 1e-3
-  bn_momentum: float = 0.9
-  freeze_bn_affine: bool = False
-  dtype: Any = None
+  bn_eps: float = dataclasses.field(default=1e-3, kw_only=True)   # CSN's every BN
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     """x: [N, T, H, W, planes] -> [N, T / t, H / s, W / s, planes]."""
-    norm = dict(bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
-                freeze_bn_affine=self.freeze_bn_affine, dtype=self.dtype)
     index = 0
     if self.bottleneck_mode == "ip":
-      x = ConvBN3d(self.features, (1, 1, 1), activation=False, name="0", **norm)(x, train)
+      x = ConvBN3d(self.features, (1, 1, 1), activation=False, name="0",
+                   **self.norm_fields())(x, train)
       index = 1
     return ConvBN3d(self.features, self.kernel_size, self.strides, self.padding,
-                    groups=self.features, name=str(index), **norm)(x, train)
+                    groups=self.features, name=str(index), **self.norm_fields())(x, train)
 
 
 class CSNBottleneck3d(Bottleneck3d):
@@ -71,8 +69,7 @@ class CSNBottleneck3d(Bottleneck3d):
   def conv2_module(self, kernel: Sequence[int], stride: Sequence[int],
                    padding: Sequence[int]) -> nn.Module:
     return CSNConv2(self.spec.planes, triple(kernel), triple(stride), triple(padding),
-                    self.bottleneck_mode, self.bn_eps, self.bn_momentum,
-                    self.freeze_bn_affine, self.dtype, name="conv2")
+                    self.bottleneck_mode, name="conv2", **self.norm_fields())
 
 
 class ResNet3dCSN(ResNet3d):
@@ -88,21 +85,13 @@ class ResNet3dCSN(ResNet3d):
     return {**super().block_norm(), "freeze_bn_affine": self.partial_bn or self.bn_frozen}
 
   def make_stem(self) -> nn.Module:
-    kernel = triple(self.conv1_kernel, "model.backbone.conv1_kernel")
-    return ConvBN3d(self.base_channels, kernel,
-                    (self.conv1_stride_t, self.conv1_stride_s, self.conv1_stride_s),
-                    tuple((k - 1) // 2 for k in kernel), bn_eps=self.bn_eps,
-                    bn_momentum=self.bn_momentum, freeze_bn_affine=self.bn_frozen,
-                    dtype=self.dtype, name="conv1")
+    return super().make_stem(freeze_bn_affine=self.bn_frozen)
 
   def make_block(self, spec):
     if self.bottleneck_mode not in BOTTLENECK_MODES:
       raise ValueError(f"model.backbone.bottleneck_mode={self.bottleneck_mode!r}; expected "
                        f"one of {BOTTLENECK_MODES}")
-    cls = nn.remat(self.bottleneck, static_argnums=(2, 3)) if self.remat else self.bottleneck
-    return cls(spec=spec, zero_init_residual=self.zero_init_residual,
-               non_local_cfg=self.non_local_cfg, bottleneck_mode=self.bottleneck_mode,
-               **self.block_norm(), name=spec.name)
+    return super().make_block(spec, bottleneck_mode=self.bottleneck_mode)
 
 
 def csn_defaults() -> ml_collections.ConfigDict:

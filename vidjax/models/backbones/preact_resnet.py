@@ -61,7 +61,7 @@ class PreActBottleneck(NormBlock):
   in_channels: int = dataclasses.field(kw_only=True)
   width: int = dataclasses.field(kw_only=True)
   stride: int = 1
-  bn_eps: float = 2e-5
+  bn_eps: float = dataclasses.field(default=2e-5, kw_only=True)
 
   @nn.compact
   def __call__(self, x: jax.Array, bn_train: bool) -> jax.Array:

@@ -23,17 +23,17 @@ Registered backbone: 'r2plus1d'. Flax names mirror the upstream state_dict
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar, Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from vidjax.models.backbones.resnet3d import (BasicBlock3d, Bottleneck3d, ResNet3d,
                                               build_resnet3d_fields, resnet3d_defaults)
 from vidjax.models.backbones.trunk import build_trunk, stage_of_layer, trunk_frozen_rule
-from vidjax.models.layers import BatchNorm, Dtype
+from vidjax.models.layers import NormBlock
 from vidjax.models.layers3d import Conv3d, triple
 from vidjax.models.registry import register
 
@@ -44,50 +44,42 @@ def mid_channels(c_in: int, c_out: int, kernel: Sequence[int]) -> int:
   return 3 * c_in * c_out * kh * kw // (c_in * kh * kw + 3 * c_out)
 
 
-class Conv2plus1d(nn.Module):
+class Conv2plus1d(NormBlock):
   """(kT, kH, kW) conv as conv_s (1, kH, kW) -> bn_s -> ReLU -> conv_t (kT, 1, 1), on
-  [N, T, H, W, C_in] -> [N, T', H', W', features]."""
+  [N, T, H, W, C_in] -> [N, T', H', W', features]. Its `bn_eps` is bn_s's (the trunk's
+  `mid_bn_eps`)."""
   features: int
   kernel_size: tuple[int, int, int]
   strides: tuple[int, int, int] = (1, 1, 1)
   padding: tuple[int, int, int] = (0, 0, 0)
-  mid_bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  freeze_bn_affine: bool = False
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     (kt, kh, kw), (st, sh, sw), (pt, ph, pw) = self.kernel_size, self.strides, self.padding
     mid = mid_channels(x.shape[-1], self.features, self.kernel_size)
     x = Conv3d(mid, (1, kh, kw), (1, sh, sw), (0, ph, pw), dtype=self.dtype, name="conv_s")(x)
-    x = BatchNorm(self.bn_momentum, self.mid_bn_eps, self.freeze_bn_affine, self.dtype,
-                  name="bn_s")(x, train)
+    x = self.norm("bn_s")(x, train)
     return Conv3d(self.features, (kt, 1, 1), (st, 1, 1), (pt, 0, 0), dtype=self.dtype,
                   name="conv_t")(nn.relu(x))
 
 
-class ConvModule2plus1d(nn.Module):
-  """mmcv ConvModule with conv_cfg Conv2plus1d: `conv` (Conv2plus1d) -> `bn` -> [ReLU]."""
+class ConvModule2plus1d(NormBlock):
+  """mmcv ConvModule with conv_cfg Conv2plus1d: `conv` (Conv2plus1d) -> `bn` -> [ReLU].
+  `bn_eps` is the outer BN's, `mid_bn_eps` bn_s's inside `conv`."""
   features: int
   kernel_size: tuple[int, int, int]
   strides: tuple[int, int, int] = (1, 1, 1)
   padding: tuple[int, int, int] = (0, 0, 0)
   activation: bool = True
-  bn_eps: float = 1e-3
   mid_bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  freeze_bn_affine: bool = False
   bn_scale_init: Any = nn.initializers.ones
-  dtype: Dtype = jnp.float32
+  bn_eps: float = dataclasses.field(default=1e-3, kw_only=True)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     x = Conv2plus1d(self.features, self.kernel_size, self.strides, self.padding,
-                    self.mid_bn_eps, self.bn_momentum, self.freeze_bn_affine, self.dtype,
-                    name="conv")(x, train)
-    x = BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
-                  scale_init=self.bn_scale_init, name="bn")(x, train)
+                    name="conv", **{**self.norm_fields(), "bn_eps": self.mid_bn_eps})(x, train)
+    x = self.norm("bn", scale_init=self.bn_scale_init)(x, train)
     return nn.relu(x) if self.activation else x
 
 
@@ -98,11 +90,9 @@ def factorised_conv_module(block: Any, features: int, kernel: Sequence[int],
   """A (2+1)D block's `conv_module`: Block3d's arguments, a ConvModule2plus1d."""
   zero = last and block.zero_init_residual
   return ConvModule2plus1d(features, triple(kernel), triple(stride), triple(padding),
-                           activation=activation, bn_eps=block.bn_eps,
-                           mid_bn_eps=block.mid_bn_eps, bn_momentum=block.bn_momentum,
-                           freeze_bn_affine=block.freeze_bn_affine,
+                           activation=activation, mid_bn_eps=block.mid_bn_eps,
                            bn_scale_init=nn.initializers.zeros if zero
-                           else nn.initializers.ones, dtype=block.dtype, name=name)
+                           else nn.initializers.ones, name=name, **block.norm_fields())
 
 
 class BasicBlock2plus1d(BasicBlock3d):
@@ -123,23 +113,13 @@ class ResNet2Plus1d(ResNet3d):
 
   basic_block: ClassVar[type] = BasicBlock2plus1d
   bottleneck: ClassVar[type] = Bottleneck2plus1d
+  stem_module: ClassVar[type] = ConvModule2plus1d
 
   def make_stem(self) -> nn.Module:
-    kernel = triple(self.conv1_kernel, "model.backbone.conv1_kernel")
-    return ConvModule2plus1d(self.base_channels, kernel,
-                             (self.conv1_stride_t, self.conv1_stride_s, self.conv1_stride_s),
-                             tuple((k - 1) // 2 for k in kernel), bn_eps=self.bn_eps,
-                             mid_bn_eps=self.mid_bn_eps, bn_momentum=self.bn_momentum,
-                             dtype=self.dtype, name="conv1")
+    return super().make_stem(mid_bn_eps=self.mid_bn_eps)
 
   def make_block(self, spec):
-    kind, _ = self.specs[self.depth]
-    cls = self.basic_block if kind == "basic" else self.bottleneck
-    if self.remat:
-      cls = nn.remat(cls, static_argnums=(2, 3))
-    return cls(spec=spec, zero_init_residual=self.zero_init_residual,
-               non_local_cfg=self.non_local_cfg, mid_bn_eps=self.mid_bn_eps,
-               **self.block_norm(), name=spec.name)
+    return super().make_block(spec, mid_bn_eps=self.mid_bn_eps)
 
 
 def r2plus1d_defaults() -> ml_collections.ConfigDict:

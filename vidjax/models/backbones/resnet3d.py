@@ -47,11 +47,12 @@ R(2+1)D, CoST):
     depthwise / ip sequence, CoST's collaborative conv), their kernel shapes through
     `kernels()` (new inflate styles) and the shortcut through `downsample_module()`.
     A trunk picks its block classes with the class attributes `basic_block` /
-    `bottleneck` (or overrides `make_block(spec)`) and lists the inflate styles it
-    accepts in `inflate_styles`.
-  * The trunk builds its stem through `make_stem()` and pools it in `stem_pool(x)` (C2D's
-    unpadded pool, CoST's (2, 3, 3) pool); `block_specs()` gives every block's planes,
-    strides, inflation and non-local flag.
+    `bottleneck` (its own block fields go through `make_block(spec, **fields)`) and
+    lists the inflate styles it accepts in `inflate_styles`.
+  * The trunk builds its stem through `make_stem(**fields)` (a `stem_module`, by default
+    ConvBN3d) and pools it in `stem_pool(x)` (C2D's unpadded pool, CoST's (2, 3, 3)
+    pool); `block_specs()` gives every block's planes, strides, inflation and non-local
+    flag.
   * The forward pass is `stem(x, train)`, then `stage(x, s, train)` for s = 1..4, with
     `pool2` after stage 1 (`__call__`); a two-pathway model (SlowFast) holds two trunks as
     children and calls their `stem` / `stage` itself, concatenating lateral connections
@@ -129,10 +130,9 @@ class Block3d(NormBlock):
     branch's final one, whose BN gain starts at 0 under zero_init_residual."""
     zero = last and self.zero_init_residual
     return ConvBN3d(features, triple(kernel), triple(stride), triple(padding),
-                    activation=activation, bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
-                    freeze_bn_affine=self.freeze_bn_affine,
+                    activation=activation,
                     bn_scale_init=nn.initializers.zeros if zero else nn.initializers.ones,
-                    dtype=self.dtype, name=name)
+                    name=name, **self.norm_fields())
 
   def downsample_module(self) -> nn.Module:
     s = self.spec
@@ -260,6 +260,7 @@ class ResNet3d(Trunk):
   specs = RESNET_SPECS
   basic_block: ClassVar[type] = BasicBlock3d
   bottleneck: ClassVar[type] = Bottleneck3d
+  stem_module: ClassVar[type] = ConvBN3d   # conv1: a ConvModule
   inflate_styles: ClassVar[tuple[str, ...]] = INFLATE_STYLES   # CoST adds its own
 
   @property
@@ -296,12 +297,14 @@ class ResNet3d(Trunk):
           non_local=bool(non_local[i])) for i in range(n)])
     return specs
 
-  def make_stem(self) -> nn.Module:
+  def make_stem(self, **fields: Any) -> nn.Module:
+    """conv1, a `stem_module` ('same' padding); `fields`: a subclass's own settings."""
     kernel = triple(self.conv1_kernel, "model.backbone.conv1_kernel")
-    return ConvBN3d(self.base_channels, kernel,
-                    (self.conv1_stride_t, self.conv1_stride_s, self.conv1_stride_s),
-                    tuple((k - 1) // 2 for k in kernel), bn_eps=self.bn_eps,
-                    bn_momentum=self.bn_momentum, dtype=self.dtype, name="conv1")
+    return self.stem_module(self.base_channels, kernel,
+                            (self.conv1_stride_t, self.conv1_stride_s, self.conv1_stride_s),
+                            tuple((k - 1) // 2 for k in kernel), bn_eps=self.bn_eps,
+                            bn_momentum=self.bn_momentum, dtype=self.dtype, name="conv1",
+                            **fields)
 
   def stem_pool(self, x: jax.Array, frames_picked: bool = False) -> jax.Array:
     """The (1, 3, 3) max-pool; `frames_picked`: the stem conv already kept only the
@@ -316,13 +319,15 @@ class ResNet3d(Trunk):
     own = type(self).stem_pool in (ResNet3d.stem_pool, C2D.stem_pool)
     return self.pool1_stride_t if own and self.with_pool1 else 1
 
-  def make_block(self, spec: Block3dSpec) -> nn.Module:
+  def make_block(self, spec: Block3dSpec, **fields: Any) -> nn.Module:
+    """The block of `spec`; `fields`: a subclass's own block settings."""
     kind, _ = self.specs[self.depth]
     cls = self.basic_block if kind == "basic" else self.bottleneck
     if self.remat:  # bn_train and nl_train are Python values: static
       cls = nn.remat(cls, static_argnums=(2, 3))
     return cls(spec=spec, zero_init_residual=self.zero_init_residual,
-               non_local_cfg=self.non_local_cfg, **self.block_norm(), name=spec.name)
+               non_local_cfg=self.non_local_cfg, **self.block_norm(), **fields,
+               name=spec.name)
 
   def setup(self):
     self.conv1 = self.make_stem()

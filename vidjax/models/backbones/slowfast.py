@@ -47,7 +47,7 @@ import ml_collections
 from vidjax.models.backbones.resnet3d import (ResNet3d, build_resnet3d_fields,
                                               resnet3d_defaults)
 from vidjax.models.backbones.trunk import build_trunk, stage_of_layer, trunk_frozen_rule
-from vidjax.models.layers import BatchNorm, Dtype
+from vidjax.models.layers import NormBlock
 from vidjax.models.layers3d import Conv3d
 from vidjax.models.registry import register
 
@@ -57,17 +57,13 @@ _UNUSED = ("name", "with_pool1", "with_pool2", "out_stages")
 _LATERAL_FIELDS = ("lateral", "fusion_kernel", "lateral_norm", "lateral_infl")
 
 
-class LateralConv(nn.Module):
-  """mmcv ConvModule with a bias-free Conv3d `conv`, and with `norm` a BN3d `bn` and
-  ReLU: kernel (k, 1, 1), stride (alpha, 1, 1), padding ((k - 1) // 2, 0, 0)."""
+class LateralConv(NormBlock):
+  """mmcv ConvModule with a bias-free Conv3d `conv`, and with `lateral_norm` a BN3d
+  `bn` and ReLU: kernel (k, 1, 1), stride (alpha, 1, 1), padding ((k - 1) // 2, 0, 0)."""
   features: int
   fusion_kernel: int
   speed_ratio: int
-  norm: bool = False
-  bn_eps: float = 1e-5
-  bn_momentum: float = 0.9
-  freeze_bn_affine: bool = False
-  dtype: Dtype = jnp.float32
+  lateral_norm: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -75,11 +71,9 @@ class LateralConv(nn.Module):
     k = self.fusion_kernel
     x = Conv3d(self.features, (k, 1, 1), (self.speed_ratio, 1, 1), ((k - 1) // 2, 0, 0),
                dtype=self.dtype, name="conv")(x)
-    if not self.norm:
+    if not self.lateral_norm:
       return x
-    x = BatchNorm(self.bn_momentum, self.bn_eps, self.freeze_bn_affine, self.dtype,
-                  name="bn")(x, train)
-    return nn.relu(x)
+    return nn.relu(self.norm("bn")(x, train))
 
 
 class ResNet3dPathway(ResNet3d):

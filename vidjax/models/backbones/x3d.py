@@ -75,13 +75,9 @@ class SEModule(nn.Module):
 
 
 class X3DNorm(NormBlock):
-  """The BatchNorm settings X3D and its blocks share (NormBlock's) and the residual
-  init; `norm_fields()` passes them to a ConvBN3d."""
+  """The BatchNorm settings X3D and its blocks share (NormBlock's; `norm_fields()`
+  passes them to a ConvBN3d) and the residual init."""
   zero_init_residual: bool = True
-
-  def norm_fields(self) -> dict[str, Any]:
-    return dict(bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
-                freeze_bn_affine=self.freeze_bn_affine, dtype=self.dtype)
 
 
 class BlockX3D(X3DNorm):

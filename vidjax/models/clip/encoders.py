@@ -2,7 +2,7 @@
 
 Names mirror OpenAI's state_dict with the `transformer.` level dropped
 (`visual.transformer.resblocks.3.*` is `visual/resblocks_3/*`). Both towers build their
-blocks through `make_block(index)`, so a subclass can replace blocks (TC-CLIP's TC
+blocks through `Tower.make_block(index)`, so a subclass can replace blocks (TC-CLIP's TC
 blocks) and keep the rest; the forward is cut into steps a subclass can reuse:
 
   VisionTransformer: embed (patches, class token, positions, ln_pre) -> resblocks ->
@@ -13,6 +13,7 @@ blocks) and keep the rest; the forward is cut into steps a subclass can reuse:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import flax.linen as nn
@@ -23,30 +24,40 @@ from vidjax.models.clip.transformer import ResidualAttentionBlock, causal_mask, 
 from vidjax.models.layers import Dtype
 
 
-class VisionTransformer(nn.Module):
-  """CLIP ViT: frames [N, H, W, 3] (normalised) -> embeddings [N, output_dim].
-
-  Attributes:
-    image_size: H = W the positional embedding is built for ((S / patch)^2 + 1 rows).
-    patch_size, width, layers, heads: ViT-B/16 is 16, 768, 12, 12.
-    output_dim: the joint embedding width (`proj` is [width, output_dim]).
-  """
-  image_size: int = 224
-  patch_size: int = 16
-  width: int = 768
-  layers: int = 12
-  heads: int = 12
-  output_dim: int = 512
-  dtype: Dtype = jnp.float32
-
-  @property
-  def grid(self) -> int:
-    return self.image_size // self.patch_size
+class Tower(nn.Module):
+  """What both towers share: `layers` residual attention blocks of `width` channels and
+  `heads` heads (named resblocks_{index}) and a projection to `output_dim`, the joint
+  embedding width. The fields are keyword-only (defaults: CLIP's text tower); a tower
+  lists its own fields first."""
+  width: int = dataclasses.field(default=512, kw_only=True)
+  layers: int = dataclasses.field(default=12, kw_only=True)
+  heads: int = dataclasses.field(default=8, kw_only=True)
+  output_dim: int = dataclasses.field(default=512, kw_only=True)
+  dtype: Dtype = dataclasses.field(default=jnp.float32, kw_only=True)
 
   def make_block(self, index: int) -> nn.Module:
     """Block `index` of the tower (named resblocks_{index}); subclasses may override."""
     del index
     return ResidualAttentionBlock(self.width, self.heads, self.layers, dtype=self.dtype)
+
+
+class VisionTransformer(Tower):
+  """CLIP ViT: frames [N, H, W, 3] (normalised) -> embeddings [N, output_dim].
+
+  Attributes:
+    image_size: H = W the positional embedding is built for ((S / patch)^2 + 1 rows).
+    patch_size: 16 for ViT-B/16.
+    Tower's fields: ViT-B/16 is width 768, 12 layers, 12 heads (`proj` is [width,
+      output_dim]).
+  """
+  image_size: int = 224
+  patch_size: int = 16
+  width: int = dataclasses.field(default=768, kw_only=True)
+  heads: int = dataclasses.field(default=12, kw_only=True)
+
+  @property
+  def grid(self) -> int:
+    return self.image_size // self.patch_size
 
   def setup(self):
     if self.image_size % self.patch_size:
@@ -92,28 +103,18 @@ class VisionTransformer(nn.Module):
     return self.head(x[:, 0])
 
 
-class TextTransformer(nn.Module):
+class TextTransformer(Tower):
   """CLIP's text tower: token ids [C, L] -> embeddings [C, output_dim].
 
   Attributes:
     vocab_size: 49408 (vidjax.text's BPE).
     max_length: rows of the positional embedding (77); prompts of L <= max_length use
       the first L rows.
-    width, layers, heads: CLIP's text tower is 512, 12, 8.
-    output_dim: the joint embedding width (`text_projection` is [width, output_dim]).
+    Tower's fields: CLIP's text tower is width 512, 12 layers, 8 heads
+      (`text_projection` is [width, output_dim]).
   """
   vocab_size: int = 49408
   max_length: int = 77
-  width: int = 512
-  layers: int = 12
-  heads: int = 8
-  output_dim: int = 512
-  dtype: Dtype = jnp.float32
-
-  def make_block(self, index: int) -> nn.Module:
-    """Block `index` of the tower (named resblocks_{index}); subclasses may override."""
-    del index
-    return ResidualAttentionBlock(self.width, self.heads, self.layers, dtype=self.dtype)
 
   def setup(self):
     self.token_embedding = nn.Embed(self.vocab_size, self.width, dtype=self.dtype,

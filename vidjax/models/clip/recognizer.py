@@ -42,8 +42,9 @@ def l2_normalize(x: jax.Array, axis: int = -1) -> jax.Array:
   return x / jnp.linalg.norm(x, axis=axis, keepdims=True)
 
 
-class ClipVideoClassifier(nn.Module):
-  """Frame-wise CLIP: mean of the frame embeddings against class-prompt embeddings.
+class ClipClassifier(nn.Module):
+  """What the CLIP-family video classifiers share: two towers, the class prompts, pixel
+  normalisation and the learned logit scale.
 
   Attributes:
     visual: the image tower, frames [N, S, S, 3] -> [N, E].
@@ -53,8 +54,8 @@ class ClipVideoClassifier(nn.Module):
     pixel_mean, pixel_std: per-channel values in 0..255 units; None for raw pixels.
     dtype: computation dtype; params stay float32; logits are float32.
   """
-  visual: VisionTransformer
-  text: TextTransformer
+  visual: nn.Module
+  text: nn.Module
   prompt_tokens: tuple[tuple[int, ...], ...]
   pixel_mean: Optional[Sequence[float]] = IMAGENET_MEAN
   pixel_std: Optional[Sequence[float]] = IMAGENET_STD
@@ -65,22 +66,33 @@ class ClipVideoClassifier(nn.Module):
     self.logit_scale = self.param("logit_scale", nn.initializers.constant(
         self.logit_scale_init), ())
 
-  def encode_frames(self, clips: jax.Array, train: bool = False) -> jax.Array:
-    """clips [B, T, S, S, 3] in 0..255 -> frame embeddings [B, T, E] (not normalised)."""
+  def normalized_clips(self, clips: jax.Array) -> jax.Array:
+    """clips [B, T, S, S, 3] in 0..255 -> the same, normalised, in `dtype`."""
     if clips.ndim != 5:
       raise ValueError(f"{type(self).__name__} expects clips [B, T, H, W, C], got shape "
                        f"{clips.shape}; fold multiple views into B first.")
+    return normalize_pixels(clips, self.pixel_mean, self.pixel_std, self.dtype)
+
+  def prompt_ids(self, tokens: Optional[jax.Array] = None) -> jax.Array:
+    """`tokens` [C, L], by default the model's prompts."""
+    return jnp.asarray(self.prompt_tokens, jnp.int32) if tokens is None else tokens
+
+
+class ClipVideoClassifier(ClipClassifier):
+  """Frame-wise CLIP: mean of the frame embeddings against class-prompt embeddings
+  (towers: `VisionTransformer`, `TextTransformer`)."""
+
+  def encode_frames(self, clips: jax.Array, train: bool = False) -> jax.Array:
+    """clips [B, T, S, S, 3] in 0..255 -> frame embeddings [B, T, E] (not normalised)."""
     b, t = clips.shape[:2]
-    x = normalize_pixels(clips, self.pixel_mean, self.pixel_std, self.dtype)
+    x = self.normalized_clips(clips)
     features = self.visual(x.reshape((b * t,) + x.shape[2:]), train=train)
     return features.reshape(b, t, -1)
 
   def encode_text(self, tokens: Optional[jax.Array] = None) -> jax.Array:
     """Class-prompt embeddings [C, E] (not normalised); `tokens` [C, L] default to the
     model's prompts."""
-    if tokens is None:
-      tokens = jnp.asarray(self.prompt_tokens, jnp.int32)
-    return self.text(tokens)
+    return self.text(self.prompt_ids(tokens))
 
   def similarity(self, video: jax.Array, text: jax.Array) -> jax.Array:
     """exp(logit_scale) * cosine: video [B, E], text [C, E] -> logits [B, C] float32."""
@@ -189,6 +201,15 @@ def build_towers(cfg: ml_collections.ConfigDict, dtype: Any,
   return visual, text
 
 
+def classifier_fields(cfg: ml_collections.ConfigDict, dtype: Any, visual: nn.Module,
+                      text: nn.Module) -> dict[str, Any]:
+  """`ClipClassifier`'s fields from a resolved CLIP-family model config."""
+  return dict(visual=visual, text=text, prompt_tokens=prompt_tokens(cfg),
+              pixel_mean=None if cfg.pixel_mean is None else tuple(cfg.pixel_mean),
+              pixel_std=None if cfg.pixel_std is None else tuple(cfg.pixel_std),
+              dtype=dtype, logit_scale_init=float(cfg.logit_scale_init))
+
+
 def _input_shape(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
   return (1, 2, cfg.vision.image_size, cfg.vision.image_size, 3)
 
@@ -197,8 +218,4 @@ def _input_shape(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
 def build_clip(cfg: ml_collections.ConfigDict) -> ClipVideoClassifier:
   dtype = resolve_dtype(cfg.dtype)
   visual, text = build_towers(cfg, dtype)
-  return ClipVideoClassifier(
-      visual=visual, text=text, prompt_tokens=prompt_tokens(cfg),
-      pixel_mean=None if cfg.pixel_mean is None else tuple(cfg.pixel_mean),
-      pixel_std=None if cfg.pixel_std is None else tuple(cfg.pixel_std),
-      dtype=dtype, logit_scale_init=float(cfg.logit_scale_init))
+  return ClipVideoClassifier(**classifier_fields(cfg, dtype, visual, text))

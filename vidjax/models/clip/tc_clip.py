@@ -19,61 +19,44 @@ learning rate (vidjax/recipes/tc_clip.py).
 from __future__ import annotations
 
 import functools
-from typing import Optional, Sequence
+from typing import Optional
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from vidjax.models import registry
 from vidjax.models.clip import recognizer as clip_recognizer
-from vidjax.models.clip.recognizer import IMAGENET_MEAN, IMAGENET_STD, l2_normalize
+from vidjax.models.clip.recognizer import l2_normalize
 from vidjax.models.clip.tc_text import PromptLearner, VPTextTransformer, splice_context
 from vidjax.models.clip.tc_vision import Decisions, TCVisionTransformer
-from vidjax.models.clip.transformer import LOGIT_SCALE_INIT
-from vidjax.models.layers import Dtype, normalize_pixels, resolve_dtype
+from vidjax.models.layers import resolve_dtype
 
 
-class TCClip(nn.Module):
-  """TC-CLIP video classifier.
+class TCClip(clip_recognizer.ClipClassifier):
+  """TC-CLIP video classifier (`ClipClassifier`'s fields, towers `TCVisionTransformer`
+  and `VPTextTransformer`).
 
   Attributes:
-    visual: the TC image tower; text: the text tower with the VP layer.
-    prompt_tokens: ids of the class prompts, C rows of L ints.
     n_ctx: learned context slots (prompt positions 1..n_ctx).
-    pixel_mean, pixel_std: per-channel, 0..255 units (ImageNet's, as upstream).
   """
-  visual: TCVisionTransformer
-  text: VPTextTransformer
-  prompt_tokens: tuple[tuple[int, ...], ...]
   n_ctx: int = 4
-  pixel_mean: Optional[Sequence[float]] = IMAGENET_MEAN
-  pixel_std: Optional[Sequence[float]] = IMAGENET_STD
-  dtype: Dtype = jnp.float32
-  logit_scale_init: float = LOGIT_SCALE_INIT
 
   def setup(self):
-    self.logit_scale = self.param("logit_scale", nn.initializers.constant(
-        self.logit_scale_init), ())
+    super().setup()
     self.prompt_learner = PromptLearner(self.n_ctx, self.text.width)
 
   def encode_video(self, clips: jax.Array, decisions: Optional[Decisions] = None
                    ) -> tuple[jax.Array, jax.Array]:
     """clips [B, T, S, S, 3] in 0..255 -> (video embedding [B, E] float32, not
     normalised; context tokens [B, K, E])."""
-    if clips.ndim != 5:
-      raise ValueError(f"TCClip expects clips [B, T, H, W, C], got shape {clips.shape}; "
-                       "fold multiple views into B first.")
-    x = normalize_pixels(clips, self.pixel_mean, self.pixel_std, self.dtype)
-    cls, context = self.visual.encode_video(x, decisions)
+    cls, context = self.visual.encode_video(self.normalized_clips(clips), decisions)
     return cls.astype(jnp.float32).mean(axis=1), context
 
   def encode_text(self, context: jax.Array, tokens: Optional[jax.Array] = None) -> jax.Array:
     """Class-prompt embeddings conditioned on each video's context tokens [B, K, E]
     -> [B, C, E] (not normalised)."""
-    if tokens is None:
-      tokens = jnp.asarray(self.prompt_tokens, jnp.int32)
+    tokens = self.prompt_ids(tokens)
     embedded = jax.lax.stop_gradient(self.text.embed(tokens))
     prompts = splice_context(embedded, self.prompt_learner())
     return self.text.encode_video_prompts(prompts, tokens, jax.lax.stop_gradient(context),
@@ -130,12 +113,8 @@ def build_tc_clip(cfg: ml_collections.ConfigDict) -> TCClip:
                              merge_r=int(cfg.tc.merge_r))
   text = functools.partial(VPTextTransformer, vp_index=int(cfg.vp_index))
   visual, text = clip_recognizer.build_towers(cfg, dtype, vision_cls=vision, text_cls=text)
-  return TCClip(
-      visual=visual, text=text, prompt_tokens=clip_recognizer.prompt_tokens(cfg),
-      n_ctx=int(cfg.n_ctx),
-      pixel_mean=None if cfg.pixel_mean is None else tuple(cfg.pixel_mean),
-      pixel_std=None if cfg.pixel_std is None else tuple(cfg.pixel_std),
-      dtype=dtype, logit_scale_init=float(cfg.logit_scale_init))
+  return TCClip(n_ctx=int(cfg.n_ctx),
+                **clip_recognizer.classifier_fields(cfg, dtype, visual, text))
 
 
 __all__ = ["TCClip", "build_tc_clip", "tc_clip_defaults"]

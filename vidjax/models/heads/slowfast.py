@@ -11,25 +11,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vidjax.models.heads.classifier import dropout_fc
-from vidjax.models.layers import Dtype
+from vidjax.models.heads.classifier import (ClassifierHead, classifier_defaults,
+                                             classifier_fields)
 from vidjax.models.registry import register
 
 
-class SlowFastHead(nn.Module):
-  """(slow [B, T, H, W, C_s], fast [B, T', H', W', C_f]) -> [B, K].
-
-  Attributes:
-    num_classes: K.
-    dropout_rate: before the fc (MMAction2: 0.5).
-    init_std: fc weight init std (MMAction2: 0.01).
-    dtype: computation dtype; logits are float32.
-  The fc is the child `fc` (upstream `cls_head.fc_cls`), on [fast, slow] features.
+class SlowFastHead(ClassifierHead):
+  """(slow [B, T, H, W, C_s], fast [B, T', H', W', C_f]) -> [B, K], with
+  ClassifierHead's fields (init_std: MMAction2's 0.01). The fc is the child `fc`
+  (upstream `cls_head.fc_cls`), on [fast, slow] features.
   """
-  num_classes: int
-  dropout_rate: float = 0.5
-  init_std: float = 0.01
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Sequence[jax.Array], num_segments: int = 1,
@@ -45,20 +36,14 @@ class SlowFastHead(nn.Module):
     slow, fast = x
     pooled = [jnp.mean(f.astype(jnp.promote_types(f.dtype, jnp.float32)), axis=(1, 2, 3))
               for f in (fast, slow)]   # upstream's order: fast first
-    return dropout_fc(jnp.concatenate(pooled, axis=-1).astype(self.dtype), self.num_classes,
-                      self.dropout_rate, self.init_std, self.dtype, train)
+    return self.classify(jnp.concatenate(pooled, axis=-1), train)
 
 
 def slowfast_head_defaults() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
-      name="slowfast",
-      dropout_rate=0.5,
-      fc_init_std=0.01,
-  ))
+  return classifier_defaults("slowfast", 0.01)
 
 
 @register("head", "slowfast", slowfast_head_defaults)
 def build_slowfast_head(cfg: ml_collections.ConfigDict, model_cfg: ml_collections.ConfigDict,
                         dtype) -> SlowFastHead:
-  return SlowFastHead(int(model_cfg.num_classes), float(cfg.dropout_rate),
-                      float(cfg.fc_init_std), dtype)
+  return SlowFastHead(**classifier_fields(cfg, model_cfg, dtype))

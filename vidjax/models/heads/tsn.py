@@ -7,8 +7,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from vidjax.models.heads.classifier import dropout_fc
-from vidjax.models.layers import Dtype, global_avg_pool
+from vidjax.models.heads.classifier import (ClassifierHead, classifier_defaults,
+                                             classifier_fields)
+from vidjax.models.layers import global_avg_pool
 from vidjax.models.registry import register
 
 CONSENSUS_TYPES = ("avg",)
@@ -21,38 +22,25 @@ def consensus(logits: jax.Array, kind: str = "avg") -> jax.Array:
   raise ValueError(f"unknown consensus {kind!r}; known: {CONSENSUS_TYPES}")
 
 
-class TSNHead(nn.Module):
+class TSNHead(ClassifierHead):
   """[B*T, h, w, C] frame features -> pool -> dropout -> fc -> [B, T, K] -> consensus.
 
   Attributes:
-    num_classes: K.
-    dropout_rate: before the fc (TSM: 0.5 to 0.8).
-    init_std: fc weight init std (TSM: 0.001).
+    ClassifierHead's fields (dropout_rate, TSM: 0.5 to 0.8; init_std, TSM: 0.001).
     consensus: 'avg'.
-    dtype: computation dtype; logits are float32.
   """
-  num_classes: int
-  dropout_rate: float = 0.5
   init_std: float = 0.001
   consensus: str = "avg"
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, num_segments: int, train: bool = False) -> jax.Array:
     """x: [B*T, h, w, C] (rows b*T + t) -> logits [B, num_classes] float32."""
-    features = global_avg_pool(x).astype(self.dtype)
-    logits = dropout_fc(features, self.num_classes, self.dropout_rate, self.init_std,
-                        self.dtype, train)
+    logits = self.classify(global_avg_pool(x), train)
     return consensus(logits.reshape(-1, num_segments, self.num_classes), self.consensus)
 
 
 def tsn_head_defaults() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
-      name="tsn",
-      dropout_rate=0.5,
-      fc_init_std=0.001,
-      consensus="avg",
-  ))
+  return classifier_defaults("tsn", 0.001, consensus="avg")
 
 
 @register("head", "tsn", tsn_head_defaults)
@@ -60,5 +48,4 @@ def build_tsn_head(cfg: ml_collections.ConfigDict, model_cfg: ml_collections.Con
                    dtype) -> TSNHead:
   if cfg.consensus not in CONSENSUS_TYPES:
     raise ValueError(f"model.head.consensus={cfg.consensus!r}; known: {CONSENSUS_TYPES}")
-  return TSNHead(int(model_cfg.num_classes), float(cfg.dropout_rate), float(cfg.fc_init_std),
-                 cfg.consensus, dtype)
+  return TSNHead(consensus=cfg.consensus, **classifier_fields(cfg, model_cfg, dtype))
