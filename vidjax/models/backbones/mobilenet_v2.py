@@ -151,7 +151,8 @@ class MobileNetV2(nn.Module):
       raise ValueError(f"batch {x.shape[0]} is not a multiple of num_segments={num_segments}")
     bn_train = train and not self.partial_bn
     x = x.astype(self.dtype)
-    x = _ConvBNReLU6(self.bn_eps, self.bn_momentum, False, self.dtype, features=32, kernel=3,
+    x = _ConvBNReLU6(bn_eps=self.bn_eps, bn_momentum=self.bn_momentum, dtype=self.dtype,
+                     features=32, kernel=3,
                      stride=2, padding=1, name="features_0")(x, train)
     stage_sizes = tuple(n for _, _, n, _ in INVERTED_RESIDUAL_SETTING)
     in_channels, block_id = 32, 0
@@ -169,7 +170,8 @@ class MobileNetV2(nn.Module):
             name=f"features_{block_id + 1}")(x, num_segments, bn_train, train)
         in_channels = out
         block_id += 1
-    head = _ConvBNReLU6(self.bn_eps, self.bn_momentum, self.partial_bn, self.dtype,
+    head = _ConvBNReLU6(bn_eps=self.bn_eps, bn_momentum=self.bn_momentum,
+                        freeze_bn_affine=self.partial_bn, dtype=self.dtype,
                         features=self.out_channels, kernel=1, stride=1, padding=0,
                         name=f"features_{block_id + 1}")
     return head(x, bn_train)

@@ -140,8 +140,7 @@ class Bottle2neckShift(NormBlock):
 
     out = nn.relu(bn("bn1")(conv2d(width * self.scale, 1, dtype=self.dtype, name="conv1")(x),
                             bn_train))
-    out = MotionExcitation(self.bn_eps, self.bn_momentum, self.freeze_bn_affine, self.dtype,
-                           reduction=16, name="me")(out, num_segments, bn_train)
+    out = MotionExcitation(**self.norm_fields(), reduction=16, name="me")(out, num_segments, bn_train)
     chunks = jnp.split(out, self.scale, axis=-1)
     branches = []
     sp = None
