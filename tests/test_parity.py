@@ -556,18 +556,18 @@ def _zeroed_changes_logits(part: str, name: str):
 
 
 ZOO += [
-    Row("tin_r18", "TIN-ResNet-18", "tin_r50", "mmaction2", mmaction2.tin, (2, 4, 32),
+    Row("tin_r18", "TIN-ResNet-50", "tin_r50", "mmaction2", mmaction2.tin, (2, 4, 32),
         clip_seed=70, seed=70, variant="smoke", overrides=_classes(9), keys=122 + 8 * 8,
         has_keys=("module.backbone.layer3.1.conv1.conv.net1.offset_net.fc2.bias",
                   "module.backbone.layer1.0.conv1.conv.net2.weight"),
         check=_zeroed_changes_logits(".offset_net.", "fc2.bias"),
-        note="parity at ResNet-18; ResNet-50 names and shapes (`tests/test_tin_tanet.py`)"),
-    Row("tanet_r18", "TANet-ResNet-18", "tanet_r50", "mmaction2", mmaction2.tanet,
+        note="parity at ResNet-18; ResNet-50 names and shapes"),
+    Row("tanet_r18", "TANet-ResNet-50", "tanet_r50", "mmaction2", mmaction2.tanet,
         (2, 4, 32), clip_seed=71, seed=71, variant="smoke", overrides=_classes(9),
         keys=122 + 8 * 14, has_keys=("module.backbone.layer4.1.tam.G.3.weight",
                                      "module.backbone.layer2.0.block.downsample.conv.weight"),
         check=_zeroed_changes_logits(".tam.G.", "3.weight"),
-        note="parity at ResNet-18; ResNet-50 names and shapes (`tests/test_tin_tanet.py`)"),
+        note="parity at ResNet-18; ResNet-50 names and shapes"),
 ]
 
 def _param(row: Row):
