@@ -171,3 +171,29 @@ def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[st
   if match and model_config.head.name == "x3d":
     return f"head.{match.group(1)}." + key[match.end():]
   return _rename_before_x3d(key, model_config)
+
+
+# --- TIN and TANet (`recognizer2d/tsn` with `model.tin` / `model.tam`): the wrappers around
+# a block's parts are dropped, the temporal modules go to their hook slots:
+#
+#     backbone.layer{s}.{i}.conv1.conv.net2.weight  -> backbone.layer{s}_{i}.conv1.weight
+#     backbone.layer{s}.{i}.conv1.conv.net1.<rest>  -> backbone.layer{s}_{i}.temporal.<rest>
+#       (<rest>: offset_net.{conv,fc1,fc2}.*, weight_net.conv.*)
+#     backbone.layer{s}.{i}.block.<block key>       -> as the 2D ResNet's <block key>
+#     backbone.layer{s}.{i}.tam.{G,L}.{j}.*         -> backbone.layer{s}_{i}.inner.{G,L}_{j}.*
+_rename_before_tin_tam = rename_key
+
+
+def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[str]:  # noqa: F811
+  if model_config.backbone.name == "resnet" and key.startswith("backbone.layer"):
+    block = re.match(r"^backbone\.layer(\d+)\.(\d+)\.", key)
+    ours, rest = f"backbone.layer{block.group(1)}_{block.group(2)}.", key[block.end():]
+    if rest.startswith("conv1.conv.net1."):
+      return ours + "temporal." + rest[len("conv1.conv.net1."):]
+    tam = re.match(r"^tam\.([GL])\.(\d+)\.", rest)
+    if tam:
+      return ours + f"inner.{tam.group(1)}_{tam.group(2)}." + rest[tam.end():]
+    rest = re.sub(r"^conv1\.conv\.net2\.", "conv1.conv.", rest)
+    rest = re.sub(r"^block\.", "", rest)
+    key = key[:block.end()] + rest
+  return _rename_before_tin_tam(key, model_config)

@@ -540,6 +540,36 @@ ZOO += [
 ]
 
 
+# --- TIN and TANet (reference/mmaction2_cost.md 12, 13): numerics on the ResNet-18 smoke
+# models (4 frames); the ResNet-50 zoo configs' 448 and 544 state_dict entries (320 + 16 x
+# 8 interlace, 320 + 16 x 14 TAM) are checked by name and shape in tests/test_tin_tanet.py.
+
+def _zeroed_changes_logits(part: str, name: str):
+  """A check: the row's weights with every `part`...`name` tensor zeroed give other
+  logits, so the comparison sees the temporal module."""
+  def check(r: Result):
+    sd = {k: (v * 0 if part in k and k.endswith(name) else v) for k, v in r.state_dict.items()}
+    assert sum(part in k and k.endswith(name) for k in sd) >= 8
+    ours = _convert_and_run(r.config, sd, r.clip, "mmaction2")
+    assert max_abs_diff(ours, r.ours) > 1e-3
+  return check
+
+
+ZOO += [
+    Row("tin_r18", "TIN-ResNet-50", "tin_r50", "mmaction2", mmaction2.tin, (2, 4, 32),
+        clip_seed=70, seed=70, variant="smoke", overrides=_classes(9), keys=122 + 8 * 8,
+        has_keys=("module.backbone.layer3.1.conv1.conv.net1.offset_net.fc2.bias",
+                  "module.backbone.layer1.0.conv1.conv.net2.weight"),
+        check=_zeroed_changes_logits(".offset_net.", "fc2.bias"),
+        note="parity at ResNet-18; ResNet-50 names and shapes"),
+    Row("tanet_r18", "TANet-ResNet-50", "tanet_r50", "mmaction2", mmaction2.tanet,
+        (2, 4, 32), clip_seed=71, seed=71, variant="smoke", overrides=_classes(9),
+        keys=122 + 8 * 14, has_keys=("module.backbone.layer4.1.tam.G.3.weight",
+                                     "module.backbone.layer2.0.block.downsample.conv.weight"),
+        check=_zeroed_changes_logits(".tam.G.", "3.weight"),
+        note="parity at ResNet-18; ResNet-50 names and shapes"),
+]
+
 def _param(row: Row):
   return pytest.param(row, id=row.name, marks=[pytest.mark.slow] if row.slow else [])
 
@@ -670,3 +700,4 @@ if __name__ == "__main__":
       raise SystemExit("usage: python tests/test_parity.py --markdown | --measure")
   finally:
     conftest.pytest_unconfigure(None)  # the session's XLA cache directory
+

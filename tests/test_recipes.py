@@ -207,3 +207,5 @@ def test_recipes_carry_no_measurement():
       continue
     with open(os.path.join(ROOT, "vidjax/recipes", f)) as fh:
       assert not re.search(_MEASUREMENT, fh.read()), f
+# MMAction2's 2D models on Something: TIN tests on 1 clip, TANet on twice x ThreeCrop(256).
+_TESTS += [("tin_r50", "", "test1"), ("tanet_r50", "test2x3", "mmaction2_sth_test2x3")]

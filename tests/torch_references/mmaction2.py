@@ -736,3 +736,173 @@ def x3d(config, clip, seed):
   x = torch.from_numpy(clip.astype("float32").transpose(0, 1, 4, 2, 3).reshape(
       clip.shape[0], -1, *clip.shape[2:4]).copy())
   return calibrate_batchnorm(ref, x, g, (0.5, 2.0), types=(TrunkBN3d,))
+
+
+# --- TIN and TANet (reference/mmaction2_cost.md 12, 13): the 2D ResNet's blocks wrapped as
+# upstream wraps them: TIN's `conv1.conv` becomes a pair `net1` (the interlace) and `net2`
+# (the conv); TANet's blocks become `block` (the Bottleneck) plus `tam`, run between conv1
+# and conv2. Head as C2D-nopool's (fc of the frame mean = mean of the frames' fc).
+
+def tin_shift(data, shift):
+  """data (N, T, C, HW), integer shift (N, G): channel group g of sample n moves by
+  shift[n, g] frames, out[t] = in[t - s], zero outside the clip."""
+  n, t, c, hw = data.shape
+  groups = shift.shape[1]
+  src = torch.arange(t)[None, None, :] - shift.long()[:, :, None]      # (N, G, T)
+  valid = ((src >= 0) & (src < t)).to(data.dtype)
+  grouped = data.view(n, t, groups, c // groups, hw)
+  picked = grouped[torch.arange(n)[:, None, None], src.clamp(0, t - 1),
+                   torch.arange(groups)[None, :, None]]                 # (N, G, T, C/G, HW)
+  picked = picked * valid[..., None, None]
+  return picked.permute(0, 2, 1, 3, 4).reshape(n, t, c, hw)
+
+
+class OffsetNet(nn.Module):
+
+  def __init__(self, cin, t):
+    super().__init__()
+    self.conv = nn.Conv1d(cin, 1, 3, padding=1)
+    self.fc1 = nn.Linear(t, t)
+    self.fc2 = nn.Linear(t, 2)
+
+  def forward(self, x):  # (N, F, T) -> (N, 2)
+    x = self.conv(x).view(x.shape[0], x.shape[2])
+    return 4 * (torch.sigmoid(self.fc2(torch.relu(self.fc1(x)))) - 0.5)
+
+
+class WeightNet(nn.Module):
+
+  def __init__(self, cin):
+    super().__init__()
+    self.conv = nn.Conv1d(cin, 2, 3, padding=1)
+
+  def forward(self, x):  # (N, F, T) -> (N, T, 2)
+    return 2 * torch.sigmoid(self.conv(x).permute(0, 2, 1))
+
+
+class TemporalInterlace(nn.Module):
+
+  def __init__(self, cin, t, shift_div=4):
+    super().__init__()
+    self.t, self.folds = t, cin // shift_div
+    self.offset_net = OffsetNet(self.folds, t)
+    self.weight_net = WeightNet(self.folds)
+
+  def forward(self, x):
+    nt, c, h, w = x.shape
+    n, f = nt // self.t, self.folds
+    desc = x[:, :f].reshape(n, self.t, f, h, w)
+    pooled = desc.mean(dim=(3, 4)).permute(0, 2, 1)              # (N, F, T)
+    offset = self.offset_net(pooled)
+    offset = torch.cat([offset, -offset], 1)                       # (N, 4)
+    weight = self.weight_net(pooled)                               # (N, T, 2)
+    base = torch.floor(offset)
+    data = desc.reshape(n, self.t, f, h * w)
+    w0 = (1 - (offset - base)).repeat_interleave(f // 4, 1)[:, None, :, None]
+    shifted = w0 * tin_shift(data, base) + (1 - w0) * tin_shift(data, base + 1)
+    per_channel = weight.repeat(1, 1, 2).repeat_interleave(f // 4, 2)   # [w0, w1, w0, w1]
+    shifted = shifted * per_channel[..., None]
+    return torch.cat([shifted.reshape(nt, f, h, w), x[:, f:]], 1)
+
+
+class CombineNet(nn.Module):
+
+  def __init__(self, net1, net2):
+    super().__init__()
+    self.net1, self.net2 = net1, net2
+
+  def forward(self, x):
+    return self.net2(self.net1(x))
+
+
+class TamBN1d(nn.BatchNorm1d):
+  """TAM's BatchNorm1d (its statistics are set by randomize_tam)."""
+
+
+class TAM(nn.Module):
+
+  def __init__(self, c, t, alpha=2, beta=4, k=3):
+    super().__init__()
+    self.t = t
+    self.G = nn.Sequential(nn.Linear(t, t * alpha, bias=False), TamBN1d(t * alpha), nn.ReLU(),
+                           nn.Linear(t * alpha, k, bias=False), nn.Softmax(-1))
+    self.L = nn.Sequential(nn.Conv1d(c, c // beta, 3, padding=1, bias=False),
+                           TamBN1d(c // beta), nn.ReLU(),
+                           nn.Conv1d(c // beta, c, 1, bias=False), nn.Sigmoid())
+
+  def forward(self, x):
+    nt, c, h, w = x.shape
+    n, t = nt // self.t, self.t
+    x = x.view(n, t, c, h, w).permute(0, 2, 1, 3, 4)               # (N, C, T, H, W)
+    theta = x.mean(dim=(3, 4))                                     # (N, C, T)
+    kernel = self.G(theta.reshape(-1, t)).view(n * c, 1, -1, 1)
+    local = self.L(theta).view(n, c, t, 1, 1)
+    y = nn.functional.conv2d((x * local).reshape(1, n * c, t, h * w), kernel,
+                             padding=(kernel.shape[2] // 2, 0), groups=n * c)
+    return y.view(n, c, t, h, w).permute(0, 2, 1, 3, 4).reshape(nt, c, h, w)
+
+
+class TABlock(nn.Module):
+
+  def __init__(self, block, t):
+    super().__init__()
+    self.block = block
+    self.tam = TAM(block.conv1.conv.out_channels, t)
+
+  def forward(self, x):
+    b = self.block
+    out = self.tam(b.conv1(x))
+    out = b.conv3(b.conv2(out)) if hasattr(b, "conv3") else b.conv2(out)
+    identity = x if b.downsample is None else b.downsample(x)
+    return torch.relu(out + identity)
+
+
+def _blocks(backbone):
+  for s in range(1, 5):
+    layer = getattr(backbone, f"layer{s}")
+    yield layer, list(layer.children())
+
+
+def tin_recognizer(m):
+  """MMAction2's TIN for resolved model config `m` (weights untouched): ResNetTIN (every
+  block's conv1 wrapped; every other block in a stage of >= 23) + TSMHead."""
+  backbone = ResNet2d(m.backbone.depth)
+  for _, blocks in _blocks(backbone):
+    for i, blk in enumerate(blocks):
+      if i % (2 if SPECS[m.backbone.depth][1][2] >= 23 else 1) == 0:
+        interlace = TemporalInterlace(blk.conv1.conv.in_channels, m.tin.num_segments,
+                                      m.tin.shift_div)
+        blk.conv1.conv = CombineNet(interlace, blk.conv1.conv)
+  width = 512 * (4 if SPECS[m.backbone.depth][0] == "bottleneck" else 1)
+  return Recognizer2D(backbone, TSNHead(width, m.num_classes))
+
+
+def tanet_recognizer(m):
+  """MMAction2's TANet for resolved model config `m` (weights untouched): every block a
+  TABlock (`block` + `tam`) + TSMHead."""
+  backbone = ResNet2d(m.backbone.depth)
+  for layer, blocks in _blocks(backbone):
+    for i, blk in enumerate(blocks):
+      layer[i] = TABlock(blk, m.tam.num_segments)
+  width = 512 * (4 if SPECS[m.backbone.depth][0] == "bottleneck" else 1)
+  return Recognizer2D(backbone, TSNHead(width, m.num_classes))
+
+
+def tin(config, clip, seed):
+  """TIN with random weights and calibrated trunk BatchNorms, in eval mode."""
+  ref = tin_recognizer(resolve_model_config(config.model))
+  return randomize(ref, to_torch_input(clip), seed)
+
+
+def tanet(config, clip, seed):
+  """TANet with random weights, calibrated trunk BatchNorms and perturbed TAM BatchNorm
+  statistics, in eval mode."""
+  ref = randomize(tanet_recognizer(resolve_model_config(config.model)),
+                  to_torch_input(clip), seed)
+  g = torch.Generator().manual_seed(seed + 1)
+  with torch.no_grad():
+    for bn in ref.modules():
+      if isinstance(bn, TamBN1d):
+        bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=g) * 0.3)
+        bn.running_var.copy_(torch.rand(bn.running_var.shape, generator=g) + 0.5)
+  return ref

@@ -15,6 +15,8 @@ Slots (child name: where):
     (TSM's 'block' shift).
   temporal_module (`temporal`): the residual branch before its first conv; the shortcut
     sees the unchanged input (TSM's 'blockres' shift).
+  inner_module (`inner`): the residual branch after its first conv's BN and ReLU, before
+    the next conv (TANet's TAM; in a BasicBlock, before its second conv).
   mid_module (`mid`): after the BN that follows the block's spatial conv, before its ReLU
     (GC's ECal calibrators).
   post_module (`post`): the block output after the final ReLU (non-local blocks).
@@ -35,7 +37,7 @@ import ml_collections
 
 from vidjax.models import registry
 
-HOOK_SLOTS = ("pre_module", "temporal_module", "mid_module", "post_module")
+HOOK_SLOTS = ("pre_module", "temporal_module", "inner_module", "mid_module", "post_module")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,17 +69,20 @@ HookFactory = Callable[[BlockInfo], Optional[nn.Module]]
 
 
 class HookedBlock(nn.Module):
-  """Base of blocks that offer the four slots: call `setup_hooks(info)` in `setup`, then
+  """Base of blocks that offer the slots: call `setup_hooks(info)` in `setup`, then
   `hook(self.pre, x, ...)` etc. at the slot's place."""
   pre_module: Optional[HookFactory] = None
   temporal_module: Optional[HookFactory] = None
+  inner_module: Optional[HookFactory] = None
   mid_module: Optional[HookFactory] = None
   post_module: Optional[HookFactory] = None
 
   def setup_hooks(self, info: BlockInfo) -> None:
-    # Assigning in setup names the children after the attribute: pre, temporal, mid, post.
+    # Assigning in setup names the children after the attribute: pre, temporal, inner,
+    # mid, post.
     self.pre = self.pre_module(info) if self.pre_module else None
     self.temporal = self.temporal_module(info) if self.temporal_module else None
+    self.inner = self.inner_module(info) if self.inner_module else None
     self.mid = self.mid_module(info) if self.mid_module else None
     self.post = self.post_module(info) if self.post_module else None
 

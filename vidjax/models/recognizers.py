@@ -4,9 +4,10 @@
 and the computation dtype; its parts are named sub-configs resolved in their registries:
 `model.backbone.name`, `model.neck.name` (empty: no neck) and `model.head.name`.
 
-  recognizer2d: time folded into the batch (TSN, TSM, GC, TCPNet). The temporal modules
-    (`model.shift`, `model.non_local`, `model.ecal`; models/temporal/) enter the
-    backbone's blocks through the hook slots of models/hooks.py.
+  recognizer2d: time folded into the batch (TSN, TSM, GC, TCPNet, TIN, TANet, TRN). The
+    temporal modules (`model.shift`, `model.non_local`, `model.ecal`, `model.tin`,
+    `model.tam`; models/temporal/) enter the backbone's blocks through the hook slots of
+    models/hooks.py.
   recognizer3d: clips to the backbone as they are, [B, T, H, W, 3].
 """
 
@@ -121,8 +122,14 @@ def _build(cls: type, cfg: ml_collections.ConfigDict, **hooks: Any) -> Recognize
 
 
 def _input_shape(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
-  # Heads bound to a frame count (TCP's conv_1d) name it; others take any T.
-  return (1, int(cfg.head.get("num_segments", 2)), 224, 224, 3)
+  # Heads and temporal modules bound to a frame count (TCP's conv_1d, TIN's fc1) name
+  # it; others take any T.
+  t = cfg.head.get("num_segments", 0)
+  for field, _ in registry.temporal_entries():
+    sub = cfg.get(field)
+    if not t and sub is not None and sub.enabled:
+      t = sub.get("num_segments", 0)
+  return (1, int(t or 2), 224, 224, 3)
 
 
 @registry.register("recognizer", "recognizer2d", recognizer2d_defaults, input_shape=_input_shape)

@@ -324,3 +324,60 @@ DEMO_FRAMES["x3d"] = 8
 
 SMOKE_FIELDS["c3d"] = {"model.backbone.base_channels": 8, "model.backbone.hidden_dim": 64}
 SMOKE_FIELDS["x3d"] = {"model.backbone.gamma_d": 0.5, "model.head.hidden_dim": 64}
+
+# --- TIN, TANet and TRN (configs/tin_r50.py, tanet_r50.py, trn_r50.py) ---------------------
+# MMAction2's 2D temporal models on Something-Something V1 (frame folders), 8 segments of
+# one frame (1x1x8: TSN segments, centred ones at test), MultiScaleCrop (scales 1, .875,
+# .75, .66, one step of aspect, 13 fixed positions) to 224, flip (the data set's label
+# pairs), ResNet-50 (Recognizer2D), SGD momentum 0.9 with gradient clipping at norm 20.
+# TIN and TANet use TSMOptimWrapperConstructor with fc_lr5: the fc at lr x5 (weight) and
+# x10 (bias, no decay), no decay on BatchNorm and biases.
+_TSM_FC_LR5 = (
+    {"regex": r"fc/kernel$", "lr_mult": 5.0, "decay_mult": 1.0},
+    {"regex": r"fc/bias$", "lr_mult": 10.0, "decay_mult": 0.0},
+)
+_STH_2D = {
+    "model.name": "recognizer2d", "model.backbone.name": "resnet", "model.head.name": "tsn",
+    "data.sampler": "segments", "data.train_crop": "multi_scale",
+    "data.scales": (1.0, 0.875, 0.75, 0.66), "data.max_distort": 1, "data.fix_crop": True,
+    "data.more_fix_crop": True, "data.flip": True, "optim.clip_grad_norm": 20.0}
+_FC_LR5 = {"optim.param_groups": _TSM_FC_LR5, "optim.no_decay": (r"bias$", r"scale$")}
+# tin_imagenet-pretrained-r50_8xb6-1x1x8-40e_sthv1-rgb: TIN (shift_div 4) on every block,
+# TSMHead with dropout 0.8; lr 0.02 for batch 48 (8 GPUs x 6), weight decay 5e-4, 1 linear
+# warm-up epoch from x0.1, then cosine to 0 over 40 epochs. Test: 1 centred clip, centre
+# crop 224 after short side 256 (the val pipeline).
+MODELS["tin_r50"] = dict(sampling=(8, 1), dataset="sthv1", tests=("test1",), fields={
+    **_STH_2D, **_FC_LR5, "model.tin.enabled": True, "model.head.dropout_rate": 0.8,
+    "batch_size": 48, "optim.lr": 0.02, "optim.weight_decay": 5e-4, "optim.epochs": 40.0,
+    "optim.schedule": "cosine", "optim.warmup_epochs": 1.0, "optim.warmup_start_factor": 0.1})
+PARTS["tin_r50"] = {}
+SAMPLINGS["tin_r50"] = {}
+TEST_PROTOCOLS[("tin_r50", "")] = {"test1": "test1"}
+DEMO_FRAMES["tin_r50"] = 4
+# tanet_imagenet-pretrained-r50_8xb8-1x1x8-50e_sthv1-rgb: TAM in every block, TSMHead with
+# dropout 0.6; lr 0.01 for batch 64 (8 GPUs x 8), weight decay 1e-3, lr x0.1 at epochs 30,
+# 40 and 45, 50 epochs. Test: twice sample x ThreeCrop(256), softmax averaged.
+MODELS["tanet_r50"] = dict(sampling=(8, 1), dataset="sthv1", tests=("test1", "test2x3"),
+                           fields={
+    **_STH_2D, **_FC_LR5, "model.tam.enabled": True, "model.head.dropout_rate": 0.6,
+    "batch_size": 64, "optim.lr": 0.01, "optim.weight_decay": 1e-3, "optim.epochs": 50.0,
+    "optim.schedule": "step", "optim.lr_steps": (30, 40, 45)})
+PARTS["tanet_r50"] = {}
+SAMPLINGS["tanet_r50"] = {}
+_STH_TESTS = {"test1": "test1", "test2x3": "mmaction2_sth_test2x3"}
+TEST_PROTOCOLS[("tanet_r50", "")] = _STH_TESTS
+DEMO_FRAMES["tanet_r50"] = 4
+
+
+def build_2d(arg: str, file: str, model: str) -> ml_collections.ConfigDict:
+  """`build` for the 2D models above: TSN segments (the demo and smoke variants too, where
+  `build` gives the 3D models dense clips) and the temporal modules built for the
+  config's frame count."""
+  config = build(arg, file, model)
+  if config.data.name == "demo":
+    config.data.update(sampler="segments", test_sampling="uniform")
+    config.optim.param_groups = ()
+  for field in ("tin", "tam"):
+    if config.model[field].enabled:
+      config.model[field].num_segments = config.data.num_frames
+  return config

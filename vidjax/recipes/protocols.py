@@ -65,6 +65,10 @@ PROTOCOLS: dict[str, Protocol] = {
     "mmaction2_x3d_s_test30": Protocol(10, "mmaction2_3d", "three_crop", size=182,
                                        scale=182, batch_size=2),
 }
+# MMAction2's 2D models on Something (TANet, TRN): twice sample (2 clips of centred and
+# un-centred segments) x ThreeCrop(256) after short side 256, softmax averaged.
+PROTOCOLS["mmaction2_sth_test2x3"] = Protocol(2, "twice", "three_crop", size=256,
+                                              fusion="mean_softmax", batch_size=4)
 
 
 def set_views(config: ml_collections.ConfigDict, clips: int, crop: str) -> None:

@@ -9,7 +9,8 @@ a rename (converters/common.py): `conv1`, `bn1`, `layer{s}_{i}` with `conv1..3`,
 
 Frames are folded into the batch, video-major: row `n * T + t` is frame t of clip n.
 The trunk never mixes frames itself; `num_segments` (T) is handed to the hooks. The
-`mid` slot is after bn2 of a Bottleneck, bn1 of a BasicBlock. Registered as backbone
+`inner` slot is after the ReLU of bn1 (both kinds); the `mid` slot is after bn2 of a
+Bottleneck, bn1 of a BasicBlock. Registered as backbone
 'resnet'.
 """
 
@@ -64,7 +65,9 @@ class _Block(NormBlock, HookedBlock):
     x = self.hook(self.pre, x, num_segments, hook_train)
     identity = self._shortcut(x, bn_train)
     y = self.hook(self.temporal, x, num_segments, hook_train)
-    y = self.branch(y, bn_train, lambda z: self.hook(self.mid, z, num_segments, hook_train))
+    y = self.branch(y, bn_train,
+                    lambda z: self.hook(self.inner, z, num_segments, hook_train),
+                    lambda z: self.hook(self.mid, z, num_segments, hook_train))
     y = nn.relu(y + identity)
     return self.hook(self.post, y, num_segments, hook_train)
 
@@ -80,8 +83,8 @@ class BasicBlock(_Block):
     self.bn2 = self.norm()
     self._setup_common()
 
-  def branch(self, y: jax.Array, bn_train: bool, mid) -> jax.Array:
-    y = nn.relu(mid(self.bn1(self.conv1(y), bn_train)))
+  def branch(self, y: jax.Array, bn_train: bool, inner, mid) -> jax.Array:
+    y = inner(nn.relu(mid(self.bn1(self.conv1(y), bn_train))))
     return self.bn2(self.conv2(y), bn_train)
 
 
@@ -98,8 +101,8 @@ class Bottleneck(_Block):
     self.bn3 = self.norm()
     self._setup_common()
 
-  def branch(self, y: jax.Array, bn_train: bool, mid) -> jax.Array:
-    y = nn.relu(self.bn1(self.conv1(y), bn_train))
+  def branch(self, y: jax.Array, bn_train: bool, inner, mid) -> jax.Array:
+    y = inner(nn.relu(self.bn1(self.conv1(y), bn_train)))
     y = nn.relu(mid(self.bn2(self.conv2(y), bn_train)))
     return self.bn3(self.conv3(y), bn_train)
 
@@ -115,13 +118,15 @@ class ResNet(Trunk):
       block inputs are kept, for memory; parameters are the same.
     out_stages: the stages whose outputs are returned, e.g. (3, 4) for TPN: a tuple of
       arrays; one stage gives the array itself.
-    pre_module, temporal_module, mid_module, post_module: hook factories (models/hooks.py).
+    pre_module, temporal_module, inner_module, mid_module, post_module: hook factories
+      (models/hooks.py).
   """
   base_channels: int = 64
   remat: bool = False
   out_stages: Sequence[int] = (4,)
   pre_module: Optional[HookFactory] = None
   temporal_module: Optional[HookFactory] = None
+  inner_module: Optional[HookFactory] = None
   mid_module: Optional[HookFactory] = None
   post_module: Optional[HookFactory] = None
 
@@ -163,7 +168,8 @@ class ResNet(Trunk):
             stride=self.stride(s, i), expansion=expansion)
         x = block_cls(
             info=info, **self.block_norm(), pre_module=self.pre_module,
-            temporal_module=self.temporal_module, mid_module=self.mid_module,
+            temporal_module=self.temporal_module, inner_module=self.inner_module,
+            mid_module=self.mid_module,
             post_module=self.post_module, name=info.name)(
                 x, num_segments, self.bn_train(s, train), self.stage_train(s, train))
         in_channels = info.out_channels
