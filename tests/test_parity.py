@@ -567,7 +567,12 @@ ZOO += [
         keys=122 + 8 * 14, has_keys=("module.backbone.layer4.1.tam.G.3.weight",
                                      "module.backbone.layer2.0.block.downsample.conv.weight"),
         check=_zeroed_changes_logits(".tam.G.", "3.weight"),
-        note="parity at ResNet-18; ResNet-50 names and shapes"),
+        note="parity at ResNet-18 and ResNet-50 (bottleneck TAM, as upstream)"),
+    Row("tanet_r50_bottleneck", "TANet-ResNet-50", "tanet_r50", "mmaction2", mmaction2.tanet,
+        (1, 4, 32), clip_seed=72, seed=72, variant="smoke",
+        overrides={**_classes(9), "model.backbone.depth": 50}, keys=544, slow=True,
+        # 16 TAMs with random statistics give logits of std ~96: 1e-4 of their scale.
+        tolerance=1e-2),
 ]
 
 def _param(row: Row):
