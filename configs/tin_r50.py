@@ -13,8 +13,9 @@ every block interlaces the first quarter of its residual branch's input channels
 0.8, ImageNet mean/std. Recipe: 8 TSN segments, MultiScaleCrop to 224, flip; SGD momentum
 0.9, lr 0.02 for batch 48 (8 GPUs x 6), weight decay 5e-4 (none on BatchNorm and biases),
 fc at lr x5 / x10, gradient clipping at norm 20, 1 warm-up epoch from x0.1 then cosine
-to half the lr at 40 epochs; ImageNet ResNet-50 initialisation upstream (`--config.init_from=DIR`). Eval
-and test: 1 centred clip (8 segment centres), short side 256, centre crop 224.
+to half the lr at 40 epochs; ImageNet ResNet-50 initialisation upstream
+(`--config.init_from=DIR`). Eval and test: 1 centred clip (8 segment centres), short
+side 256, centre crop 224.
 
   python -m vidjax.main --config configs/tin_r50.py --workdir /tmp/tin_r50 \
       --config.data.root=~/data/sthv1/frames
