@@ -38,7 +38,9 @@ MODELS = ("clip", "tc_clip")
 _META = ("input_resolution", "context_length", "vocab_size")
 
 
-def _block(rest: str) -> str:
+def block_key(rest: str) -> str:
+  """A residual block's key rest with nn.MultiheadAttention's packed q/k/v renamed to our
+  `attn.in_proj` child (the TC-CLIP source shares it)."""
   return re.sub(r"^attn\.in_proj_(weight|bias)$", r"attn.in_proj.\1", rest)
 
 
@@ -47,7 +49,7 @@ def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[st
   m = re.fullmatch(r"(visual\.)?transformer\.resblocks\.(\d+)\.(.+)", key)
   if m:
     tower = "visual" if m[1] else "text"
-    return f"{tower}.resblocks_{m[2]}.{_block(m[3])}"
+    return f"{tower}.resblocks_{m[2]}.{block_key(m[3])}"
   if key == "token_embedding.weight":
     return "text.token_embedding.embedding"
   if key in ("positional_embedding", "text_projection") or key.startswith("ln_final."):

@@ -32,6 +32,7 @@ from typing import Any, Mapping, Optional
 import ml_collections
 import numpy as np
 
+from converters.clip import block_key
 from converters.common import ConversionError, assign, clean_state_dict
 
 MODELS = ("tc_clip",)
@@ -40,10 +41,6 @@ TOKEN_EMBEDDING = "token_embedding.weight"
 _PROMPT_BUFFERS = ("prompt_learner.token_prefix", "prompt_learner.token_suffix")
 # Upstream draws the new bias tables from trunc_normal(std 0.02); a fixed seed here.
 BIAS_TABLE_SEED = 0
-
-
-def _packed(rest: str) -> str:
-  return re.sub(r"^attn\.in_proj_(weight|bias)$", r"attn.in_proj.\1", rest)
 
 
 def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[str]:
@@ -57,13 +54,13 @@ def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[st
     return "visual." + m[1]
   m = re.fullmatch(r"text_encoder\.transformer\.resblocks\.(\d+)\.(.+)", key)
   if m:
-    return f"text.resblocks_{m[1]}.{_packed(m[2])}"
+    return f"text.resblocks_{m[1]}.{block_key(m[2])}"
   m = re.fullmatch(r"text_encoder\.(positional_embedding|text_projection|ln_final\.\w+)", key)
   if m:
     return "text." + m[1]
   m = re.fullmatch(r"text_encoder\.prompt_generation_layer\.0\.(.+)", key)
   if m:
-    return "text.prompt_generation." + _packed(m[1])
+    return "text.prompt_generation." + block_key(m[1])
   if key == TOKEN_EMBEDDING:
     return "text.token_embedding.embedding"
   if key in ("prompt_learner.ctx", "logit_scale"):
