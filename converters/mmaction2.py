@@ -197,3 +197,66 @@ def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[st
     rest = re.sub(r"^block\.", "", rest)
     key = key[:block.end()] + rest
   return _rename_before_tin_tam(key, model_config)
+
+
+# --- TRN and TPN (`recognizer2d/trn`; TPN: `model.neck.name = "tpn"` on `recognizer3d/i3d`
+# or `recognizer2d/i3d`, the TPNHead). TRNHead's relation MLPs and TPN's neck get flat
+# flax names; MMAction2's TSM wraps each shifted conv1 in `.net`:
+#
+#     cls_head.consensus.fc_fusion_scales.{i}.{j}.*  -> head.fc_fusion_scales_{i}_{j}.*
+#     backbone.layer{s}.{i}.conv1.conv.net.weight    -> backbone.layer{s}_{i}.conv1.weight
+#     neck.spatial_modulation.spatial_modulation.{i}.{j}.{conv,bn}.*
+#                                                    -> neck.spatial_modulation_{i}_{j}.*
+#     neck.temporal_modulation_ops.{i}.conv.conv.*   -> neck.temporal_modulation_{i}.conv.*
+#     neck.level_fusion_{k}.downsamples.{i}.conv.{conv,bn}.*
+#                                                    -> neck.level_fusion_{k}.downsamples_{i}.*
+#     neck.downsample_ops.{i}.conv.conv.*            -> neck.downsample_ops_{i}.conv.*
+#     neck.{level_fusion_{k}.fusion_conv,pyramid_fusion,aux_head.conv}.{conv,bn}.*,
+#     neck.aux_head.fc.*                             -> the same names
+#
+# TPNHead's fcn test creates `cls_head.new_cls.*` (fc_cls as a 1x1x1 conv) on its first
+# test forward, so checkpoints saved after a test hold it: accepted when it equals fc_cls.
+MODELS += ("recognizer2d/trn", "recognizer2d/i3d")
+_TPN_RULES = (
+    (r"^neck\.spatial_modulation\.spatial_modulation\.(\d+)\.(\d+)\.",
+     r"neck.spatial_modulation_\1_\2."),
+    (r"^neck\.temporal_modulation_ops\.(\d+)\.conv\.", r"neck.temporal_modulation_\1."),
+    (r"^neck\.level_fusion_(\d)\.downsamples\.(\d+)\.conv\.",
+     r"neck.level_fusion_\1.downsamples_\2."),
+    (r"^neck\.downsample_ops\.(\d+)\.conv\.", r"neck.downsample_ops_\1."),
+    (r"^neck\.(level_fusion_\d\.fusion_conv|pyramid_fusion|aux_head)\.", r"neck.\1."),
+)
+_rename_before_trn_tpn = rename_key
+
+
+def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[str]:  # noqa: F811
+  relation = re.match(r"^cls_head\.consensus\.fc_fusion_scales\.(\d+)\.(\d+)\.", key)
+  if relation and model_config.head.name == "trn":
+    return f"head.fc_fusion_scales_{relation.group(1)}_{relation.group(2)}." + key[
+        relation.end():]
+  if key.startswith("neck."):
+    return rename_by_rules(_TPN_RULES, key) if model_config.neck.name == "tpn" else None
+  shift = model_config.get("shift")
+  if shift is not None and shift.enabled and model_config.backbone.name == "resnet":
+    key = re.sub(r"^(backbone\.layer\d+\.\d+\.conv1\.conv)\.net\.", r"\1.", key)
+  return _rename_before_trn_tpn(key, model_config)
+
+
+_convert_before_tpn = convert_variables
+
+
+def convert_variables(state_dict: Mapping[str, Any],   # noqa: F811
+                      model_config: ml_collections.ConfigDict, abstract: Mapping[str, Any]
+                      ) -> dict:
+  """`convert_variables`, after dropping TPNHead's fcn-test copy of fc_cls (an error when
+  it is not a copy)."""
+  cleaned = clean_state_dict(unwrap(state_dict))
+  copies = {k: cleaned.pop(k) for k in ("cls_head.new_cls.weight", "cls_head.new_cls.bias")
+            if k in cleaned}
+  for key, value in copies.items():
+    fc = cleaned.get(key.replace("new_cls", "fc_cls"))
+    if fc is None or value.size != fc.size or not np.array_equal(value.reshape(fc.shape), fc):
+      raise ConversionError(f"checkpoint does not fit the model:\n  {key} "
+                            f"{tuple(value.shape)} is not TPNHead's copy of "
+                            f"{key.replace('new_cls', 'fc_cls')}")
+  return _convert_before_tpn(cleaned, model_config, abstract)

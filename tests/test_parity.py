@@ -575,6 +575,72 @@ ZOO += [
         tolerance=1e-2),
 ]
 
+
+# --- TRN and TPN (reference/mmaction2_cost.md 14, 15): numerics on the ResNet-18 smoke
+# models (TRN's relations drawn after np.random.seed(relation_seed) on both sides; TPN with
+# the pyramid at ResNet-18's widths, 4 frames pooled to 1). In tests/test_trn_tpn.py: the
+# ResNet-50 zoo configs' names and shapes (TRN 348 entries, TPN 379), TRNHead at 8
+# frames, TPN's training forward with its auxiliary head.
+
+def _relation_seed_matters(r: Result):
+  """With other relation seeds (other tuples drawn) the heads alone, on the reference's
+  frame features, give other logits: the reference's after np.random.seed of each."""
+  from vidjax.models.heads.trn import relation_tuples  # pylint: disable=import-outside-toplevel
+  t, size = r.clip.shape[1], r.clip.shape[2]
+  seeds = (r.config.model.head.relation_seed + 1, r.config.model.head.relation_seed + 3)
+  assert ({tuple(map(tuple, c)) for c in relation_tuples(t, 3, seeds[0])}
+          != {tuple(map(tuple, c)) for c in relation_tuples(t, 3, seeds[1])})
+  with torch.no_grad():
+    feats = r.ref.backbone(to_torch_input(r.clip).reshape(-1, 3, size, size))
+  head = build_model(r.config.model).head
+  outs = []
+  for seed in seeds:
+    with jax.default_matmul_precision("highest"):
+      ours = np.asarray(head.clone(parent=None, relation_seed=seed).apply(
+          {"params": r.variables["params"]["head"]}, feats.numpy().transpose(0, 2, 3, 1),
+          num_segments=t))
+    np.random.seed(seed)
+    with torch.no_grad():
+      theirs = r.ref.cls_head(feats, t).numpy()
+    assert max_abs_diff(ours, theirs) <= 1e-4
+    outs.append(ours)
+  assert max_abs_diff(outs[0], outs[1]) > 1e-3
+
+
+def _tpn_fcn_copy(r: Result):
+  """TPNHead's fcn-test copy of fc_cls (`cls_head.new_cls.*`, saved by upstream after a
+  test) converts to the same variables; a tensor that is not a copy is refused."""
+  sd = dict(r.state_dict)
+  fc = sd["module.cls_head.fc_cls.weight"]
+  sd["module.cls_head.new_cls.weight"] = fc[..., None, None, None].clone()
+  sd["module.cls_head.new_cls.bias"] = sd["module.cls_head.fc_cls.bias"].clone()
+  jax.tree.map(np.testing.assert_array_equal, converters.convert("mmaction2", sd, r.config),
+               r.variables)
+  sd["module.cls_head.new_cls.bias"] = sd["module.cls_head.new_cls.bias"] + 1
+  with pytest.raises(converters.ConversionError, match="cls_head.new_cls.bias"):
+    converters.convert("mmaction2", sd, r.config)
+
+
+ZOO += [
+    Row("trn_r18", "TRN-ResNet-50", "trn_r50", "mmaction2", mmaction2.trn, (2, 4, 32),
+        clip_seed=80, seed=80, variant="smoke", overrides=_classes(9), keys=120 + 2 + 3 * 4,
+        has_keys=("module.cls_head.consensus.fc_fusion_scales.2.3.bias",),
+        check=_relation_seed_matters,
+        note="parity at ResNet-18, relations drawn as upstream after np.random.seed; "
+             "ResNet-50 names and shapes"),
+    Row("tpn_tsm_r18", "TPN-TSM-ResNet-50", "tpn_tsm_r50", "mmaction2", mmaction2.tpn,
+        (2, 4, 32), clip_seed=82, seed=82, variant="smoke", overrides=_classes(9),
+        keys=120 + 2 + 59, has_keys=("module.backbone.layer1.0.conv1.conv.net.weight",
+                                     "module.neck.aux_head.fc.weight"),
+        check=_tpn_fcn_copy, note="parity at ResNet-18; ResNet-50 names and shapes"),
+    Row("tpn_slowonly_r18", "TPN-SlowOnly-ResNet-50", "tpn_slowonly_r50", "mmaction2",
+        mmaction2.tpn, (2, 4, 32), clip_seed=83, seed=83, variant="smoke",
+        overrides=_classes(9), keys=120 + 2 + 59,
+        has_keys=("module.neck.level_fusion_2.downsamples.1.conv.bn.running_var",),
+        note="parity at ResNet-18; ResNet-50 names and shapes"),
+]
+
+
 def _param(row: Row):
   return pytest.param(row, id=row.name, marks=[pytest.mark.slow] if row.slow else [])
 
@@ -705,4 +771,5 @@ if __name__ == "__main__":
       raise SystemExit("usage: python tests/test_parity.py --markdown | --measure")
   finally:
     conftest.pytest_unconfigure(None)  # the session's XLA cache directory
+
 

@@ -906,3 +906,298 @@ def tanet(config, clip, seed):
         bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=g) * 0.3)
         bn.running_var.copy_(torch.rand(bn.running_var.shape, generator=g) + 0.5)
   return ref
+
+
+# --- TRN and TPN (reference/mmaction2_cost.md 14, 15): TRNHead (`fc_cls` per frame, then
+# `consensus.fc_fusion_scales.{i}` = [ReLU, Linear, ReLU, Linear] per scale) on the 2D
+# ResNet; TPN (`neck.*`) on res4 and res5 of ResNet3d-SlowOnly or of the 2D ResNet with
+# MMAction2's temporal shift (`conv1.conv.net`), TPNHead as I3DHead.
+
+class RelationModuleMultiScale(nn.Module):
+  """Relations of T, T-1, ..., 2 frames: the full tuple, then per smaller scale
+  min(3, n) tuples of `itertools.combinations` drawn by NumPy's global RNG, as upstream
+  does at every forward; each scale's MLP on the tuple's features in time order, summed."""
+
+  def __init__(self, hidden, t, k, bottleneck=256, subsample=3):
+    super().__init__()
+    self.t, self.subsample = t, subsample
+    self.fc_fusion_scales = nn.ModuleList(
+        nn.Sequential(nn.ReLU(), nn.Linear(s * hidden, bottleneck), nn.ReLU(),
+                      nn.Linear(bottleneck, k)) for s in range(t, 1, -1))
+
+  def forward(self, x):  # (N, T, D)
+    import itertools  # pylint: disable=import-outside-toplevel
+
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    n = x.shape[0]
+    out = self.fc_fusion_scales[0](x.reshape(n, -1))
+    for i, s in enumerate(range(self.t - 1, 1, -1), start=1):
+      combos = list(itertools.combinations(range(self.t), s))
+      for j in np.random.choice(len(combos), min(self.subsample, len(combos)), replace=False):
+        out = out + self.fc_fusion_scales[i](x[:, list(combos[j])].reshape(n, -1))
+    return out
+
+
+class TRNHead(nn.Module):
+  """Average pool (H, W) per frame, `fc_cls` to hidden, then the relation consensus."""
+
+  def __init__(self, cin, k, t, hidden=256):
+    super().__init__()
+    self.t, self.hidden = t, hidden
+    self.fc_cls = nn.Linear(cin, hidden)
+    self.consensus = RelationModuleMultiScale(hidden, t, k)
+
+  def forward(self, x, t):
+    assert t == self.t
+    return self.consensus(self.fc_cls(x.mean(dim=(2, 3))).view(-1, t, self.hidden))
+
+
+class SeededRecognizer2D(Recognizer2D):
+  """The test's side of TRN's parity: `np.random.seed(seed)` right before each forward."""
+
+  def __init__(self, backbone, cls_head, seed):
+    super().__init__(backbone, cls_head)
+    self.relation_seed = seed
+
+  def forward(self, x):
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    np.random.seed(self.relation_seed)
+    return super().forward(x)
+
+
+def trn(config, clip, seed):
+  """MMAction2's TRN (plain 2D ResNet, TRNHead) with random weights and calibrated BNs;
+  its forwards draw relations after `np.random.seed(model.head.relation_seed)`."""
+  m = resolve_model_config(config.model)
+  width = 512 * (4 if SPECS[m.backbone.depth][0] == "bottleneck" else 1)
+  head = TRNHead(width, m.num_classes, m.head.num_segments, m.head.hidden_dim)
+  ref = SeededRecognizer2D(ResNet2d(m.backbone.depth), head, m.head.relation_seed)
+  return randomize(ref, to_torch_input(clip), seed)
+
+
+class TemporalShift(nn.Module):
+  """MMAction2's TSM shift around a conv (`net`): on (N*T, C, H, W), channels [0, C/8)
+  take the next frame, [C/8, C/4) the previous one (zeros past the ends)."""
+
+  def __init__(self, net, t, shift_div=8):
+    super().__init__()
+    self.net, self.t, self.shift_div = net, t, shift_div
+
+  def forward(self, x):
+    nt, c, h, w = x.shape
+    x = x.view(nt // self.t, self.t, c, h, w)
+    fold = c // self.shift_div
+    out = torch.zeros_like(x)
+    out[:, :-1, :fold] = x[:, 1:, :fold]
+    out[:, 1:, fold:2 * fold] = x[:, :-1, fold:2 * fold]
+    out[:, :, 2 * fold:] = x[:, :, 2 * fold:]
+    return self.net(out.view(nt, c, h, w))
+
+
+class ResNet2dStages(ResNet2d):
+  """The 2D ResNet returning (layer3, layer4) (MMAction2's out_indices (2, 3))."""
+
+  def forward(self, x):
+    x = self.layer2(self.layer1(self.maxpool(self.conv1(x))))
+    x3 = self.layer3(x)
+    return x3, self.layer4(x3)
+
+
+class ResNet3dStages(ResNet3d):
+  """ResNet3d returning (layer3, layer4)."""
+
+  def forward(self, x):
+    x = self.conv1(x)
+    if self.with_pool1:
+      x = self.maxpool(x)
+    x = self.layer1(x)
+    if self.with_pool2:
+      x = self.pool2(x)
+    x3 = self.layer3(self.layer2(x))
+    return x3, self.layer4(x3)
+
+
+class TPNConv(nn.Module):
+  """TPN's mmcv ConvModule: bias-free Conv3d (`conv`, with groups), then optionally a BN3d
+  (`bn`) and ReLU."""
+
+  def __init__(self, cin, cout, kernel=1, stride=1, padding=0, groups=1, norm=True, act=True):
+    super().__init__()
+    self.conv = nn.Conv3d(cin, cout, kernel, stride, padding, groups=groups, bias=False)
+    if norm:
+      self.bn = TrunkBN3d(cout)
+    self.norm, self.act = norm, act
+
+  def forward(self, x):
+    x = self.conv(x)
+    if self.norm:
+      x = self.bn(x)
+    return torch.relu(x) if self.act else x
+
+
+class DownSample(nn.Module):
+  """`conv` and a ceil-mode max-pool of `scale`, the pool 'before' or 'after' the conv."""
+
+  def __init__(self, conv, scale, position):
+    super().__init__()
+    self.conv, self.position = conv, position
+    self.pool = nn.MaxPool3d(scale, scale, 0, ceil_mode=True)
+
+  def forward(self, x):
+    return self.conv(self.pool(x)) if self.position == "before" else self.pool(self.conv(x))
+
+
+class TemporalModulation(nn.Module):
+
+  def __init__(self, cin, cout, scale, groups):
+    super().__init__()
+    self.conv = TPNConv(cin, cout, (3, 1, 1), 1, (1, 0, 0), groups, norm=False, act=False)
+    self.pool = nn.MaxPool3d((scale, 1, 1), (scale, 1, 1), 0, ceil_mode=True)
+
+  def forward(self, x):
+    return self.pool(self.conv(x))
+
+
+class LevelFusion(nn.Module):
+
+  def __init__(self, cins, mids, cout, groups):
+    super().__init__()
+    self.downsamples = nn.ModuleList(
+        DownSample(TPNConv(c, mid, groups=groups), (1, 1, 1), "before")
+        for c, mid in zip(cins, mids))
+    self.fusion_conv = TPNConv(sum(mids), cout)
+
+  def forward(self, xs):
+    return self.fusion_conv(torch.cat([d(x) for d, x in zip(self.downsamples, xs)], 1))
+
+
+class SpatialModulation(nn.Module):
+  """Per level, log2(out / C) stride-2 (1, 3, 3) ConvModules doubling the channels; a
+  level already `out` wide passes through."""
+
+  def __init__(self, cins, cout):
+    super().__init__()
+    ops = []
+    for c in cins:
+      factor = int(math.log2(cout // c))
+      ops.append(nn.ModuleList(
+          TPNConv(c * 2 ** f, c * 2 ** (f + 1), (1, 3, 3), (1, 2, 2), (0, 1, 1))
+          for f in range(factor)) if factor >= 1 else nn.Identity())
+    self.spatial_modulation = nn.ModuleList(ops)
+
+  def forward(self, xs):
+    out = []
+    for op, x in zip(self.spatial_modulation, xs):
+      if isinstance(op, nn.ModuleList):
+        for conv in op:
+          x = conv(x)
+      else:
+        x = op(x)
+      out.append(x)
+    return out
+
+
+class AuxHead(nn.Module):
+  """conv (2C, stride-2 (1, 3, 3)) + BN + ReLU, global average, (dropout), fc."""
+
+  def __init__(self, cin, k):
+    super().__init__()
+    self.conv = TPNConv(cin, 2 * cin, (1, 3, 3), (1, 2, 2), (0, 1, 1))
+    self.fc = nn.Linear(2 * cin, k)
+
+  def forward(self, x):
+    return self.fc(self.conv(x).mean(dim=(2, 3, 4)))
+
+
+class TPN(nn.Module):
+  """The TPN neck on levels (N, C_i, T, H, W); in training mode the auxiliary head's
+  logits on the second-to-last level are kept in `aux_logits`."""
+
+  def __init__(self, cins, out_channels, spatial_out, scales, fusion_out, pyramid_out, k,
+               groups=32, flow="cascade"):
+    super().__init__()
+    self.flow = flow
+    self.spatial_modulation = SpatialModulation(cins, spatial_out)
+    self.temporal_modulation_ops = nn.ModuleList(
+        TemporalModulation(spatial_out, out_channels, s, groups) for s in scales)
+    n = len(cins)
+    self.downsample_ops = nn.ModuleList(
+        DownSample(TPNConv(out_channels, out_channels, (3, 1, 1), 1, (1, 0, 0), norm=False,
+                           act=False), (1, 1, 1), "after") for _ in range(n - 1))
+    mids = (out_channels,) * n
+    self.level_fusion_1 = LevelFusion(mids, mids, fusion_out, groups)
+    self.level_fusion_2 = LevelFusion(mids, mids, fusion_out, groups)
+    self.pyramid_fusion = TPNConv(2 * fusion_out, pyramid_out)
+    self.aux_head = AuxHead(cins[-2], k)
+    self.aux_logits = None
+
+  def forward(self, xs):
+    self.aux_logits = self.aux_head(xs[-2]) if self.training else None
+    temporal = [op(x) for op, x in zip(self.temporal_modulation_ops,
+                                       self.spatial_modulation(xs))]
+    outs = list(temporal)
+    for i in range(len(outs) - 1, 0, -1):
+      outs[i - 1] = outs[i - 1] + outs[i]
+    top_down = self.level_fusion_1(outs)
+    if self.flow == "parallel":
+      outs = list(temporal)
+    for i in range(len(outs) - 1):
+      outs[i + 1] = outs[i + 1] + self.downsample_ops[i](outs[i])
+    return self.pyramid_fusion(torch.cat([top_down, self.level_fusion_2(outs)], 1))
+
+
+class NeckRecognizer(Recognizer):
+  """Recognizer3D (frames (B, 3, T, H, W) to the backbone) or Recognizer2D (frames
+  folded, each stage unfolded to (B, C, T, H, W)) with `neck` between backbone and
+  cls_head."""
+
+  def __init__(self, backbone, neck, cls_head, two_d):
+    super().__init__(backbone, cls_head)
+    self.neck, self.two_d = neck, two_d
+
+  def classify(self, x):  # (B, T, 3, H, W)
+    b, t = x.shape[:2]
+    if self.two_d:
+      stages = [s.reshape(b, t, *s.shape[1:]).transpose(1, 2)
+                for s in self.backbone(x.flatten(0, 1))]
+    else:
+      stages = self.backbone(x.transpose(1, 2))
+    return self.cls_head(self.neck(stages))
+
+
+def tpn_recognizer(m):
+  """MMAction2's TPN recognizer for resolved model config `m` (weights untouched):
+  TSM-ResNet (2D, every block's conv1 shifted) or ResNet3d, res4 and res5 to the TPN
+  neck, I3DHead."""
+  n = m.neck
+  if m.name == "recognizer2d":
+    backbone = ResNet2dStages(m.backbone.depth)
+    if m.shift.enabled:
+      for _, blocks in _blocks(backbone):
+        for blk in blocks:
+          blk.conv1.conv = TemporalShift(blk.conv1.conv, 0, m.shift.n_div)
+    base = 64
+  else:
+    backbone = ResNet3dStages(m.backbone)
+    base = m.backbone.base_channels
+  expansion = 4 if SPECS[m.backbone.depth][0] == "bottleneck" else 1
+  neck = TPN((base * 4 * expansion, base * 8 * expansion), n.out_channels,
+             n.spatial_channels, tuple(n.temporal_scales), n.fusion_channels,
+             n.pyramid_channels, m.num_classes, n.groups, n.flow_type)
+  return NeckRecognizer(backbone, neck, I3DHead(n.pyramid_channels, m.num_classes),
+                        m.name == "recognizer2d")
+
+
+def tpn(config, clip, seed):
+  """TPN with random weights and calibrated BNs (the auxiliary head's too), in eval mode;
+  the shift's frame count is the clip's. The neck ends on maps of 1 frame and few pixels,
+  so its BNs would measure statistics on a handful of values per channel (near-zero
+  variances that blow up eval mode): the calibration also sees 6 more seeded clips."""
+  from torch_references.common import random_clip  # pylint: disable=import-outside-toplevel
+  ref = tpn_recognizer(resolve_model_config(config.model))
+  for m in ref.modules():
+    if isinstance(m, TemporalShift):
+      m.t = clip.shape[1]
+  t, size = clip.shape[1:3]
+  more = random_clip(6, t, size, seed=seed + 1)
+  return randomize(ref, torch.cat([to_torch_input(clip), to_torch_input(more)]), seed)

@@ -9,6 +9,7 @@ and the computation dtype; its parts are named sub-configs resolved in their reg
     `model.tam`; models/temporal/) enter the backbone's blocks through the hook slots of
     models/hooks.py.
   recognizer3d: clips to the backbone as they are, [B, T, H, W, 3].
+Either takes a neck on several backbone stages (TPN: `model.neck.name = "tpn"`).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ class Recognizer(nn.Module):
     neck: None, or called as `neck(features, num_segments=T, train=...)`.
     pixel_mean, pixel_std: per-channel values in 0..255 units; None for raw pixels.
     dtype: computation dtype of the normalised input.
-  A head or neck may add an auxiliary loss with `self.sow("losses", name, scalar)`; the
-  train step adds every sown value to the loss.
+  A head or neck may add an auxiliary loss with `self.sow("losses", name, scalar)`, or
+  an auxiliary classifier's logits with `self.sow("aux_logits", name, {"logits": [B, K],
+  "weight": w})` (TPN); the train step adds them to the loss (vidjax/train/steps.py).
   """
   backbone: nn.Module
   head: nn.Module

@@ -382,3 +382,88 @@ def build_2d(arg: str, file: str, model: str) -> ml_collections.ConfigDict:
     if config.model[field].enabled:
       config.model[field].num_segments = config.data.num_frames
   return config
+
+
+# --- TRN and TPN (configs/trn_r50.py, tpn_tsm_r50.py, tpn_slowonly_r50.py) -----------------
+# A neck named in a recipe (`model.neck.name`) first brings that neck's registry defaults,
+# as the other parts' names do (after a new `model.name`, which resets the model).
+_set_model_fields_before_neck = _set_model_fields
+
+
+def _set_model_fields(config: ml_collections.ConfigDict,   # noqa: F811
+                      fields: dict[str, Any]) -> None:
+  neck = {k: v for k, v in fields.items() if k.startswith("model.neck.")}
+  _set_model_fields_before_neck(config, {k: v for k, v in fields.items() if k not in neck})
+  if "model.neck.name" in neck:
+    name = neck.pop("model.neck.name")
+    config.model.neck = (models.default_config("neck", name) if name
+                         else ml_collections.ConfigDict(dict(name="")))
+  set_fields(config, neck)
+
+
+# trn_imagenet-pretrained-r50_8xb16-1x1x8-50e_sthv1-rgb (the schedule is its sthv2 twin's):
+# the plain ResNet-50 with partial BN, TRNHead (per-frame fc to 256, relations of 8 down to
+# 2 frames, 3 frame tuples per scale below 8) with dropout 0.8 and fc init std 0.001; lr
+# 0.002 for batch 128 (8 GPUs x 16), weight decay 5e-4, TSMOptimWrapperConstructor without
+# fc_lr5 (every Linear's bias at lr x2 without decay, no decay on BatchNorm), lr x0.1 at
+# epochs 30 and 45, 50 epochs. Test: twice sample x ThreeCrop(256), softmax averaged.
+MODELS["trn_r50"] = dict(sampling=(8, 1), dataset="sthv1", tests=("test1", "test2x3"),
+                         fields={
+    **_STH_2D, "model.head.name": "trn", "model.backbone.partial_bn": True,
+    "optim.param_groups": ({"regex": r"^head/.*bias$", "lr_mult": 2.0, "decay_mult": 0.0},),
+    "optim.no_decay": (r"bias$", r"scale$"),
+    "batch_size": 128, "optim.lr": 0.002, "optim.weight_decay": 5e-4, "optim.epochs": 50.0,
+    "optim.schedule": "step", "optim.lr_steps": (30, 45)})
+PARTS["trn_r50"] = {}
+SAMPLINGS["trn_r50"] = {}
+TEST_PROTOCOLS[("trn_r50", "")] = _STH_TESTS
+DEMO_FRAMES["trn_r50"] = 4
+
+# TPN on ResNet-50's res4 and res5 (out_indices (2, 3)); TPNHead: global average pool,
+# dropout 0.5, fc (fc init std 0.01); its fcn_test applies the same fc to the pooled
+# features, so it is I3DHead on the neck's output. SGD with Nesterov momentum 0.9, weight
+# decay on every parameter, lr x0.1 at epochs 75 and 125, 150 epochs, batch 64 (8 GPUs x
+# 8). Upstream also jitters colour per clip (MMAction2's ColorJitter), which is not here.
+_TPN = {"model.neck.name": "tpn", "model.backbone.out_stages": (3, 4),
+        "model.head.name": "i3d", "model.head.dropout_rate": 0.5,
+        "model.head.fc_init_std": 0.01, "data.train_crop": "random_resized",
+        "batch_size": 64, "optim.lr": 0.01, "optim.nesterov": True, "optim.epochs": 150.0,
+        "optim.schedule": "step", "optim.lr_steps": (75, 125)}
+# tpn-slowonly_imagenet-pretrained-r50_8xb8-8x8x1-150e_kinetics400-rgb: SlowOnly-R50 (8x8),
+# weight decay 1e-4, clipping at norm 40. Test: 10 clips x ThreeCrop(256).
+MODELS["tpn_slowonly_r50"] = dict(sampling=(8, 8), test="mmaction2_test30", fields={
+    "model.backbone.conv1_kernel": (1, 7, 7), "model.backbone.inflate": (0, 0, 1, 1),
+    "model.backbone.with_pool2": False, "model.backbone.zero_init_residual": False, **_TPN})
+PARTS["tpn_slowonly_r50"] = {}
+SAMPLINGS["tpn_slowonly_r50"] = {}
+DEMO_FRAMES["tpn_slowonly_r50"] = 4
+# tpn-tsm_imagenet-pretrained-r50_8xb8-1x1x8-150e_sthv1-rgb: TSM-R50 (shift 1/8 each way in
+# every block's residual branch, 8 segments), RandomResizedCrop, flip with the data set's
+# pairs, weight decay 5e-4, clipping at norm 20. Test: twice sample x ThreeCrop(256).
+MODELS["tpn_tsm_r50"] = dict(sampling=(8, 1), dataset="sthv1", tests=("test1", "test2x3"),
+                             fields={
+    "model.name": "recognizer2d", "model.backbone.name": "resnet", "model.shift.enabled": True,
+    "data.sampler": "segments", "data.flip": True, **_TPN, "optim.weight_decay": 5e-4,
+    "optim.clip_grad_norm": 20.0})
+PARTS["tpn_tsm_r50"] = {}
+SAMPLINGS["tpn_tsm_r50"] = {}
+TEST_PROTOCOLS[("tpn_tsm_r50", "")] = _STH_TESTS
+DEMO_FRAMES["tpn_tsm_r50"] = 4
+# The smoke TPN on ResNet-18's res4 (256) and res5 (512): the neck at those widths.
+SMOKE_FIELDS["tpn_slowonly_r50"] = SMOKE_FIELDS["tpn_tsm_r50"] = {
+    "model.neck.out_channels": 256, "model.neck.spatial_channels": 512,
+    "model.neck.fusion_channels": 512, "model.neck.pyramid_channels": 512}
+
+_build_2d_before_trn = build_2d
+
+
+def build_2d(arg: str, file: str, model: str) -> ml_collections.ConfigDict:  # noqa: F811
+  """`build_2d`, and TRN's head built for the config's frame count; the demo and smoke
+  variants (from scratch) keep every BatchNorm training, where TRN's recipe (from
+  ImageNet) freezes all but the first."""
+  config = _build_2d_before_trn(arg, file, model)
+  if config.model.head.name == "trn":
+    config.model.head.num_segments = config.data.num_frames
+  if config.data.name == "demo":
+    config.model.backbone.partial_bn = False
+  return config

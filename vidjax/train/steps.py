@@ -1,8 +1,13 @@
 """Pure train and eval steps; the trainer jits them with shardings and donation.
 
-A head or neck may add an auxiliary loss to training with
-`self.sow("losses", name, scalar)`: the train step adds every value sown there to the
-cross-entropy. The eval loss stays the cross-entropy.
+A head or neck may add auxiliary losses to training, in two collections:
+  "losses": `self.sow("losses", name, scalar)`, a loss that needs no labels; the train
+    step adds every value sown there to the cross-entropy.
+  "aux_logits": `self.sow("aux_logits", name, {"logits": [B, K], "weight": scalar})`, an
+    auxiliary classifier (TPN's aux head); the train step adds weight x its
+    cross-entropy against the batch's targets (labels, or Mixup/CutMix's soft targets,
+    with the same label smoothing as the main loss).
+The eval loss stays the cross-entropy.
 """
 
 from __future__ import annotations
@@ -76,6 +81,17 @@ def _sown_loss(losses: Any) -> Optional[jax.Array]:
   return sum(jnp.sum(x, dtype=jnp.float32) for x in leaves) if leaves else None
 
 
+def _aux_classifier_loss(sown: Any, targets: jax.Array,
+                         label_smoothing: float) -> Optional[jax.Array]:
+  """Sum of weight x mean cross-entropy of every auxiliary classifier sown in
+  "aux_logits" against `targets` ([B] labels or [B, K] soft targets); None when none."""
+  entries = jax.tree.leaves(sown, is_leaf=lambda x: isinstance(x, dict) and "logits" in x)
+  if not entries:
+    return None
+  return sum(jnp.asarray(e["weight"], jnp.float32)
+             * cross_entropy(e["logits"], targets, label_smoothing).mean() for e in entries)
+
+
 def _split_micro(x: jax.Array, num_micro: int, batch_shards: int) -> jax.Array:
   """[B, ...] -> [k, B / k, ...]; microbatch i holds the i-th chunk of every device's rows,
   so each microbatch stays spread over all devices (no resharding between them)."""
@@ -117,28 +133,35 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   """
   dropout_rng = jax.random.fold_in(rng, state.step)
 
-  def forward(params, batch_stats, clips, key):
+  def forward(params, batch_stats, clips, targets, key):
     variables = {"params": params}
     if batch_stats:
       variables["batch_stats"] = batch_stats
 
-    def apply(c, k):
+    def apply(c, t, k):
       logits, updates = model.apply(variables, c, train=True,
-                                    mutable=["batch_stats", "losses"], rngs={"dropout": k})
-      return (logits, updates.get("batch_stats", batch_stats),
-              _sown_loss(updates.get("losses")))
+                                    mutable=["batch_stats", "losses", "aux_logits"],
+                                    rngs={"dropout": k})
+      aux = [a for a in (_sown_loss(updates.get("losses")),
+                         _aux_classifier_loss(updates.get("aux_logits"), t, label_smoothing))
+             if a is not None]
+      return logits, updates.get("batch_stats", batch_stats), sum(aux) if aux else None
 
     if bn_groups == 1:
-      return apply(clips, key)
-    grouped = clips.reshape((bn_groups, clips.shape[0] // bn_groups) + clips.shape[1:])
-    logits, stats, aux = jax.vmap(apply)(grouped, jax.random.split(key, bn_groups))
+      return apply(clips, targets, key)
+
+    def group(x):
+      return x.reshape((bn_groups, x.shape[0] // bn_groups) + x.shape[1:])
+
+    logits, stats, aux = jax.vmap(apply)(group(clips), group(targets),
+                                         jax.random.split(key, bn_groups))
     stats = jax.tree.map(lambda s: s[0], stats) if batch_stats else batch_stats
     # Each group's aux loss is over its clips, as the cross-entropy's mean is over all.
     aux = None if aux is None else aux.mean()
     return logits.reshape((-1,) + logits.shape[2:]), stats, aux
 
   def loss_fn(params, batch_stats, clips, labels, key):
-    logits, new_stats, aux = forward(params, batch_stats, clips, key)
+    logits, new_stats, aux = forward(params, batch_stats, clips, labels, key)
     loss = cross_entropy(logits, labels, label_smoothing).mean()
     if aux is not None:  # a model that sows nothing keeps the program of the loss alone
       loss = loss + aux
