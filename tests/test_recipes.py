@@ -209,3 +209,8 @@ def test_recipes_carry_no_measurement():
       assert not re.search(_MEASUREMENT, fh.read()), f
 # MMAction2's 2D models on Something: TIN tests on 1 clip, TANet on twice x ThreeCrop(256).
 _TESTS += [("tin_r50", "", "test1"), ("tanet_r50", "test2x3", "mmaction2_sth_test2x3")]
+# TRN and TPN-TSM on Something: twice x ThreeCrop(256); TPN-SlowOnly: MMAction2's 3D tests.
+_TESTS += [("trn_r50", "test2x3", "mmaction2_sth_test2x3"),
+           ("tpn_tsm_r50", "test2x3", "mmaction2_sth_test2x3"),
+           ("tpn_tsm_r50", "", "test1"), ("tpn_slowonly_r50", "", "mmaction2_val"),
+           ("tpn_slowonly_r50", "test30", "mmaction2_test30")]

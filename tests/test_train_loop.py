@@ -316,3 +316,52 @@ def test_sown_aux_loss_joins_the_loss_and_its_gradients():
   assert loss == pytest.approx(float(cross_entropy(params)), rel=1e-6)
   np.testing.assert_allclose(
       kernel, params["kernel"] - jax.grad(cross_entropy)(params)["kernel"], rtol=1e-5, atol=1e-7)
+
+
+def test_sown_aux_logits_join_the_loss_with_the_targets():
+  """An auxiliary classifier sown in "aux_logits" ({"logits", "weight"}, TPN's aux head)
+  adds weight x its cross-entropy with the batch's labels (label smoothing as the main
+  loss) to the train step's loss and gradients, with BN groups and gradient
+  accumulation too."""
+  import functools
+
+  import flax.linen as nn
+  import jax.numpy as jnp
+  import optax
+
+  from vidjax.train import steps
+
+  class Tiny(nn.Module):
+    @nn.compact
+    def __call__(self, clips, train=False):
+      kernel = self.param("kernel", nn.initializers.normal(1.0), (3, 3))
+      aux_kernel = self.param("aux_kernel", nn.initializers.normal(1.0), (3, 3))
+      x = clips.astype(jnp.float32).mean(axis=(1, 2, 3)) / 255
+      if train:
+        self.sow("aux_logits", "aux", {"logits": x @ aux_kernel, "weight": jnp.float32(0.3)})
+      return x @ kernel
+
+  rng = np.random.default_rng(1)
+  batch = {"clip": rng.integers(0, 256, (4, 2, 8, 8, 3), dtype=np.uint8),
+           "label": np.array([0, 1, 2, 0], np.int32)}
+  params = Tiny().init(jax.random.key(0), batch["clip"])["params"]
+  tx = optax.sgd(1.0)
+
+  def total(p, smoothing):
+    x = batch["clip"].astype(np.float32).mean(axis=(1, 2, 3)) / 255
+    return (steps.cross_entropy(x @ p["kernel"], batch["label"], smoothing).mean()
+            + 0.3 * steps.cross_entropy(x @ p["aux_kernel"], batch["label"], smoothing).mean())
+
+  for kwargs in ({}, {"bn_groups": 2}, {"grad_accum_steps": 2}, {"label_smoothing": 0.1}):
+    state = steps.TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats={},
+                             opt_state=tx.init(params))
+    new, m, _ = jax.jit(functools.partial(
+        steps.train_step, model=Tiny(), tx=tx, schedule=optax.constant_schedule(1.0),
+        **kwargs))(state, batch, jax.random.key(1))
+    smoothing = kwargs.get("label_smoothing", 0.0)
+    assert float(m.loss.compute()) == pytest.approx(float(total(params, smoothing)),
+                                                    rel=1e-6), kwargs
+    grads = jax.grad(total)(params, smoothing)
+    for name in ("kernel", "aux_kernel"):
+      np.testing.assert_allclose(new.params[name], params[name] - grads[name], rtol=1e-5,
+                                 atol=1e-7, err_msg=f"{name} {kwargs}")

@@ -965,13 +965,17 @@ class SeededRecognizer2D(Recognizer2D):
     return super().forward(x)
 
 
-def trn(config, clip, seed):
-  """MMAction2's TRN (plain 2D ResNet, TRNHead) with random weights and calibrated BNs;
-  its forwards draw relations after `np.random.seed(model.head.relation_seed)`."""
-  m = resolve_model_config(config.model)
+def trn_recognizer(m):
+  """MMAction2's TRN (plain 2D ResNet, TRNHead) for resolved model config `m` (weights
+  untouched); its forwards draw relations after `np.random.seed(m.head.relation_seed)`."""
   width = 512 * (4 if SPECS[m.backbone.depth][0] == "bottleneck" else 1)
   head = TRNHead(width, m.num_classes, m.head.num_segments, m.head.hidden_dim)
-  ref = SeededRecognizer2D(ResNet2d(m.backbone.depth), head, m.head.relation_seed)
+  return SeededRecognizer2D(ResNet2d(m.backbone.depth), head, m.head.relation_seed)
+
+
+def trn(config, clip, seed):
+  """TRN with random weights and calibrated BNs, in eval mode."""
+  ref = trn_recognizer(resolve_model_config(config.model))
   return randomize(ref, to_torch_input(clip), seed)
 
 
