@@ -626,8 +626,8 @@ ZOO += [
         clip_seed=80, seed=80, variant="smoke", overrides=_classes(9), keys=120 + 2 + 3 * 4,
         has_keys=("module.cls_head.consensus.fc_fusion_scales.2.3.bias",),
         check=_relation_seed_matters,
-        note="parity at ResNet-18, relations drawn as upstream after np.random.seed; "
-             "ResNet-50 names and shapes"),
+        note="ResNet-50 names and shapes; relations drawn as upstream's after "
+             "np.random.seed (TRNHead alone at 8 frames too); parity at ResNet-18"),
     Row("tpn_tsm_r18", "TPN-TSM-ResNet-50", "tpn_tsm_r50", "mmaction2", mmaction2.tpn,
         (2, 4, 32), clip_seed=82, seed=82, variant="smoke", overrides=_classes(9),
         keys=120 + 2 + 59, has_keys=("module.backbone.layer1.0.conv1.conv.net.weight",

@@ -4,7 +4,8 @@ A head is called as `head(features, num_segments=T, train=...)` and returns logi
 [B, K] float32; its classifier is `dropout_fc` (classifier.py).
   tsn  tsn.py  pool, dropout, fc, segment consensus (TSN, TSM, GC)
   tcp  tcp.py  TCPNet's temporal-attentive covariance pooling, dropout, fc
-  i3d  i3d.py  MMAction2's I3DHead: pool over T, H, W, dropout, fc (3D recognizers)
+  i3d  i3d.py  MMAction2's I3DHead: pool over T, H, W, dropout, fc (3D recognizers;
+       TPNHead after the TPN neck)
   slowfast  slowfast.py  MMAction2's SlowFastHead: pool each pathway, [fast, slow], fc
   x3d  x3d.py  MMAction2's X3DHead: pool, fc1 (no bias), ReLU, dropout, fc2
   trn  trn.py  MMAction2's TRNHead: per-frame fc, multi-scale temporal relation MLPs
