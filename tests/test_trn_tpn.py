@@ -129,16 +129,20 @@ def test_trn_and_tpn_refuse_inputs_they_are_not_built_for():
 def test_tpn_train_step_loss_is_upstreams_with_the_auxiliary_head():
   """One train step of TPN-TSM (smoke: ResNet-18, dropout off) from the reference's
   weights: its loss is upstream's in training mode, cross-entropy + 0.5 x the auxiliary
-  head's cross-entropy (batch statistics everywhere, 8 clips so that the pyramid's 1x1
-  maps give BN enough values), and the auxiliary head gets its gradient."""
+  head's cross-entropy (the neck's BNs on batch statistics, 8 clips so that the
+  pyramid's 1x1 maps give them enough values), and the auxiliary head gets its gradient.
+  The backbone is frozen (frozen_stages 4: BN in eval mode, no gradient, as MMAction2's),
+  which halves the step's compile."""
   config = load_config("tpn_tsm_r50", "smoke", **{"model.num_classes": 9,
                                                   "model.head.dropout_rate": 0.0,
-                                                  "model.neck.aux_dropout_rate": 0.0})
+                                                  "model.neck.aux_dropout_rate": 0.0,
+                                                  "model.backbone.frozen_stages": 4})
   clips = random_clip(8, 4, 32, seed=90)
   labels = np.arange(8, dtype=np.int32) % 9
   theirs = ref.tpn(config, clips, 90)
   variables = converters.convert("mmaction2", theirs.state_dict(), config)
   theirs.train()
+  theirs.backbone.eval()
   with torch.no_grad():
     logits = theirs(to_torch_input(clips))
     target = torch.from_numpy(labels).long()
