@@ -460,10 +460,12 @@ _build_2d_before_trn = build_2d
 def build_2d(arg: str, file: str, model: str) -> ml_collections.ConfigDict:  # noqa: F811
   """`build_2d`, and TRN's head built for the config's frame count; the demo and smoke
   variants (from scratch) keep every BatchNorm training, where TRN's recipe (from
-  ImageNet) freezes all but the first."""
+  ImageNet) freezes all but the first, and their cosine ends at 0 (TIN's recipe ends at
+  half its lr, above the demo's)."""
   config = _build_2d_before_trn(arg, file, model)
   if config.model.head.name == "trn":
     config.model.head.num_segments = config.data.num_frames
   if config.data.name == "demo":
     config.model.backbone.partial_bn = False
+    config.optim.min_lr = 0.0
   return config
