@@ -141,14 +141,15 @@ def source_seed(seed: int, index: int) -> int:
 
 
 # ---------------------------------------------------------------------------- label maps
-def _read_label_map(value: Any, where: str) -> tuple[dict[str, Any], str]:
-  """({source label as written: target}, a description for messages)."""
+def _read_label_map(value: Any, where: str, data_root: str) -> tuple[dict[str, Any], str]:
+  """({source label as written: target}, how messages name the map)."""
   if isinstance(value, Mapping):
-    return {str(k).strip(): v for k, v in value.items()}, "label_map"
+    return {str(k).strip(): v for k, v in value.items()}, "the label_map dict"
   if not isinstance(value, str):
     raise SourceError(f"{where}: label_map is a {type(value).__name__}; expected a dict or "
                       "a file (JSON object, or `source_label target` lines).")
-  path = sources.expand(value)
+  from vidjax.data import resolve  # pylint: disable=g-import-not-at-top
+  path = sources.expand(resolve.find_list(data_root, value))
   if not os.path.isfile(path):
     raise SourceError(f"{where}: label map {path} does not exist; expected a JSON object or "
                       "`source_label target` lines.")
@@ -161,7 +162,7 @@ def _read_label_map(value: Any, where: str) -> tuple[dict[str, Any], str]:
     if not isinstance(data, dict):
       raise SourceError(f"{where}: label map {path} holds a JSON {type(data).__name__}; "
                         "expected an object {source_label: target}.")
-    return {str(k).strip(): v for k, v in data.items()}, path
+    return {str(k).strip(): v for k, v in data.items()}, f"the label map {path}"
   out = {}
   for n, line in enumerate(sources.read_lines(path, "label map"), 1):
     if not line.strip():
@@ -175,7 +176,7 @@ def _read_label_map(value: Any, where: str) -> tuple[dict[str, Any], str]:
     out[key] = fields[1]
   if not out:
     raise SourceError(f"{path}: empty label map; expected `source_label target` lines.")
-  return out, path
+  return out, f"the label map {path}"
 
 
 class _Targets:
@@ -185,45 +186,49 @@ class _Targets:
     self.num_classes = num_classes
     self.index = {name: i for i, name in enumerate(names or ())}
 
-  def __call__(self, value: Any, where: str) -> int:
+  def expected(self) -> str:
+    named = " or a name in data.label_names" if self.index else (
+        " (class names need data.label_names)")
+    return f"a class index 0..{self.num_classes - 1}{named}"
+
+  def find(self, value: Any) -> Optional[int]:
+    """The class `value` names, or None."""
     if isinstance(value, str) and value.strip() in self.index:
       return self.index[value.strip()]
+    if isinstance(value, (bool, float)):
+      return None
     try:
-      target = int(value) if not isinstance(value, (bool, float)) else None
+      target = int(value)
     except (TypeError, ValueError):
-      target = None
-    if target is None:
-      named = " or a name in data.label_names" if self.index else (
-          " (class names need data.label_names)")
-      raise SourceError(f"{where}: target {value!r} is no class; expected a class index"
-                        f"{named}.")
-    if not 0 <= target < self.num_classes:
-      raise SourceError(f"{where}: target {target} is out of range for data.num_classes="
-                        f"{self.num_classes}; expected 0..{self.num_classes - 1}.")
-    return target
+      return None
+    return target if 0 <= target < self.num_classes else None
 
 
-def _map_labels(raw: Sequence[str], spec: Spec, targets: _Targets,
-                files: Sequence[str]) -> np.ndarray:
+def _map_labels(raw: Sequence[str], spec: Spec, targets: _Targets, files: Sequence[str],
+                data_root: str) -> np.ndarray:
   """int32 [N] target labels of the source labels `raw` (as written in the source)."""
   if spec.label_map is None:
-    out = np.empty(len(raw), np.int32)
-    cache: dict[str, int] = {}
-    for i, label in enumerate(raw):
-      if label not in cache:
-        cache[label] = targets(label, f"{spec.where}: label {label!r} of {files[i]}")
-      out[i] = cache[label]
-    return out
-  table, described = _read_label_map(spec.label_map, spec.where)
-  resolved = {k: targets(v, f"{spec.where}: {described}: {k!r} ->") for k, v in table.items()}
-  missing = [(i, label) for i, label in enumerate(raw) if label not in resolved]
-  if missing:
-    first, label = missing[0]
-    kinds = sorted({l for _, l in missing})
-    more = f" ({len(kinds)} unmapped labels: {kinds[:8]})" if len(kinds) > 1 else ""
-    raise SourceError(f"{spec.where}: label {label!r} of {files[first]} is not in the label "
-                      f"map {described}{more}; expected a target for every label of the "
-                      "source.")
+    resolved = {label: targets.find(label) for label in set(raw)}
+    bad = sorted(label for label, t in resolved.items() if t is None)
+    if bad:
+      first = files[raw.index(bad[0])]
+      raise SourceError(f"{spec.where}: label {bad[0]!r} (of {first}) names no target "
+                        f"class; expected {targets.expected()}, or a label_map onto the "
+                        f"target classes ({len(bad)} such labels: {bad[:8]}).")
+  else:
+    table, described = _read_label_map(spec.label_map, spec.where, data_root)
+    resolved = {}
+    for key, value in table.items():
+      resolved[key] = targets.find(value)
+      if resolved[key] is None:
+        raise SourceError(f"{spec.where}: {described} maps {key!r} to {value!r}, which is "
+                          f"not a target class; expected {targets.expected()}.")
+    missing = sorted({label for label in raw if label not in resolved})
+    if missing:
+      first = files[raw.index(missing[0])]
+      raise SourceError(f"{spec.where}: label {missing[0]!r} (of {first}) is not in "
+                        f"{described}; expected a target for every label of the source "
+                        f"({len(missing)} unmapped: {missing[:8]}).")
   return np.array([resolved[label] for label in raw], np.int32)
 
 
@@ -281,7 +286,7 @@ def _image_folders(spec: Spec, root: str) -> tuple[list[str], list[str]]:
   """(image paths, class folder names) below the class folders of `root`."""
   if not os.path.isdir(root):
     raise SourceError(f"{spec.where}: image folder {root} does not exist; expected class "
-                      "sub-folders of images (or the field list: an image list).")
+                      "sub-folders of images (or the source's list: an image list).")
   classes = sorted(d for d in os.listdir(root)
                    if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
   if not classes:
@@ -342,7 +347,7 @@ def build(spec: Spec, data_config: ml_collections.ConfigDict,
     records = [listed[i] for i in range(len(listed))]
     raw = [str(int(r["label"])) for r in records]
     files = [str(r.get("video", r.get("frame_dir"))) for r in records]
-    return Relabelled(listed, _map_labels(raw, spec, targets, files))
+    return Relabelled(listed, _map_labels(raw, spec, targets, files, d.get("root", "") or ""))
   if spec.list:
     list_file = _list_file(spec, root, "image list")
     try:
@@ -355,7 +360,8 @@ def build(spec: Spec, data_config: ml_collections.ConfigDict,
   else:
     paths, raw = _image_folders(spec, root)
     origin = root
-  return ImageSource(paths, _map_labels(raw, spec, targets, paths), origin)
+  return ImageSource(paths, _map_labels(raw, spec, targets, paths,
+                                               d.get("root", "") or ""), origin)
 
 
 def label_names(data_config: ml_collections.ConfigDict) -> Optional[list[str]]:
