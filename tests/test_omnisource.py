@@ -90,16 +90,25 @@ def test_every_batch_holds_each_source_share_with_mapped_labels(data):
   batches = [next(it) for _ in range(8)]   # 24 videos = 2 epochs, 8 images = 0.8 of one
   for b in batches:
     assert b["clip"].shape == (4, 4, 32, 32, 3) and b["clip"].dtype == np.uint8
-    assert b["source"].tolist() == [0, 0, 0, 1]
+    assert b["source"].tolist() == [0, 0, 1, 0]   # 3 + 1, spread over the batch
+    videos, images = b["source"] == 0, b["source"] == 1
     # Videos keep their labels (0..5); the folders map to cat (6) and dog (7).
-    assert set(b["label"][:3]) <= set(range(6)) and set(b["label"][3:]) <= {6, 7}
+    assert set(b["label"][videos]) <= set(range(6)) and set(b["label"][images]) <= {6, 7}
     # An image is a clip of one frame repeated, every copy cropped and flipped alike.
-    images = b["clip"][3:]
-    assert (images == images[:, :1]).all() and images.std() > 10
-  labels = np.concatenate([b["label"][:3] for b in batches])
+    frames = b["clip"][images]
+    assert (frames == frames[:, :1]).all() and frames.std() > 10
+  labels = np.concatenate([b["label"][b["source"] == 0] for b in batches])
   assert np.bincount(labels, minlength=6).tolist() == [4] * 6   # each video twice
-  assert {int(b["label"][3]) for b in batches} == {6, 7}
+  assert {int(b["label"][2]) for b in batches} == {6, 7}
   assert pipeline.steps_per_epoch(d, 4) == 4   # a pass over the 12 videos, 3 per batch
+
+
+def test_interleaved_order_spreads_each_source():
+  order = pipeline.interleaved_order([4, 2, 2])   # rows 0-3, 4-5, 6-7 by source
+  assert order.tolist() == [0, 4, 6, 1, 2, 5, 7, 3]
+  source = np.repeat([0, 1, 2], [128, 64, 64])[pipeline.interleaved_order([128, 64, 64])]
+  for part in source.reshape(8, 32):   # any of 8 devices' rows: 16 + 8 + 8
+    assert np.bincount(part).tolist() == [16, 8, 8]
 
 
 def test_resume_reads_the_same_batches_and_checks_the_sources(data):

@@ -100,8 +100,8 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       label_key="label",
       # Training from several sources at once (OmniSource; vidjax/data/mixture.py): a
       # tuple of dicts {name, kind: videos | images, root, list, format, share: clips per
-      # batch (int) or ratio of batch_size (float), label_map: dict or file}, batch rows
-      # in this order; () = the train list alone. Evaluation reads eval_list only.
+      # batch (int) or ratio of batch_size (float), label_map: dict or file}; () = the
+      # train list alone. An epoch is a pass over the first. Evaluation: eval_list only.
       sources=(),
       # Sampling (vidjax/data/sampling.py).
       sampler="segments",  # segments: TSN, T = num_frames segments, one frame each;

@@ -1,12 +1,14 @@
 """Training data from several sources at once (OmniSource's joint training), each with a
 fixed share of every batch.
 
-`data.sources` is a tuple of dicts, one per source, in the order of the batch rows (rows
-of the first source first). Fields:
+`data.sources` is a tuple of dicts, one per source; a batch's "source" row ids index it,
+and each source's rows are spread evenly over the batch (vidjax/data/pipeline.py
+`interleaved_order`), so a device's rows or a microbatch hold the mix too. Fields:
 
   name       names the source in messages and in the saved iterator state ("source{i}").
   kind       "videos": an annotation list as data.format reads it (field `format`: videos
-             | frames); "images": an image folder (class sub-folders, images at any depth
+             | frames; frame folders use data.filename_tmpl and data.start_index);
+             "images": an image folder (class sub-folders, images at any depth
              below them) or an image list (`path label` lines); an image becomes a clip of
              data.num_frames copies of it, then takes the same transforms as the videos.
   root       where the source's files lie; relative: under data.root if there, else the
@@ -16,16 +18,23 @@ of the first source first). Fields:
   share      the source's clips in every batch: an int count, or a float ratio of
              config.batch_size whose product with it is whole; the shares add up to the
              batch size. Each process takes share / process_count of its batch.
-  label_map  source label -> target class: a dict, or a file (a JSON object, or text lines
-             `source_label target`). Source labels are written as in the source: list
+  label_map  source label -> target class: a dict, or a file (relative: under data.root
+             if there; a JSON object, or text lines `source_label target`). Source labels are written as in the source: list
              integers, class folder names; a target is a class index or a name in
              data.label_names. Every label of the source must be mapped. Without a map,
              list labels are target labels and a class folder is a data.label_names name
              or an integer label (`007`).
 
-An epoch is one pass over the first source at its share per step (MMAction2's OmniSource
-runner: the main data loader sets the epoch). Evaluation reads data.eval_list only.
-Every problem is one `SourceError` line that names `data.sources[i]` and what is wrong.
+Each source is shuffled from its own seed, and an unreadable file is replaced by the next
+one of the same source, so the shares hold exactly. An epoch is one pass over the first
+source at its share per step (MMAction2's OmniSource runner: the main data loader sets the
+epoch). Evaluation reads data.eval_list only. Every problem is one `SourceError` line that
+names `data.sources[i]` and what is wrong; vidjax/data/resolve.py reads every source
+before training starts.
+
+    sources=({"name": "kinetics400", "kind": "videos", "share": 0.5},   # data.train_list
+             {"name": "web", "kind": "images", "root": "~/data/web", "share": 0.5,
+              "label_map": "~/data/web/to_k400.json"})
 """
 
 from __future__ import annotations
@@ -274,9 +283,9 @@ def _root(spec: Spec, data_root: str) -> str:
       sources.expand(data_root)
 
 
-def _list_file(spec: Spec, root: str, what: str) -> str:
+def _list_file(spec: Spec, root: str, value: str, what: str) -> str:
   from vidjax.data import resolve  # pylint: disable=g-import-not-at-top
-  path = resolve.find_list(root, spec.list)
+  path = resolve.find_list(root, value)
   if not os.path.isfile(path):
     raise SourceError(f"{spec.where}: {what} {path} does not exist.")
   return path
@@ -306,6 +315,37 @@ def _image_folders(spec: Spec, root: str) -> tuple[list[str], list[str]]:
   return paths, labels
 
 
+def _video_source(spec: Spec, d: ml_collections.ConfigDict, root: str, bound: int,
+                  names: Optional[Sequence[str]]) -> tuple[Any, list[str], list[str]]:
+  """(ListSource, its labels as written, its files) of a videos source."""
+  own = not spec.list and not spec.root   # the data set's own training list
+  fmt = spec.format or (d.get("format", "videos") if own else "videos")
+  if own:
+    if fmt not in ("videos", "frames", "kinetics_csv"):
+      raise SourceError(f"{spec.where}: the data set's own list needs data.format videos, "
+                        f"frames or kinetics_csv, not {fmt!r}; set the source's list.")
+    if not d.get("train_list"):
+      raise SourceError(f"{spec.where}: no list and data.train_list is empty; expected the "
+                        "source's list or the data set's training list.")
+    list_file = _list_file(spec, root, d.train_list, "training list (data.train_list)")
+  elif not spec.list:
+    raise SourceError(f"{spec.where}: a videos source with a root needs its list (the "
+                      "annotation list under root).")
+  else:
+    list_file = _list_file(spec, root, spec.list, "annotation list")
+  csv = {"csv_path_tmpl": d.csv_path_tmpl} if d.get("csv_path_tmpl") else {}
+  try:
+    listed = sources.ListSource(list_file=list_file, fmt=fmt, root=root, num_classes=bound,
+                                label_names=names if own else None, **csv)
+  except sources.AnnotationError as e:
+    raise SourceError(f"{spec.where}: {e}") from None
+  if spec.label_map is None:   # labels checked against the classes by ListSource
+    return listed, [], []
+  records = [listed[i] for i in range(len(listed))]
+  return (listed, [str(int(r["label"])) for r in records],
+          [str(r.get("video", r.get("frame_dir"))) for r in records])
+
+
 def build(spec: Spec, data_config: ml_collections.ConfigDict,
           label_names: Optional[Sequence[str]] = None) -> Any:
   """The random-access source of `spec`, its labels mapped onto the target classes.
@@ -314,54 +354,27 @@ def build(spec: Spec, data_config: ml_collections.ConfigDict,
   `{"image": path}`, each with an int32 "label" in 0..data.num_classes - 1.
   """
   d = data_config
-  num_classes = int(d.num_classes)
-  targets = _Targets(num_classes, label_names)
-  bound = 0 if spec.label_map is not None else num_classes
-  root = _root(spec, d.get("root", "") or "")
+  data_root = d.get("root", "") or ""
+  targets = _Targets(int(d.num_classes), label_names)
+  # With a map, source labels need not be target classes.
+  bound = 0 if spec.label_map is not None else int(d.num_classes)
+  root = _root(spec, data_root)
   if spec.kind == "videos":
-    own = not spec.list and not spec.root   # the data set's own training list
-    if own:
-      fmt = d.get("format", "videos")
-      if fmt not in ("videos", "frames", "kinetics_csv"):
-        raise SourceError(f"{spec.where}: the data set's own list needs data.format videos, "
-                          f"frames or kinetics_csv, not {fmt!r}; set the source's list.")
-      if not d.get("train_list"):
-        raise SourceError(f"{spec.where}: no list and data.train_list is empty; expected "
-                          "the source's list or the data set's training list.")
-      list_file = _list_file(dataclasses.replace(spec, list=d.train_list), root,
-                             "training list (data.train_list)")
-    elif not spec.list:
-      raise SourceError(f"{spec.where}: a videos source with a root needs its list (the "
-                        "annotation list under root).")
-    else:
-      list_file, fmt = _list_file(spec, root, "annotation list"), spec.format or "videos"
-    try:
-      csv = {"csv_path_tmpl": d.csv_path_tmpl} if d.get("csv_path_tmpl") else {}
-      listed = sources.ListSource(list_file=list_file, fmt=fmt, root=root,
-                                  num_classes=bound, label_names=label_names if own else None,
-                                  **csv)
-    except sources.AnnotationError as e:
-      raise SourceError(f"{spec.where}: {e}") from None
+    listed, raw, files = _video_source(spec, d, root, bound, label_names)
     if spec.label_map is None:
       return listed
-    records = [listed[i] for i in range(len(listed))]
-    raw = [str(int(r["label"])) for r in records]
-    files = [str(r.get("video", r.get("frame_dir"))) for r in records]
-    return Relabelled(listed, _map_labels(raw, spec, targets, files, d.get("root", "") or ""))
+    return Relabelled(listed, _map_labels(raw, spec, targets, files, data_root))
   if spec.list:
-    list_file = _list_file(spec, root, "image list")
+    origin = _list_file(spec, root, spec.list, "image list")
     try:
-      entries = sources.parse_video_list(list_file, root, num_classes=bound)
+      entries = sources.parse_video_list(origin, root, num_classes=bound)
     except sources.AnnotationError as e:
       raise SourceError(f"{spec.where}: {e}") from None
-    paths = [p for p, _ in entries]
-    raw = [str(l[0]) for _, l in entries]
-    origin = list_file
+    paths, raw = [p for p, _ in entries], [str(l[0]) for _, l in entries]
   else:
-    paths, raw = _image_folders(spec, root)
     origin = root
-  return ImageSource(paths, _map_labels(raw, spec, targets, paths,
-                                               d.get("root", "") or ""), origin)
+    paths, raw = _image_folders(spec, root)
+  return ImageSource(paths, _map_labels(raw, spec, targets, paths, data_root), origin)
 
 
 def label_names(data_config: ml_collections.ConfigDict) -> Optional[list[str]]:

@@ -377,7 +377,8 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
 # ---------------------------------------------------------------------------- mixtures
 class _ConcatGroups(grain.IterDataset):
   """Joins each run of `num_groups` consecutive groups (one per source, in any order) into
-  one batch whose rows hold the sources in order; "skipped" lists every group's files."""
+  one batch, the sources' rows interleaved evenly (`interleaved_order`); "skipped" lists
+  every group's files."""
 
   def __init__(self, parent: grain.IterDataset, num_groups: int):
     super().__init__(parent)
@@ -399,7 +400,9 @@ class _ConcatGroupsIterator(grain.DatasetIterator):
   def __next__(self) -> dict:
     groups = sorted((next(self._parent) for _ in range(self.num_groups)),
                     key=lambda g: int(g["source"][0]))
-    batch = {k: np.concatenate([g[k] for g in groups]) for k in groups[0] if k != "skipped"}
+    order = interleaved_order([len(g["source"]) for g in groups])
+    batch = {k: np.concatenate([g[k] for g in groups])[order]
+             for k in groups[0] if k != "skipped"}
     batch["skipped"] = tuple(f for g in groups for f in g["skipped"])
     return batch
 
@@ -411,6 +414,22 @@ class _ConcatGroupsIterator(grain.DatasetIterator):
     self._parent.set_state(state)
 
 
+def interleaved_order(counts: list[int]) -> np.ndarray:
+  """The row order that spreads each source's rows evenly over a batch: row j of a source
+  with n rows sits at (j + 1/2) / n of the batch (ties: the earlier source first), so every
+  contiguous part of a batch (a device's rows, a microbatch, a BatchNorm group) holds the
+  sources as nearly in their shares as its size allows.
+
+  Args:
+    counts: rows per source; rows are given source by source.
+
+  Returns:
+    int [sum(counts)]: indices into the source-by-source rows.
+  """
+  keys = np.concatenate([(np.arange(n) + 0.5) / n for n in counts])
+  return np.argsort(keys, kind="stable")
+
+
 def _describe_sources(shares: list) -> str:
   return (" + ".join(f"{n} {name}" for name, n in shares) + " clips per batch" if shares
           else "one source (no data.sources)")
@@ -419,7 +438,8 @@ def _describe_sources(shares: list) -> str:
 def _mixed_train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: int,
                           seed: int) -> TrainIterator:
   """Batches of every source of `data.sources` at its share (vidjax/data/mixture.py), with
-  a "source" int32 [b] row id (the index in data.sources); rows of source 0 come first.
+  a "source" int32 [b] row id (the index in data.sources), the sources' rows interleaved
+  evenly (`interleaved_order`).
 
   Each source is its own grain pipeline (sharded by process, shuffled from its own seed,
   repeated, decoded and transformed like the classic pipeline) batched by its share, so

@@ -16,6 +16,8 @@ lists; `data.num_classes` and `model.num_classes` are set from it. A data overri
 never ignored: on the demo variants any of `data.root`, the lists, `data.format`,
 `data.label_names` or `data.tfds_name` switches to that data, with a resize and crop
 that stack videos of any size (`data.flip` stays as given: off on the demo variants). Both splits' files are looked up before training.
+With `data.sources` (vidjax/data/mixture.py), every training source is read and checked
+here too, and its shares against the batch size.
 """
 
 from __future__ import annotations
