@@ -103,6 +103,20 @@ def test_every_batch_holds_each_source_share_with_mapped_labels(data):
   assert pipeline.steps_per_epoch(d, 4) == 4   # a pass over the 12 videos, 3 per batch
 
 
+def test_unreadable_files_are_replaced_from_their_own_source(data, tmp_path):
+  videos = (data / "train_list.txt").read_text() + "missing.mp4 0\n"
+  (tmp_path / "videos.txt").write_text(videos)
+  images = sorted(str(p) for p in (data / "img").rglob("*.*"))
+  (tmp_path / "images.txt").write_text("".join(f"{p} 6\n" for p in images) + "nope.jpg 7\n")
+  d = _data(data, sources=(
+      {"kind": "videos", "root": str(data), "list": str(tmp_path / "videos.txt"), "share": 3},
+      {"kind": "images", "root": str(tmp_path), "list": "images.txt", "share": 1}))
+  it = pipeline.train_iterator(d, 4, seed=0)
+  for _ in range(12):   # 3 passes over the 13 videos, 1.2 over the 11 images
+    assert next(it)["source"].tolist() == [0, 0, 1, 0]
+  assert it.skipped_files == 2
+
+
 def test_interleaved_order_spreads_each_source():
   order = pipeline.interleaved_order([4, 2, 2])   # rows 0-3, 4-5, 6-7 by source
   assert order.tolist() == [0, 4, 6, 1, 2, 5, 7, 3]

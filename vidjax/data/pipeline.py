@@ -7,7 +7,9 @@ Files that cannot be read are skipped with one warning each and counted: the ite
 `skipped_files`. Worker processes (`data.num_workers`) decode in parallel with prefetch.
 The iterator is a grain `DatasetIterator`, whose state the checkpoint saves, so a
 resumed run (with the same worker count) reads exactly the batches the uninterrupted run
-would have read.
+would have read. With `data.sources` (vidjax/data/mixture.py) every batch mixes several
+sources (video lists, image folders) at exact shares, and the state holds each source's
+position.
 
 Evaluation: one pass; the last batch is padded with copies of the first example and a
 `mask` of 0, so that metrics over padded batches are exact; unreadable files also get
