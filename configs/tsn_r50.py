@@ -35,16 +35,16 @@ Variants:
          and label map are fields of `data.sources` (config_defaults.data_config,
          vidjax/data/mixture.py), e.g. `--config.data.sources="({'kind': 'videos',
          'share': 0.5}, {'kind': 'images', 'root': '~/web', 'share': 0.5})"`.
-         The released checkpoint (Kinetics-400 top-1 73.6, its test: 25 segments x
-         TenCrop, features averaged) converts onto it:
-           python -m converters --source mmaction2 --config configs/tsn_r50.py:omnisource \
-               --checkpoint tsn_imagenet_pretrained_r50_omni_1x1x3_kinetics400_rgb_20200926-54192355.pth \
-               --output ~/ckpt/tsn_r50_omni
-           python -m vidjax.main --config configs/tsn_r50.py:omnisource --mode eval \
-               --workdir /tmp/tsn_omni_eval --config.init_from=~/ckpt/tsn_r50_omni \
-               --config.data.num_frames=25 --config.data.test_crop=ten_crop \
-               --config.eval.num_views=10 --config.eval.fusion=mean_logits
-         (the IG-1B-pretrained one, 75.7, has the same layout).
+         The released checkpoint (Kinetics-400 top-1 73.6 on its test, 25 segments x
+         TenCrop with the features averaged; the IG-1B-pretrained release, 75.7, is the
+         same TSN-R50) converts onto it; `--mode eval` reads the eval list only:
+    python -m converters --source mmaction2 --config configs/tsn_r50.py:omnisource \
+      --checkpoint tsn_imagenet_pretrained_r50_omni_1x1x3_kinetics400_rgb_20200926-54192355.pth \
+      --output ~/ckpt/tsn_r50_omni
+    python -m vidjax.main --config configs/tsn_r50.py:omnisource --mode eval \
+      --workdir /tmp/tsn_omni_eval --config.init_from=~/ckpt/tsn_r50_omni \
+      --config.data.num_frames=25 --config.data.test_crop=ten_crop \
+      --config.eval.num_views=10 --config.eval.fusion=mean_logits
   demo   the same architecture on the embedded demo data set (CPU, a few minutes):
          python -m vidjax.main --config configs/tsn_r50.py:demo --workdir /tmp/tsn_demo
          expected: eval/top1 well above chance (1/6) but below the temporal models, since

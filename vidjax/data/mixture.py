@@ -19,11 +19,11 @@ and each source's rows are spread evenly over the batch (vidjax/data/pipeline.py
              config.batch_size whose product with it is whole; the shares add up to the
              batch size. Each process takes share / process_count of its batch.
   label_map  source label -> target class: a dict, or a file (relative: under data.root
-             if there; a JSON object, or text lines `source_label target`). Source labels are written as in the source: list
-             integers, class folder names; a target is a class index or a name in
-             data.label_names. Every label of the source must be mapped. Without a map,
-             list labels are target labels and a class folder is a data.label_names name
-             or an integer label (`007`).
+             if there; a JSON object, or text lines `source_label target`). Source labels
+             are written as in the source: list integers, class folder names; a target is
+             a class index or a name in data.label_names. Every label of the source must
+             be mapped. Without a map, list labels are target labels and a class folder is
+             a data.label_names name or an integer label (`007`).
 
 Each source is shuffled from its own seed, and an unreadable file is replaced by the next
 one of the same source, so the shares hold exactly. An epoch is one pass over the first
@@ -287,7 +287,8 @@ def _list_file(spec: Spec, root: str, value: str, what: str) -> str:
   from vidjax.data import resolve  # pylint: disable=g-import-not-at-top
   path = resolve.find_list(root, value)
   if not os.path.isfile(path):
-    raise SourceError(f"{spec.where}: {what} {path} does not exist.")
+    raise SourceError(f"{spec.where}: {what} {path} does not exist; expected it there "
+                      "(the source's root and list fields say where).")
   return path
 
 
