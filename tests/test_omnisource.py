@@ -195,3 +195,21 @@ def test_training_run_on_a_mixture(data, tmp_path):
   rows = writers.read_jsonl(os.path.join(tmp_path, "metrics.jsonl"))
   assert [r["steps_per_epoch"] for r in rows if "steps_per_epoch" in r] == [4]
   assert sum("train/loss" in r for r in rows) == 2
+
+
+def test_eval_only_needs_no_training_source(monkeypatch):
+  """`--mode eval` of an omnisource config reads the eval list only: the web sources need
+  not exist."""
+  from vidjax.train import trainer  # pylint: disable=import-outside-toplevel
+  seen = []
+
+  def resolve_data(config, workdir):
+    del workdir
+    seen.append(config.data.sources)
+    raise RuntimeError("resolved")
+
+  monkeypatch.setattr(trainer, "resolve_data", resolve_data)
+  config = load_config("slowonly_r50", "r101_8x8_omnisource")
+  with pytest.raises(RuntimeError, match="resolved"):
+    trainer.evaluate_only(config, "")
+  assert seen == [()]
