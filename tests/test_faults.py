@@ -529,7 +529,7 @@ def test_two_processes_stop_at_the_same_step(tmp_path, service):
          "--config.checkpoint_every_steps=4", f"--config.optim.lr={_SMALL_LR['optim.lr']}",
          f"--config.distributed.coordinator_address=localhost:{port}",
          "--config.distributed.num_processes=2", f"--config.distributed.process_id={pid}"],
-        cwd=ROOT, env=subprocess_env(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=1",
+        cwd=ROOT, env=subprocess_env(JAX_PLATFORMS="cpu",
                                      JAX_ENABLE_PREEMPTION_SERVICE=str(jax_sync).lower()),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
