@@ -38,6 +38,22 @@ Variants (`configs/slowonly_r50.py:VARIANT`, parts joined by ',' or '_'):
                    (`--config.init_from=DIR`): lr 0.01, 10 warm-up epochs from x0.1,
                    lr x0.1 at epochs 100 and 140, 150 epochs
                    (slowonly_r50-in1k-pre-nl-embedded-gaussian ... steplr-150e).
+  data set: omnisource  OmniSource (Duan et al., ECCV 2020; vidjax/recipes/omnisource.py):
+                   the recipe of the other parts trained on Kinetics-400 and web data at
+                   once. Every batch holds 2/5 Kinetics clips and 1/5 each of web images
+                   (an image repeated as a clip), Instagram clips and clips of the
+                   untrimmed Kinetics videos (`data.sources`; lists `train_list.txt`
+                   under ~/data/omnisource/webimage, insvideo and kinetics_raw, `path
+                   label` lines with Kinetics labels); the recipe's batch is the Kinetics
+                   share, so batch 320 and lr 0.5 (x2.5), an epoch one pass over
+                   Kinetics. Each source's root, list, share and label map are fields of
+                   `data.sources` (config_defaults.data_config, vidjax/data/mixture.py).
+                   The releases convert onto `omnisource` (R50 4x16, test30 top-1 76.8:
+                   slowonly_r50_omni_4x16x1_kinetics400_rgb_20200926-51b1f7ea.pth) and
+                   `r101_8x8_omnisource` (80.4:
+                   slowonly_r101_omni_8x8x1_kinetics400_rgb_20200926-b5dbb701.pth);
+                   `--mode eval` reads the eval list only, so the web data need not be
+                   there.
   test:     test1  1 centred clip, centre crop 224 (the default eval).
             test30 10 clips (MMAction2 1.x's 3D test sampling) x ThreeCrop(256) after
                    short side 256, softmax averaged.

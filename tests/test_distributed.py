@@ -63,7 +63,7 @@ def test_two_processes_train_like_one(tmp_path):
   np.savez(tmp_path / "batches.npz", **{f"{k}{i}": b[k] for i, b in enumerate(batches)
                                         for k in ("clip", "label")})
   port = str(_free_port())
-  env = subprocess_env(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=1")
+  env = subprocess_env(JAX_PLATFORMS="cpu")
   procs = [subprocess.Popen([sys.executable, "-c", _PROCESS, str(p), "2", port,
                              str(tmp_path)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True) for p in range(2)]

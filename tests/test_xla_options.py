@@ -106,7 +106,7 @@ def test_state_init_compiled_at_a_low_level_has_the_default_bits():
 
   leaves = lambda tree: [np.asarray(x) for x in jax.tree.leaves(tree)]  # noqa: E731
   ours = leaves({"params": state.params, "batch_stats": state.batch_stats})
-  # XLA's default level is 3 (the suite itself compiles at 1: conftest.py).
+  # XLA's default level is 3 (the suite itself compiles at 0: conftest.py).
   default = leaves(init(jax.random.key(0), compiler_options={"xla_backend_optimization_level": 3}))
   assert len(ours) == len(default) == 8  # 2 BN statistics, 6 parameters
   assert all(np.array_equal(a, b) for a, b in zip(ours, default))

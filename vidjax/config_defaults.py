@@ -98,6 +98,11 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
       eval_split="test",
       video_key="video",   # tfds: feature with frames [N, H, W, 3] or encoded video bytes
       label_key="label",
+      # Training from several sources at once (OmniSource; vidjax/data/mixture.py): a
+      # tuple of dicts {name, kind: videos | images, root, list, format, share: clips per
+      # batch (int) or ratio of batch_size (float), label_map: dict or file}; () = the
+      # train list alone. An epoch is a pass over the first. Evaluation: eval_list only.
+      sources=(),
       # Sampling (vidjax/data/sampling.py).
       sampler="segments",  # segments: TSN, T = num_frames segments, one frame each;
                            # dense: num_frames consecutive frames frame_interval apart

@@ -7,7 +7,9 @@ Files that cannot be read are skipped with one warning each and counted: the ite
 `skipped_files`. Worker processes (`data.num_workers`) decode in parallel with prefetch.
 The iterator is a grain `DatasetIterator`, whose state the checkpoint saves, so a
 resumed run (with the same worker count) reads exactly the batches the uninterrupted run
-would have read.
+would have read. With `data.sources` (vidjax/data/mixture.py) every batch mixes several
+sources (video lists, image folders) at exact shares, and the state holds each source's
+position.
 
 Evaluation: one pass; the last batch is padded with copies of the first example and a
 `mask` of 0, so that metrics over padded batches are exact; unreadable files also get
@@ -30,7 +32,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from vidjax.data import decode, demo, resolve, sampling, sources, transforms
+from vidjax.data import decode, demo, mixture, resolve, sampling, sources, transforms
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -168,19 +170,41 @@ def test_clip_views(transform: transforms.ClipTransform, frames: np.ndarray) -> 
 
 
 class _LoadTrain(grain.transforms.RandomMap):
-  """Record -> {"clip" [T, S, S, 3], "label"}, or {"skipped": (path, message)}."""
+  """Record -> {"clip" [T, S, S, 3], "label"}, or {"skipped": (path, message)}; with
+  `source` >= 0 (a mixture's source index) also "source"."""
 
   def __init__(self, reader: decode.Reader, sampler: sampling.Sampler,
-               transform: transforms.ClipTransform):
+               transform: transforms.ClipTransform, source: int = -1):
     self.reader, self.sampler, self.transform = reader, sampler, transform
+    self.source = source
+
+  def _frames(self, record: dict, rng: np.random.Generator) -> np.ndarray:
+    return self.reader(record, lambda n: self.sampler.train(n, rng))
 
   def random_map(self, record: dict, rng: np.random.Generator) -> dict:
     try:
-      clip = self.reader(record, lambda n: self.sampler.train(n, rng))
+      clip = self._frames(record, rng)
     except decode.DecodeError as e:
       return {"skipped": (e.path, str(e))}
     clip, label = self.transform.train(clip, record["label"], rng)
-    return {"clip": clip, "label": label}
+    out = {"clip": clip, "label": label}
+    if self.source >= 0:
+      out["source"] = np.int32(self.source)
+    return out
+
+
+class _LoadImage(_LoadTrain):
+  """An image record {"image": path} -> a clip of `num_frames` copies of the image, then
+  the same transforms as a video clip (OmniSource's pseudo clips)."""
+
+  def __init__(self, transform: transforms.ClipTransform, num_frames: int, source: int,
+               jpeg_backend: str):
+    super().__init__(decode.Reader(), None, transform, source)
+    self.num_frames, self.jpeg_backend = num_frames, jpeg_backend
+
+  def _frames(self, record: dict, rng: np.random.Generator) -> np.ndarray:
+    image = decode.read_image(record["image"], self.jpeg_backend)
+    return np.repeat(image[None], self.num_frames, axis=0)
 
 
 class _BatchReadable(grain.IterDataset):
@@ -243,11 +267,15 @@ class TrainIterator(grain.DatasetIterator):
   distinct unreadable files left out so far (this process). The files are part of the
   saved state, so a resumed run neither counts one twice nor warns about it again."""
 
-  def __init__(self, parent: grain.DatasetIterator, num_workers: int):
+  def __init__(self, parent: grain.DatasetIterator, num_workers: int,
+               sources_: tuple = ()):
     super().__init__(parent)
     self.skipped_files = 0
     self.num_workers = num_workers
     self._skipped: set[str] = set()
+    # A mixture's [name, clips per batch] of each source: its position only exists for
+    # the same sources and shares.
+    self.sources = [list(x) for x in sources_]
 
   def __next__(self) -> dict:
     batch = _off_shared_memory(next(self._parent))
@@ -255,8 +283,11 @@ class TrainIterator(grain.DatasetIterator):
     return batch
 
   def get_state(self) -> dict:
-    return {"pipeline": self._parent.get_state(), "skipped_files": self.skipped_files,
-            "skipped_paths": sorted(self._skipped), "num_workers": self.num_workers}
+    state = {"pipeline": self._parent.get_state(), "skipped_files": self.skipped_files,
+             "skipped_paths": sorted(self._skipped), "num_workers": self.num_workers}
+    if self.sources:
+      state["sources"] = self.sources
+    return state
 
   def set_state(self, state: dict) -> None:
     saved = state.get("num_workers", 0)
@@ -266,6 +297,11 @@ class TrainIterator(grain.DatasetIterator):
       raise DataError(f"The checkpoint's data position was saved with data.num_workers="
                       f"{saved}; resume with --config.data.num_workers={saved} (the example "
                       f"order depends on it), not {self.num_workers}.")
+    saved = [list(x) for x in state.get("sources", [])]
+    if saved != self.sources:
+      raise DataError(f"The checkpoint's data position was saved for the training sources "
+                      f"{_describe_sources(saved)}, not {_describe_sources(self.sources)}; "
+                      "resume with the same data.sources and batch_size.")
     self._parent.set_state(state["pipeline"])
     self.skipped_files = int(state["skipped_files"])
     self._skipped = set(state.get("skipped_paths", ()))  # absent in older checkpoints
@@ -321,8 +357,11 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
                    seed: int) -> TrainIterator:
   """Infinite iterator of {"clip": uint8 [b, T, H, W, 3], "label": int32 [b]}.
 
-  b is this process's share of `global_batch_size`.
+  b is this process's share of `global_batch_size`. With `data.sources`, batches mix
+  the sources (`_mixed_train_iterator`).
   """
+  if data_config.get("sources"):
+    return _mixed_train_iterator(data_config, global_batch_size, seed)
   source = _source(data_config, "train")
   ds = _process_slice(grain.MapDataset.source(source))
   if len(ds) == 0:
@@ -337,7 +376,110 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
                          data_config)
 
 
+# ---------------------------------------------------------------------------- mixtures
+class _ConcatGroups(grain.IterDataset):
+  """Joins each run of `num_groups` consecutive groups (one per source, in any order) into
+  one batch, the sources' rows interleaved evenly (`interleaved_order`); "skipped" lists
+  every group's files."""
+
+  def __init__(self, parent: grain.IterDataset, num_groups: int):
+    super().__init__(parent)
+    self.num_groups = num_groups
+
+  def __iter__(self) -> grain.DatasetIterator:
+    return _ConcatGroupsIterator(self._parent.__iter__(), self.num_groups)
+
+  def __str__(self) -> str:
+    return f"ConcatGroups(num_groups={self.num_groups})"
+
+
+class _ConcatGroupsIterator(grain.DatasetIterator):
+
+  def __init__(self, parent: grain.DatasetIterator, num_groups: int):
+    super().__init__(parent)
+    self.num_groups = num_groups
+
+  def __next__(self) -> dict:
+    groups = sorted((next(self._parent) for _ in range(self.num_groups)),
+                    key=lambda g: int(g["source"][0]))
+    order = interleaved_order([len(g["source"]) for g in groups])
+    batch = {k: np.concatenate([g[k] for g in groups])[order]
+             for k in groups[0] if k != "skipped"}
+    batch["skipped"] = tuple(f for g in groups for f in g["skipped"])
+    return batch
+
+  # Whole runs of groups are read per batch, so the parent's position is the batch's.
+  def get_state(self) -> dict:
+    return self._parent.get_state()
+
+  def set_state(self, state: dict) -> None:
+    self._parent.set_state(state)
+
+
+def interleaved_order(counts: list[int]) -> np.ndarray:
+  """The row order that spreads each source's rows evenly over a batch: row j of a source
+  with n rows sits at (j + 1/2) / n of the batch (ties: the earlier source first), so every
+  contiguous part of a batch (a device's rows, a microbatch, a BatchNorm group) holds the
+  sources as nearly in their shares as its size allows.
+
+  Args:
+    counts: rows per source; rows are given source by source.
+
+  Returns:
+    int [sum(counts)]: indices into the source-by-source rows.
+  """
+  keys = np.concatenate([(np.arange(n) + 0.5) / n for n in counts])
+  return np.argsort(keys, kind="stable")
+
+
+def _describe_sources(shares: list) -> str:
+  return (" + ".join(f"{n} {name}" for name, n in shares) + " clips per batch" if shares
+          else "one source (no data.sources)")
+
+
+def _mixed_train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: int,
+                          seed: int) -> TrainIterator:
+  """Batches of every source of `data.sources` at its share (vidjax/data/mixture.py), with
+  a "source" int32 [b] row id (the index in data.sources), the sources' rows interleaved
+  evenly (`interleaved_order`).
+
+  Each source is its own grain pipeline (sharded by process, shuffled from its own seed,
+  repeated, decoded and transformed like the classic pipeline) batched by its share, so
+  an unreadable file is replaced by the next one of the same source; grain's `mix` with
+  equal weights takes one such group of every source in turn, and each run of groups
+  becomes one batch.
+  """
+  built = mixture.build_all(data_config)
+  specs = [spec for spec, _ in built]
+  counts = mixture.batch_shares(specs, global_batch_size)
+  local = mixture.local_shares(counts, specs, jax.process_count())
+  transform = transforms.from_config(data_config)
+  reader, sampler = make_reader(data_config), make_sampler(data_config)
+  backend = decode.resolve_jpeg_backend(data_config.jpeg_backend)
+  groups = []
+  for i, (spec, source) in enumerate(built):
+    ds = _process_slice(grain.MapDataset.source(source))
+    if len(ds) == 0:
+      raise DataError(f"{spec.where} has no examples for process {jax.process_index()}.")
+    ds = ds.seed(mixture.source_seed(seed, i)).shuffle().repeat()
+    if spec.kind == "images":
+      load = _LoadImage(transform, int(data_config.num_frames), i, backend)
+    else:
+      load = _LoadTrain(reader, sampler, transform, source=i)
+    it = ds.random_map(load).to_iter_dataset(_read_options(data_config))
+    groups.append(_BatchReadable(it, local[i], max_consecutive=len(source)))
+  it = _ConcatGroups(grain.IterDataset.mix(groups), len(groups))
+  shares = [(spec.name, n) for spec, n in zip(specs, counts)]
+  return _closed_at_exit(TrainIterator(iter(_mp(it, data_config)), data_config.num_workers,
+                                       shares), data_config)
+
+
 def steps_per_epoch(data_config: ml_collections.ConfigDict, global_batch_size: int) -> int:
+  """Optimiser steps per epoch; with `data.sources`, per pass over the first source."""
+  specs = mixture.specs(data_config)
+  if specs:
+    first = mixture.build(specs[0], data_config, mixture.label_names(data_config))
+    return max(1, len(first) // mixture.batch_shares(specs, global_batch_size)[0])
   return max(1, len(_source(data_config, "train")) // global_batch_size)
 
 

@@ -16,6 +16,8 @@ lists; `data.num_classes` and `model.num_classes` are set from it. A data overri
 never ignored: on the demo variants any of `data.root`, the lists, `data.format`,
 `data.label_names` or `data.tfds_name` switches to that data, with a resize and crop
 that stack videos of any size (`data.flip` stays as given: off on the demo variants). Both splits' files are looked up before training.
+With `data.sources` (vidjax/data/mixture.py), every training source is read and checked
+here too, and its shares against the batch size.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from vidjax.data import demo, prepare, sources
+from vidjax.data import demo, mixture, prepare, sources
 
 TRAIN_DIRS = ("train", "training")
 EVAL_DIRS = ("val", "validation", "test", "eval")
@@ -228,5 +230,8 @@ def resolve(config: ml_collections.ConfigDict, lists_dir: str) -> str:
                                 label_names=names, csv_path_tmpl=d.csv_path_tmpl)
     counts[split] = _check_files(source, split, d)
   shown = "" if not names else " (" + ", ".join(names[:5]) + (", ..." if count > 5 else "") + ")"
-  return (f"{d.format} under {root or '.'}: {counts['train']} train ({d.train_list}) and "
-          f"{counts['eval']} eval ({d.eval_list}), {count} classes{shown}")
+  described = (f"{d.format} under {root or '.'}: {counts['train']} train ({d.train_list}) and "
+               f"{counts['eval']} eval ({d.eval_list}), {count} classes{shown}")
+  if d.get("sources"):   # every training source is read and checked now, not mid-setup
+    described += "; " + mixture.check(config)
+  return described

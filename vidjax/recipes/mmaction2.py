@@ -26,7 +26,7 @@ import ml_collections
 
 from vidjax import config_defaults, models
 from vidjax.models.backbones.resnet3d import fit_pattern
-from vidjax.recipes import datasets, protocols, set_fields, variant
+from vidjax.recipes import datasets, omnisource, protocols, set_fields, variant
 from vidjax.train import optim
 
 I3D_INFLATE = ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0))
@@ -182,7 +182,8 @@ def _set_model_fields(config: ml_collections.ConfigDict, fields: dict[str, Any])
 def build(arg: str, file: str, model: str) -> ml_collections.ConfigDict:
   """The config of `model` (a key of MODELS) for variant `arg` of config file `file`."""
   v = variant.parse(arg, file, model=tuple(PARTS[model]), sampling=tuple(SAMPLINGS[model]),
-                    test=MODELS[model].get("tests", TESTS), run=variant.RUNS)
+                    test=MODELS[model].get("tests", TESTS), run=variant.RUNS,
+                    dataset=tuple(DATA_PARTS.get(model, ())))
   needed = NEEDS_SAMPLING.get((model, v.model))
   if needed and v.sampling != needed and not v.run:
     raise v.error(f"{v.model!r} is published as {needed} only: use '{v.model}_{needed}'.")
@@ -196,6 +197,8 @@ def build(arg: str, file: str, model: str) -> ml_collections.ConfigDict:
     _small(config, model, v.run)
   elif v.test or (model, v.model) in TEST_PROTOCOLS:
     protocols.apply(config, test_protocol(model, v.model, v.test or "test1"))
+  if v.dataset:
+    DATA_PARTS[model][v.dataset](config)
   return config
 
 
@@ -382,6 +385,15 @@ def build_2d(arg: str, file: str, model: str) -> ml_collections.ConfigDict:
     if config.model[field].enabled:
       config.model[field].num_segments = config.data.num_frames
   return config
+
+
+# --- OmniSource (configs/slowonly_r50.py:omnisource) -------------------------------------
+# Training-data parts (variant kind "data set") of a model: functions that change its
+# built config. OmniSource's SlowOnly releases (R50 4x16, R101 8x8) are the zoo recipes
+# trained on Kinetics-400 and web data at once (vidjax/recipes/omnisource.py).
+DATA_PARTS: dict[str, dict[str, Any]] = {
+    "slowonly_r50": {"omnisource": omnisource.add_web_sources},
+}
 
 
 # --- TRN and TPN (configs/trn_r50.py, tpn_tsm_r50.py, tpn_slowonly_r50.py) -----------------

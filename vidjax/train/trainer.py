@@ -396,6 +396,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
 def evaluate_only(config: ml_collections.ConfigDict, workdir: str,
                   checkpoint: Optional[str] = None) -> dict[str, float]:
   """Evaluates the latest checkpoint of `workdir`, or `checkpoint` / `config.init_from`."""
+  if config.data.get("sources"):   # the training sources: evaluation reads eval_list only
+    config.data.sources = ()
   resolve_data(config, workdir and os.path.abspath(os.path.expanduser(workdir)))
   _check_num_classes(config)
   mesh, model, eval_fn = _setup(config)
