@@ -95,12 +95,12 @@ class TRNHead(nn.Module):
                  bias_init=nn.initializers.zeros, name="fc")(x)
     x = x.reshape(-1, t, self.hidden_dim)                      # [B, T, D]
     b = x.shape[0]
-    drawn = not train or self.is_initializing()
-    tuples = relation_tuples(t, self.subsample, self.relation_seed if drawn else None)
+    seeded = not train or self.is_initializing()   # eval: the seed's tuples, fixed
+    tuples = relation_tuples(t, self.subsample, self.relation_seed if seeded else None)
     logits = self._relation_mlp(0, x.reshape(b, t * self.hidden_dim))
     for i, combos in enumerate(tuples[1:], start=1):
       s = combos.shape[1]
-      if not drawn:   # training: fresh tuples every step
+      if not seeded:   # training: fresh tuples every step
         pick = jax.random.choice(self.make_rng("dropout"), len(combos),
                                  (min(self.subsample, len(combos)),), replace=False)
         combos = jnp.asarray(combos)[pick]
