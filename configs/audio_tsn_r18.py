@@ -41,8 +41,10 @@ by default, use 512 (`--n-fft` changes it; the table names no hop).
 
 Variants (`configs/audio_tsn_r18.py:VARIANT`):
   demo   the same model on the audio demo data set (generated sounds as features, 6
-         classes, CPU), AdamW from scratch, two epochs:
+         classes, CPU), AdamW from scratch, one epoch:
            python -m vidjax.main --config configs/audio_tsn_r18.py:demo --workdir /tmp/audio_demo
+         expected: eval/top1 near 100% (the six sounds differ in their spectra, and the
+         two chirps in the order of their rows).
   smoke  the tiniest member for tests: clips of 16 video frames as 32 feature rows.
 """
 

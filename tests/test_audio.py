@@ -76,6 +76,19 @@ def test_script_writes_a_feature_list_and_names_each_bad_file(extracted):
   assert again.returncode == 1 and os.stat(out / "tone_500.npy").st_mtime_ns == stamp
   bad = _run("scripts/extract_audio_features.py", "--src", src / "none", "--out", out)
   assert bad.returncode == 2 and bad.stderr.startswith("error: --src ")
+  bad = _run("scripts/extract_audio_features.py", "--src", src, "--out", out, "--out-list",
+             out / "x.txt")
+  assert bad.returncode == 2 and bad.stderr.startswith("error: --out-list needs --list")
+
+
+def test_missing_features_say_how_to_make_them(tmp_path):
+  config = load_config("audio_tsn_r18", "", **{"data.root": str(tmp_path)})
+  with pytest.raises(pipeline.DataNotFoundError) as e:
+    pipeline.num_eval_examples(config.data)
+  message = str(e.value)
+  assert "kinetics400_val_list_audio_features.txt" in message
+  assert "scripts/extract_audio_features.py" in message
+  assert "configs/audio_tsn_r18.py:demo" in message
 
 
 @pytest.mark.parametrize("name", sorted(TONES))

@@ -82,7 +82,8 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   """
   d = ml_collections.ConfigDict(dict(
       name="kinetics400",
-      format="videos",     # videos | frames | kinetics_csv | tfds (name "demo": generated)
+      format="videos",     # videos | frames | kinetics_csv | tfds | audio_features (name
+                           # "demo": generated; "audio_demo": its sounds, audio_demo_data)
       root="~/data/kinetics400",
       train_list="kinetics400_train_list_videos.txt",   # relative: under root, else
       eval_list="kinetics400_val_list_videos.txt",      # the working directory

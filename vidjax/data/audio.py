@@ -27,6 +27,7 @@ from typing import Callable, Union
 
 import numpy as np
 
+from vidjax.data import decode, prepare
 from vidjax.data.decode import DecodeError
 
 SAMPLE_RATE = 16000
@@ -187,7 +188,6 @@ def video_features(path: str, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT
 
 def save_features(path: str, features: np.ndarray) -> None:
   """Writes float32 features as a `.npy` file, atomically."""
-  from vidjax.data import prepare  # pylint: disable=g-import-not-at-top
   buffer = io.BytesIO()
   np.save(buffer, np.asarray(features, np.float32), allow_pickle=False)
   prepare.write_atomic(path, buffer.getvalue())
@@ -197,7 +197,15 @@ def extract_to_file(src: str, dst: str, *, sample_rate: int = SAMPLE_RATE, n_fft
                     hop: int = HOP, num_mels: int = NUM_MELS, overwrite: bool = False) -> int:
   """Writes the features of video `src` to `dst` (skipped when it exists, unless
   `overwrite`); returns the video's frame count, the number its list line needs."""
-  from vidjax.data import decode  # pylint: disable=g-import-not-at-top
+  import av  # pylint: disable=g-import-not-at-top
+  try:
+    with av.open(src) as container:
+      has_video = bool(container.streams.video)
+  except (av.FFmpegError, OSError, ValueError) as e:
+    raise DecodeError(src, f"cannot open as a media file ({e})") from e
+  if not has_video:
+    raise DecodeError(src, "has no video stream (the feature list gives each video's frame "
+                      "count)")
   frames = decode.video_num_frames(src)
   if overwrite or not os.path.exists(dst):
     save_features(dst, video_features(src, sample_rate, n_fft, hop, num_mels))

@@ -89,6 +89,17 @@ def _source(data_config: ml_collections.ConfigDict, split: str) -> Any:
 
 def missing_data_message(data_config: ml_collections.ConfigDict, split: str,
                          looked_at: str) -> str:
+  if is_audio(data_config):
+    return (
+        f"The {split} data of data set {data_config.name!r} is missing: looked for the "
+        f"audio feature list {looked_at or '(data.' + split + '_list is empty)'}.\n"
+        f"To prepare it: write the features of your videos and their list with `python "
+        f"scripts/extract_audio_features.py --src VIDEOS --list VIDEO_LIST --out "
+        f"{data_config.get('root', '') or 'FEATURES'} --out-list FEATURE_LIST`, then pass "
+        f"--config.data.root=... --config.data.{split}_list=....\n"
+        "To try vidjax without data, run the demo variant of this config, e.g.\n"
+        "  python -m vidjax.main --config configs/audio_tsn_r18.py:demo --workdir "
+        "/tmp/vidjax_audio_demo")
   return (
       f"The {split} data of data set {data_config.name!r} is missing: looked for the "
       f"annotation list {looked_at or '(data.' + split + '_list is empty)'}.\n"

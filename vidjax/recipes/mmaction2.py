@@ -412,7 +412,7 @@ def build_audio(arg: str, file: str) -> ml_collections.ConfigDict:
   config.optim = optim.default_config()
   set_fields(config, AUDIO_FIELDS)
   if v.run == "demo":
-    config_defaults.use_audio_demo(config, lr=1e-3, epochs=2.0)
+    config_defaults.use_audio_demo(config)
   elif v.run == "smoke":
     config_defaults.use_audio_smoke(config)
   return config
