@@ -197,3 +197,11 @@ def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[st
     rest = re.sub(r"^block\.", "", rest)
     key = key[:block.end()] + rest
   return _rename_before_tin_tam(key, model_config)
+
+
+# --- Audio TSN-R18 (`recognizer_audio/audio_tsn`): MMAction2's 2D ResNet (one input channel,
+# conv1 (64, 1, 7, 7) -> kernel (7, 7, 1, 64)) and AudioTSNHead, the 2D rules above:
+#
+#     backbone.<2D ResNet key>  -> backbone.<as recognizer2d>
+#     cls_head.fc_cls.*         -> head.fc.*
+MODELS += ("recognizer_audio/audio_tsn",)

@@ -32,6 +32,7 @@ _BY_DATASET = {
     "ucf101": [("tsm_r50", "ucf101")],
     "jester": [("tsm_r101", "jester")],
 }
+_BY_DATASET["k400_audio"] = [("audio_tsn_r18", "")]
 
 # Variants with a test part and the protocol each must get.
 _TESTS = [

@@ -906,3 +906,53 @@ def tanet(config, clip, seed):
         bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=g) * 0.3)
         bn.running_var.copy_(torch.rand(bn.running_var.shape, generator=g) + 0.5)
   return ref
+
+
+# --- Audio TSN-R18 (reference/mmaction2_cost.md sections 9, 10, 17): RecognizerAudio on
+# log-mel features, the 2D ResNet with a one-channel conv1, AudioTSNHead. -----------------
+
+import numpy as np  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def audio_features(b, t, f, seed=0):
+  """Seeded float32 features [b, t, f] in [0, 1], as the extracted log-mel files hold."""
+  rng = np.random.RandomState(seed)
+  return np.clip(rng.rand(b, t, f) * 0.8 + rng.rand(b, 1, f) * 0.2, 0, 1).astype(np.float32)
+
+
+class AudioTSNHead(nn.Module):
+  """Average pool over (h, w), fc_cls (dropout is the identity in eval mode)."""
+
+  def __init__(self, cin, k):
+    super().__init__()
+    self.fc_cls = nn.Linear(cin, k)
+
+  def forward(self, x):
+    return self.fc_cls(x.mean(dim=(2, 3)))
+
+
+class RecognizerAudio(nn.Module):
+  """(B, T, F) features -> (B, 1, T, F) -> backbone -> cls_head; `torch_input` turns the
+  row's numpy features into its input."""
+
+  def __init__(self, backbone, cls_head):
+    super().__init__()
+    self.backbone, self.cls_head = backbone, cls_head
+
+  def forward(self, x):
+    return self.cls_head(self.backbone(x[:, None]))
+
+  @staticmethod
+  def torch_input(features):
+    return torch.from_numpy(np.ascontiguousarray(features, np.float32))
+
+
+def audio_tsn(config, features, seed):
+  """MMAction2's audio TSN (ResNet of model.backbone.depth, in_channels 1) with random
+  weights and calibrated BatchNorms, in eval mode."""
+  m = resolve_model_config(config.model)
+  backbone = ResNet2d(m.backbone.depth)
+  backbone.conv1 = ConvModule(1, 64, 7, 2, 3, dims=2)
+  width = 512 * (4 if SPECS[m.backbone.depth][0] == "bottleneck" else 1)
+  ref = RecognizerAudio(backbone, AudioTSNHead(width, m.num_classes))
+  return randomize(ref, ref.torch_input(features), seed)
