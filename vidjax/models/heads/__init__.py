@@ -7,10 +7,12 @@ A head is called as `head(features, num_segments=T, train=...)` and returns logi
   i3d  i3d.py  MMAction2's I3DHead: pool over T, H, W, dropout, fc (3D recognizers)
   slowfast  slowfast.py  MMAction2's SlowFastHead: pool each pathway, [fast, slow], fc
   x3d  x3d.py  MMAction2's X3DHead: pool, fc1 (no bias), ReLU, dropout, fc2
+  timesformer  timesformer.py  MMAction2's TimeSformerHead: fc on the class token
 """
 
 from vidjax.models.heads import i3d as _i3d  # noqa: F401
 from vidjax.models.heads import slowfast as _slowfast  # noqa: F401
 from vidjax.models.heads import tcp as _tcp  # noqa: F401
+from vidjax.models.heads import timesformer as _timesformer  # noqa: F401
 from vidjax.models.heads import tsn as _tsn  # noqa: F401
 from vidjax.models.heads import x3d as _x3d  # noqa: F401
