@@ -23,6 +23,7 @@ sys.path.insert(0, f"{ROOT}/tests")
 from torch_references import mmaction2 as ref  # noqa: E402  pylint: disable=g-import-not-at-top
 
 VARIANTS = ("", "jointst", "spaceonly")
+_TIMESFORMER_NO_DECAY = (r"cls_token$", r"pos_embed$", r"time_embed$")
 
 
 def _flat(tree) -> dict:
@@ -62,13 +63,17 @@ def test_vit_b16_upstream_layout_converts_strictly(variant, entries, count):
 
 
 def test_conversion_is_strict():
-  """A missing tensor, a tensor of another attention type and a time embedding for other
-  frame counts are each named; nothing converts."""
+  """A 1.x checkpoint (`state_dict` with the data preprocessor's mean and std 127.5)
+  converts; a missing tensor, a tensor of another attention type and a time embedding
+  for other frame counts are each named, and nothing converts."""
   small = {"model.backbone.num_layers": 1, "model.backbone.embed_dims": 64,
            "model.backbone.num_heads": 4}
   config = load_config("timesformer", "smoke", **small)
   sd = _upstream_layout(config)
-  converters.convert("mmaction2", sd, config)
+  pixels = np.full((3, 1, 1, 1), 127.5, np.float32)
+  converters.convert("mmaction2", {"state_dict": {**sd, "data_preprocessor.mean": pixels,
+                                                  "data_preprocessor.std": pixels},
+                                   "meta": {"mmaction2_version": "1.2.0"}}, config)
   missing = {k: v for k, v in sd.items() if "temporal_fc.weight" not in k}
   with pytest.raises(converters.ConversionError,
                      match=r"missing model variables:\n.*layers_0/attentions_0/temporal_fc/"
@@ -175,6 +180,7 @@ def test_recipe():
   params = _flat(converters.expected_variables(config.model)["params"])
   no_decay = {p for p in params if any(re.search(r, p) for r in config.optim.no_decay)}
   assert no_decay == {"backbone/cls_token", "backbone/pos_embed", "backbone/time_embed"}
+  assert tuple(config.optim.no_decay) == _TIMESFORMER_NO_DECAY
   test3 = load_config("timesformer", "test3")
   assert (test3.data.test_clips, test3.data.test_crop, test3.data.test_scale,
           test3.data.image_size, test3.eval.num_views) == (1, "three_crop", 224, 224, 3)
@@ -183,6 +189,8 @@ def test_recipe():
     assert other.model.backbone.attention_type == kind
     other.model.backbone.attention_type = config.model.backbone.attention_type
     assert other.to_dict() == config.to_dict()
-  demo = load_config("timesformer", "demo")
+  demo, smoke = load_config("timesformer", "demo"), load_config("timesformer", "smoke")
   assert (demo.model.backbone.num_frames, demo.model.backbone.img_size) == (8, 32)
-  assert demo.model.backbone.embed_dims == 768 and demo.optim.name == "adamw"
+  assert demo.model.to_dict() == smoke.model.to_dict()
+  assert (demo.optim.name, demo.optim.epochs, demo.data.train_examples) == ("adamw", 4.0, 1920)
+  assert set(_TIMESFORMER_NO_DECAY) <= set(demo.optim.no_decay)

@@ -387,7 +387,7 @@ def build_2d(arg: str, file: str, model: str) -> ml_collections.ConfigDict:
 # --- TimeSformer (configs/timesformer.py) --------------------------------------------------
 # timesformer_divST_8xb8-8x32x1-15e_kinetics400-rgb: ViT-B/16 with divided space-time
 # attention on 8 frames 32 apart, mean and std 127.5 (pixels to [-1, 1]); upstream starts
-# from ImageNet ViT-B/16 weights (`--config.init_from=DIR` takes converted ones). Train:
+# from ImageNet-21K ViT-B/16 weights (no converter here reads them). Train:
 # RandomRescale of the short side to 256..320, a random 224 crop, flip; written here as
 # a multi-scale crop of the same geometry: short side 256, a square of 224 / s of it (s in
 # 256..320) at a random place, resized to 224. SGD with Nesterov momentum 0.9, lr 0.005 for
@@ -414,16 +414,25 @@ SAMPLINGS["timesformer"] = {}
 TEST_PROTOCOLS[("timesformer", "")] = {"test1": "mmaction2_val",
                                        "test3": "mmaction2_timesformer_test3"}
 DEMO_FRAMES["timesformer"] = 8
-# The smoke model: 2 layers of 64 channels, 4 heads of 16, 8 x 8 patches (16 a frame).
+# The demo and smoke models: the same structure at toy size, 2 layers of 64 channels, 4
+# heads of 16, 8 x 8 patches (16 a frame): ViT-B/16 takes many times the demo's CPU
+# minutes per epoch, and trained from scratch it learns slowly. The demo trains for 4
+# epochs (a ViT from scratch needs more than the CNNs' one).
 SMOKE_FIELDS["timesformer"] = {
     "model.backbone.embed_dims": 64, "model.backbone.num_heads": 4,
     "model.backbone.num_layers": 2, "model.backbone.patch_size": 8}
+_TIMESFORMER_DEMO = {**SMOKE_FIELDS["timesformer"], "optim.epochs": 4.0}
 
 
 def build_timesformer(arg: str, file: str) -> ml_collections.ConfigDict:
   """`build` for TimeSformer: its embeddings are built for the config's clips
-  (data.num_frames x data.image_size); the demo run keeps them out of weight decay too."""
+  (data.num_frames x data.image_size); the demo run is at toy size and keeps the
+  embeddings out of weight decay too."""
+  v = variant.parse(arg, file, model=tuple(PARTS["timesformer"]),
+                    test=MODELS["timesformer"]["tests"], run=variant.RUNS)
   config = build(arg, file, "timesformer")
+  if v.run == "demo":
+    set_fields(config, _TIMESFORMER_DEMO)
   config.model.backbone.update(num_frames=config.data.num_frames,
                                img_size=config.data.image_size)
   no_decay = tuple(config.optim.no_decay)

@@ -268,8 +268,9 @@ class TimeSformer(nn.Module):
         TransformerLayer)
     rates = np.linspace(0.0, self.drop_path_rate, self.num_layers)
     for i in range(self.num_layers):
-      x = layer_cls(c, self.num_heads, t, self.attention_type == "divided_space_time",
-                    self.ln_eps, float(rates[i]), self.dtype, name=f"layers_{i}")(x, train)
+      x = layer_cls(width=c, heads=self.num_heads, num_frames=t,
+                    divided=self.attention_type == "divided_space_time", eps=self.ln_eps,
+                    drop_path=float(rates[i]), dtype=self.dtype, name=f"layers_{i}")(x, train)
     cls = x[:, 0]
     if self.attention_type == "space_only":
       cls = jnp.mean(cls.reshape(n, t, c), axis=1)
