@@ -55,8 +55,8 @@ Variants (`configs/timesformer.py:VARIANT`, parts joined by ',' or '_'):
           4 epochs (CPU, minutes):
             python -m vidjax.main --config configs/timesformer.py:demo \
                 --workdir /tmp/timesformer_demo
-          expected: a ViT from scratch learns slowly; the appearance classes and the
-          axis of motion come before the direction.
+          expected: a ViT from scratch learns slowly: well above chance (the axis of
+          motion, some shapes), not yet the direction within a pair.
   smoke   the toy model for tests, on 32 clips: 8 frames of 32x32.
 """
 
