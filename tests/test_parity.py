@@ -602,6 +602,37 @@ ZOO += [
         make_input=mmaction2.audio_features, check=_audio_checks),
 ]
 
+
+# --- TimeSformer (reference/mmaction2_cost.md 16): the three attention types at ViT-B/16's
+# width and heads (768 channels, 12 heads of 64), 2 layers, on 4 frames of 32 px (2 x 2
+# patches a frame, 17 tokens), two clips; per layer 20 state_dict entries (divided) or 12,
+# plus 7 (6 without the time embedding) and the head's 2. ViT-B/16's names and shapes:
+# tests/test_timesformer.py.
+_TIMESFORMER_SMALL = {"model.backbone.num_layers": 2, "model.backbone.num_frames": 4,
+                      "model.backbone.img_size": 32, "data.num_frames": 4,
+                      "data.image_size": 32}
+ZOO += [
+    Row("timesformer_divst", "TimeSformer (divST, jointST, spaceOnly)", "timesformer",
+        "mmaction2", mmaction2.timesformer, (2, 4, 32), clip_seed=80, seed=80,
+        overrides={**_classes(9), **_TIMESFORMER_SMALL}, keys=2 * 20 + 7 + 2,
+        has_keys=("module.backbone.transformer_layers.layers.1.attentions.0.temporal_fc.bias",
+                  "module.backbone.transformer_layers.layers.0.attentions.1.attn.in_proj_weight",
+                  "module.backbone.transformer_layers.layers.1.ffns.0.norm.weight",
+                  "module.backbone.time_embed"),
+        zoo_config=True, note="parity of divided, joint and space-only attention at 2 "
+                              "layers on 32 px clips; ViT-B/16 names and shapes"),
+    Row("timesformer_jointst", "TimeSformer jointST", "timesformer", "mmaction2",
+        mmaction2.timesformer, (2, 4, 32), clip_seed=81, seed=81, variant="jointst",
+        overrides={**_classes(9), **_TIMESFORMER_SMALL}, keys=2 * 12 + 7 + 2,
+        has_keys=("module.backbone.transformer_layers.layers.1.norms.1.bias",
+                  "module.backbone.transformer_layers.layers.0.ffns.0.layers.0.0.weight")),
+    Row("timesformer_spaceonly", "TimeSformer spaceOnly", "timesformer", "mmaction2",
+        mmaction2.timesformer, (2, 4, 32), clip_seed=82, seed=82, variant="spaceonly",
+        overrides={**_classes(9), **_TIMESFORMER_SMALL}, keys=2 * 12 + 6 + 2,
+        has_keys=("module.backbone.transformer_layers.layers.1.attentions.0.attn.out_proj.bias",)),
+]
+
+
 def _param(row: Row):
   return pytest.param(row, id=row.name, marks=[pytest.mark.slow] if row.slow else [])
 

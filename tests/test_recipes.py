@@ -210,3 +210,6 @@ def test_recipes_carry_no_measurement():
       assert not re.search(_MEASUREMENT, fh.read()), f
 # MMAction2's 2D models on Something: TIN tests on 1 clip, TANet on twice x ThreeCrop(256).
 _TESTS += [("tin_r50", "", "test1"), ("tanet_r50", "test2x3", "mmaction2_sth_test2x3")]
+# TimeSformer: MMAction2's val pipeline per epoch, its 1 clip x ThreeCrop(224) test.
+_TESTS += [("timesformer", "", "mmaction2_val"),
+           ("timesformer", "test3", "mmaction2_timesformer_test3")]
