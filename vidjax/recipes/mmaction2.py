@@ -427,6 +427,7 @@ def build_audio(arg: str, file: str) -> ml_collections.ConfigDict:
     config_defaults.use_audio_demo(config)
   elif v.run == "smoke":
     config_defaults.use_audio_smoke(config)
+  return config
 
 
 # --- TimeSformer (configs/timesformer.py) --------------------------------------------------
