@@ -199,6 +199,47 @@ def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[st
   return _rename_before_tin_tam(key, model_config)
 
 
+# --- Audio TSN-R18 (`recognizer_audio/audio_tsn`): MMAction2's 2D ResNet (one input channel,
+# conv1 (64, 1, 7, 7) -> kernel (7, 7, 1, 64)) and AudioTSNHead, the 2D rules above:
+#
+#     backbone.<2D ResNet key>  -> backbone.<as recognizer2d>
+#     cls_head.fc_cls.*         -> head.fc.*
+MODELS += ("recognizer_audio/audio_tsn",)
+
+
+# --- TimeSformer (`recognizer3d/timesformer`, backbone `timesformer`): the layer list loses
+# its `transformer_layers.layers` level, list indices join their names, torch's packed
+# q / k / v tensors go to the `in_proj` Dense (reference/mmaction2_cost.md section 16):
+#
+#     backbone.patch_embed.projection.*      -> backbone.patch_embed.projection.*
+#     backbone.{cls_token,pos_embed,time_embed}, backbone.norm.*   -> the same names
+#     backbone.transformer_layers.layers.{i}.<rest>  -> backbone.layers_{i}.<rest>, where
+#       attentions.{j}. / norms.{j}. / ffns.0.   -> attentions_{j}. / norms_{j}. / ffns_0.
+#       ffns.0.layers.0.0.* / ffns.0.layers.1.*  -> ffns_0.layers_0_0.* / ffns_0.layers_1.*
+#       attn.in_proj_weight / attn.in_proj_bias  -> attn.in_proj.weight / .bias
+#     cls_head.fc_cls.*                      -> head.fc.*
+MODELS += ("recognizer3d/timesformer",)
+_TIMESFORMER_RULES = (
+    (r"^transformer_layers\.layers\.(\d+)\.", r"layers_\1."),
+    (r"\.(attentions|norms|ffns)\.(\d+)\.", r".\1_\2."),
+    (r"\.ffns_0\.layers\.0\.0\.", ".ffns_0.layers_0_0."),
+    (r"\.ffns_0\.layers\.1\.", ".ffns_0.layers_1."),
+    (r"\.attn\.in_proj_(weight|bias)$", r".attn.in_proj.\1"),
+)
+_rename_before_timesformer = rename_key
+
+
+def _rename_timesformer(key: str) -> str:
+  for pattern, replacement in _TIMESFORMER_RULES:
+    key = re.sub(pattern, replacement, key)
+  return key
+
+
+def rename_key(key: str, model_config: ml_collections.ConfigDict) -> Optional[str]:  # noqa: F811
+  if model_config.backbone.name == "timesformer" and key.startswith("backbone."):
+    return "backbone." + _rename_timesformer(key[len("backbone."):])
+  return _rename_before_timesformer(key, model_config)
+
 # --- TRN and TPN (`recognizer2d/trn`; TPN: `model.neck.name = "tpn"` on `recognizer3d/i3d`
 # or `recognizer2d/i3d`, the TPNHead). TRNHead's relation MLPs and TPN's neck get flat
 # flax names; MMAction2's TSM wraps each shifted conv1 in `.net`:

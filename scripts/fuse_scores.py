@@ -5,9 +5,11 @@
 
 The inputs are scores files of vidjax evaluations (`WORKDIR/eval/*_scores.npz`, see
 vidjax/train/eval_outputs.py): e.g. two models, two view protocols or two modalities over
-the same eval list. They must cover the same videos with the same labels and the same
-number of classes (rows are matched by file name, in the first file's order); otherwise a
-one-line error names the file that differs. The fused scores are
+the same eval list, or an RGB and an audio model over the same videos. They must cover
+the same videos with the same labels and the same number of classes (rows are matched by
+file name, in the first file's order; when the names differ, by the name without its
+extension, so a video's `a/b.mp4` and its audio features' `a/b.npy` are one video);
+otherwise a one-line error names the file that differs. The fused scores are
 `sum_i weight_i * scores_i` (weights default to 1); `--softmax` first turns each file's
 scores into probabilities (for scores that are logits, e.g. `eval.fusion=mean_logits`).
 
@@ -40,9 +42,16 @@ def _example(names: list[str]) -> str:
   return f" (e.g. {names[0]!r})" if names else ""
 
 
+def video_id(name: str) -> str:
+  """A row's video when the files name different modalities of it: the name without its
+  extension (`a/b.mp4`, frames `a/b`, audio features `a/b.npy` -> `a/b`)."""
+  return os.path.splitext(name)[0]
+
+
 def align(first: dict, first_path: str, other: dict, path: str) -> np.ndarray:
-  """Rows of `other` in the order of `first`'s files; ValueError naming `path` when the
-  two files do not cover the same videos with the same labels and classes."""
+  """Rows of `other` in the order of `first`'s files (matched by name, else by
+  `video_id`); ValueError naming `path` when the two files do not cover the same videos
+  with the same labels and classes."""
   k0, k = first["scores"].shape[1], other["scores"].shape[1]
   if k != k0:
     raise ValueError(f"{path} has scores of {k} classes, {first_path} of {k0}.")
@@ -54,6 +63,8 @@ def align(first: dict, first_path: str, other: dict, path: str) -> np.ndarray:
   if files == files0:
     order = np.arange(len(files))
   else:
+    if set(files) != set(files0):   # other file kinds of the same videos (RGB, audio)
+      files0, files = [video_id(f) for f in files0], [video_id(f) for f in files]
     position = {f: i for i, f in enumerate(files)}
     missing = [f for f in files0 if f not in position]
     extra = sorted(set(files) - set(files0))

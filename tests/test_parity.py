@@ -72,6 +72,8 @@ class Row:
   apply_kwargs: (ref, clip) -> more keyword arguments of our model's apply (TC-CLIP: the
     reference's discrete choices, forced), or None.
   note: README's "Verified" wording, when not plain parity.
+  make_input: (*clip, seed=clip_seed) -> our model's input, for inputs that are not uint8
+    clips (audio features); the reference then takes `ref.torch_input(input)`.
   """
   name: str
   model: str
@@ -93,6 +95,7 @@ class Row:
   note: str = ""
   zoo_config: bool = False
   apply_kwargs: Callable[[Any, np.ndarray], dict] | None = None
+  make_input: Callable[..., np.ndarray] | None = None
 
   @property
   def zoo(self) -> bool:
@@ -575,6 +578,60 @@ ZOO += [
         tolerance=1e-2),
 ]
 
+# --- Audio TSN-R18 (reference/mmaction2_cost.md 9, 10, 17): the zoo config on log-mel
+# features [B, T, F] (64 rows of 80 mel bins here; the model takes any T and F).
+
+def _audio_checks(r: Result):
+  """The one-channel conv1 is (64, 1, 7, 7) upstream; an RGB trunk's (64, 3, 7, 7) is
+  refused with its key named, and the 1.x checkpoint layout converts the same."""
+  sd = {k[len("module."):]: v for k, v in r.state_dict.items()}
+  assert tuple(sd["backbone.conv1.conv.weight"].shape) == (64, 1, 7, 7)
+  jax.tree.map(np.testing.assert_array_equal,
+               converters.convert("mmaction2", {"state_dict": sd, "meta": {}}, r.config),
+               r.variables)
+  sd["backbone.conv1.conv.weight"] = torch.zeros(64, 3, 7, 7)
+  with pytest.raises(converters.ConversionError, match=r"backbone\.conv1\.conv\.weight"):
+    converters.convert("mmaction2", sd, r.config)
+
+
+ZOO += [
+    Row("audio_tsn_r18", "Audio TSN-ResNet-18", "audio_tsn_r18", "mmaction2",
+        mmaction2.audio_tsn, (2, 64, 80), clip_seed=80, seed=80, overrides=_classes(9),
+        keys=122, has_keys=("module.backbone.layer4.1.conv2.bn.running_var",
+                            "module.cls_head.fc_cls.weight"),
+        make_input=mmaction2.audio_features, check=_audio_checks),
+]
+
+
+# --- TimeSformer (reference/mmaction2_cost.md 16): the three attention types at ViT-B/16's
+# width and heads (768 channels, 12 heads of 64), 2 layers, on 4 frames of 32 px (2 x 2
+# patches a frame, 17 tokens), two clips; per layer 20 state_dict entries (divided) or 12,
+# plus 7 (6 without the time embedding) and the head's 2. ViT-B/16's names and shapes:
+# tests/test_timesformer.py.
+_TIMESFORMER_SMALL = {"model.backbone.num_layers": 2, "model.backbone.num_frames": 4,
+                      "model.backbone.img_size": 32, "data.num_frames": 4,
+                      "data.image_size": 32}
+ZOO += [
+    Row("timesformer_divst", "TimeSformer (divST, jointST, spaceOnly)", "timesformer",
+        "mmaction2", mmaction2.timesformer, (2, 4, 32), clip_seed=80, seed=80,
+        overrides={**_classes(9), **_TIMESFORMER_SMALL}, keys=2 * 20 + 7 + 2,
+        has_keys=("module.backbone.transformer_layers.layers.1.attentions.0.temporal_fc.bias",
+                  "module.backbone.transformer_layers.layers.0.attentions.1.attn.in_proj_weight",
+                  "module.backbone.transformer_layers.layers.1.ffns.0.norm.weight",
+                  "module.backbone.time_embed"),
+        zoo_config=True, note="parity of divided, joint and space-only attention at 2 "
+                              "layers on 32 px clips; ViT-B/16 names and shapes"),
+    Row("timesformer_jointst", "TimeSformer jointST", "timesformer", "mmaction2",
+        mmaction2.timesformer, (2, 4, 32), clip_seed=81, seed=81, variant="jointst",
+        overrides={**_classes(9), **_TIMESFORMER_SMALL}, keys=2 * 12 + 7 + 2,
+        has_keys=("module.backbone.transformer_layers.layers.1.norms.1.bias",
+                  "module.backbone.transformer_layers.layers.0.ffns.0.layers.0.0.weight")),
+    Row("timesformer_spaceonly", "TimeSformer spaceOnly", "timesformer", "mmaction2",
+        mmaction2.timesformer, (2, 4, 32), clip_seed=82, seed=82, variant="spaceonly",
+        overrides={**_classes(9), **_TIMESFORMER_SMALL}, keys=2 * 12 + 6 + 2,
+        has_keys=("module.backbone.transformer_layers.layers.1.attentions.0.attn.out_proj.bias",)),
+]
+
 
 # --- TRN and TPN (reference/mmaction2_cost.md 14, 15): numerics on the ResNet-18 smoke
 # models (TRN's relations drawn after np.random.seed(relation_seed) on both sides; TPN with
@@ -641,6 +698,7 @@ ZOO += [
 ]
 
 
+
 def _param(row: Row):
   return pytest.param(row, id=row.name, marks=[pytest.mark.slow] if row.slow else [])
 
@@ -658,10 +716,11 @@ def _run_model(row, config, clip, ref, sd):
   with jax.default_matmul_precision("highest"):
     ours = np.asarray((jax.jit(apply) if row.jit else apply)(variables, clip))
   # References with their own pixel normalisation (C3D, X3D) take raw pixels.
-  normalise = (resolve_model_config(config.model).pixel_mean is not None
+  normalise = (resolve_model_config(config.model).get("pixel_mean") is not None
                and not getattr(ref, "takes_raw_pixels", False))
   with torch.no_grad():
-    theirs = ref(to_torch_input(clip, normalise)).numpy()
+    theirs = ref(ref.torch_input(clip) if row.make_input else
+                 to_torch_input(clip, normalise)).numpy()
   assert ours.shape == theirs.shape == (clip.shape[0], config.model.num_classes)
   assert theirs.std() > 0.1, "reference logits are degenerate; the test would prove nothing"
   return variables, ours, theirs, max_abs_diff(ours, theirs)
@@ -692,7 +751,7 @@ def _run_backbone(row, config, clip, ref, sd):
 def run_row(row: Row) -> Result:
   """Builds, converts and runs one row; returns the comparison."""
   config = row.load_config()
-  clip = random_clip(*row.clip, seed=row.clip_seed)
+  clip = (row.make_input or random_clip)(*row.clip, seed=row.clip_seed)
   ref = row.reference(config, clip, row.seed)
   sd = ref.state_dict()
   if row.level == "model":  # as upstream's DataParallel saves it
@@ -771,5 +830,3 @@ if __name__ == "__main__":
       raise SystemExit("usage: python tests/test_parity.py --markdown | --measure")
   finally:
     conftest.pytest_unconfigure(None)  # the session's XLA cache directory
-
-

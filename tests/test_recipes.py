@@ -32,6 +32,7 @@ _BY_DATASET = {
     "ucf101": [("tsm_r50", "ucf101")],
     "jester": [("tsm_r101", "jester")],
 }
+_BY_DATASET["k400_audio"] = [("audio_tsn_r18", "")]
 
 # Variants with a test part and the protocol each must get.
 _TESTS = [
@@ -209,6 +210,9 @@ def test_recipes_carry_no_measurement():
       assert not re.search(_MEASUREMENT, fh.read()), f
 # MMAction2's 2D models on Something: TIN tests on 1 clip, TANet on twice x ThreeCrop(256).
 _TESTS += [("tin_r50", "", "test1"), ("tanet_r50", "test2x3", "mmaction2_sth_test2x3")]
+# TimeSformer: MMAction2's val pipeline per epoch, its 1 clip x ThreeCrop(224) test.
+_TESTS += [("timesformer", "", "mmaction2_val"),
+           ("timesformer", "test3", "mmaction2_timesformer_test3")]
 # TRN and TPN-TSM on Something: twice x ThreeCrop(256); TPN-SlowOnly: MMAction2's 3D tests.
 _TESTS += [("trn_r50", "test2x3", "mmaction2_sth_test2x3"),
            ("tpn_tsm_r50", "test2x3", "mmaction2_sth_test2x3"),

@@ -82,7 +82,8 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
   """
   d = ml_collections.ConfigDict(dict(
       name="kinetics400",
-      format="videos",     # videos | frames | kinetics_csv | tfds (name "demo": generated)
+      format="videos",     # videos | frames | kinetics_csv | tfds | audio_features (name
+                           # "demo": generated; "audio_demo": its sounds, audio_demo_data)
       root="~/data/kinetics400",
       train_list="kinetics400_train_list_videos.txt",   # relative: under root, else
       eval_list="kinetics400_val_list_videos.txt",      # the working directory
@@ -201,3 +202,50 @@ def use_smoke(config: ml_collections.ConfigDict, *, num_frames: int = 4,
   config.optim.update(lr=0.01, epochs=epochs, schedule="cosine")
   config.log_every_steps = 2
   config.checkpoint_every_steps = 2
+
+
+# --- Audio features (MMAction2's audio recognizers; vidjax/data/audio.py) -----------------
+
+def audio_data(**overrides) -> ml_collections.ConfigDict:
+  """The `data` section of audio feature lists (`data.format = "audio_features"`): one
+  `path num_frames label` line per `.npy` log-mel file (scripts/extract_audio_features.py),
+  num_frames being its video's frame count.
+
+  A clip is `num_frames` consecutive video frames (MMAction2's SampleFrames clip_len,
+  dense sampling, a random start in training, the centred clip at test) read as
+  `audio_length` feature rows (its AudioFeatureSelector's fixed_length) of `audio_bins`
+  mel bins; there is no spatial transform or flip.
+  """
+  d = data_config(format="audio_features", sampler="dense", num_frames=64, frame_interval=1,
+                  test_clips=1, test_sampling="mmaction2_3d", test_crop="center",
+                  train_resize=0, train_crop="none", flip=False, test_scale=0)
+  d.audio_length = 128   # feature rows per clip (AudioFeatureSelector's fixed_length)
+  d.audio_bins = 80      # mel bins per row; a file with another count is skipped
+  d.update(overrides)
+  return d
+
+
+def audio_demo_data(**overrides) -> ml_collections.ConfigDict:
+  """The audio form of the demo data set (vidjax/data/demo_audio.py: generated sounds as
+  log-mel features, 6 classes), at the size the audio demo variants train on a CPU."""
+  d = audio_data(name="demo", format="audio_demo", root="", train_list="", eval_list="",
+                 num_classes=0, train_examples=1920, eval_examples=384)
+  d.update(overrides)
+  return d
+
+
+def use_audio_demo(config: ml_collections.ConfigDict, **kwargs) -> None:
+  """`use_demo` for an audio config: the same model and optimiser on the audio demo data."""
+  from vidjax.data import demo_audio  # pylint: disable=g-import-not-at-top
+  use_demo(config, **kwargs)
+  config.data = audio_demo_data()
+  config.model.num_classes = demo_audio.NUM_CLASSES
+
+
+def use_audio_smoke(config: ml_collections.ConfigDict, **kwargs) -> None:
+  """`use_smoke` for an audio config: clips of 16 video frames as 32 feature rows."""
+  from vidjax.data import demo_audio  # pylint: disable=g-import-not-at-top
+  use_smoke(config, **kwargs)
+  config.data = audio_demo_data(num_frames=16, audio_length=32, train_examples=32,
+                                eval_examples=20)
+  config.model.num_classes = demo_audio.NUM_CLASSES

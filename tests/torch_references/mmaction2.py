@@ -908,6 +908,252 @@ def tanet(config, clip, seed):
   return ref
 
 
+# --- Audio TSN-R18 (reference/mmaction2_cost.md sections 9, 10, 17): RecognizerAudio on
+# log-mel features, the 2D ResNet with a one-channel conv1, AudioTSNHead. -----------------
+
+import numpy as np  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def audio_features(b, t, f, seed=0):
+  """Seeded float32 features [b, t, f] in [0, 1], as the extracted log-mel files hold."""
+  rng = np.random.RandomState(seed)
+  return np.clip(rng.rand(b, t, f) * 0.8 + rng.rand(b, 1, f) * 0.2, 0, 1).astype(np.float32)
+
+
+class AudioTSNHead(nn.Module):
+  """Average pool over (h, w), fc_cls (dropout is the identity in eval mode)."""
+
+  def __init__(self, cin, k):
+    super().__init__()
+    self.fc_cls = nn.Linear(cin, k)
+
+  def forward(self, x):
+    return self.fc_cls(x.mean(dim=(2, 3)))
+
+
+class RecognizerAudio(nn.Module):
+  """(B, T, F) features -> (B, 1, T, F) -> backbone -> cls_head; `torch_input` turns the
+  row's numpy features into its input."""
+
+  def __init__(self, backbone, cls_head):
+    super().__init__()
+    self.backbone, self.cls_head = backbone, cls_head
+
+  def forward(self, x):
+    return self.cls_head(self.backbone(x[:, None]))
+
+  @staticmethod
+  def torch_input(features):
+    return torch.from_numpy(np.ascontiguousarray(features, np.float32))
+
+
+def audio_tsn(config, features, seed):
+  """MMAction2's audio TSN (ResNet of model.backbone.depth, in_channels 1) with random
+  weights and calibrated BatchNorms, in eval mode."""
+  m = resolve_model_config(config.model)
+  backbone = ResNet2d(m.backbone.depth)
+  backbone.conv1 = ConvModule(1, 64, 7, 2, 3, dims=2)
+  width = 512 * (4 if SPECS[m.backbone.depth][0] == "bottleneck" else 1)
+  ref = RecognizerAudio(backbone, AudioTSNHead(width, m.num_classes))
+  return randomize(ref, ref.torch_input(features), seed)
+
+
+# --- TimeSformer (reference/mmaction2_cost.md 16, 17): upstream names
+# (`backbone.transformer_layers.layers.0.attentions.0.attn.in_proj_weight`,
+# `backbone.transformer_layers.layers.0.attentions.0.temporal_fc.weight`,
+# `backbone.transformer_layers.layers.0.ffns.0.layers.0.0.weight`, `backbone.time_embed`,
+# `cls_head.fc_cls.weight`), with mean and std 127.5 in the recognizer. --------------------
+
+class TimeSformerPatchEmbed(nn.Module):
+  """`projection`: Conv2d(3, C, p, stride p) with bias on each frame."""
+
+  def __init__(self, c, p):
+    super().__init__()
+    self.projection = nn.Conv2d(3, c, p, p)
+
+  def forward(self, x):  # (N, 3, H, W) -> (N, P, C), patches row by row
+    return self.projection(x).flatten(2).transpose(1, 2)
+
+
+class TimeSformerFFN(nn.Module):
+  """mmcv FFN: layers = [[fc1, GELU, Dropout], fc2, Dropout]; `norm` when it normalises
+  its own input (divided attention's FFNWithNorm)."""
+
+  def __init__(self, c, eps, with_norm):
+    super().__init__()
+    if with_norm:
+      self.norm = nn.LayerNorm(c, eps=eps)
+    self.layers = nn.Sequential(nn.Sequential(nn.Linear(c, 4 * c), nn.GELU(), nn.Dropout(0.0)),
+                                nn.Linear(4 * c, c), nn.Dropout(0.0))
+    self.with_norm = with_norm
+
+  def forward(self, x, identity=None):
+    if self.with_norm:
+      identity, x = x, self.norm(x)
+    return identity + self.layers(x)
+
+
+class DividedTemporalAttentionRef(nn.Module):
+  """Each patch's T tokens attend to one another; temporal_fc after the MHA; the class
+  token passes unchanged."""
+
+  def __init__(self, c, heads, t, eps):
+    super().__init__()
+    self.norm = nn.LayerNorm(c, eps=eps)
+    self.attn = nn.MultiheadAttention(c, heads)
+    self.temporal_fc = nn.Linear(c, c)
+    self.t = t
+
+  def forward(self, x):  # (B, 1 + P*T, C), token 1 + p*T + t
+    b, l, c = x.shape
+    seq = x[:, 1:].reshape(b * (l - 1) // self.t, self.t, c)
+    q = self.norm(seq).transpose(0, 1)   # torch MHA: (L, N, C)
+    res = self.temporal_fc(self.attn(q, q, q)[0].transpose(0, 1))
+    return torch.cat([x[:, :1], x[:, 1:] + res.reshape(b, l - 1, c)], 1)
+
+
+class DividedSpatialAttentionRef(nn.Module):
+  """Each frame's [class token, P patches] attend to one another; the class token's
+  residual is the mean of its T outputs."""
+
+  def __init__(self, c, heads, t, eps):
+    super().__init__()
+    self.norm = nn.LayerNorm(c, eps=eps)
+    self.attn = nn.MultiheadAttention(c, heads)
+    self.t = t
+
+  def forward(self, x):
+    b, l, c = x.shape
+    t = self.t
+    p = (l - 1) // t
+    frames = x[:, 1:].reshape(b, p, t, c).permute(0, 2, 1, 3).reshape(b * t, p, c)
+    cls = x[:, :1].unsqueeze(1).expand(b, t, 1, c).reshape(b * t, 1, c)
+    q = self.norm(torch.cat([cls, frames], 1)).transpose(0, 1)
+    res = self.attn(q, q, q)[0].transpose(0, 1)   # (B*T, 1 + P, C)
+    cls_res = res[:, 0].reshape(b, t, c).mean(1, keepdim=True)
+    patches = res[:, 1:].reshape(b, t, p, c).permute(0, 2, 1, 3).reshape(b, p * t, c)
+    return x + torch.cat([cls_res, patches], 1)
+
+
+class MMCVMultiheadAttention(nn.Module):
+  """mmcv's MultiheadAttention: `attn`, identity added by the caller's residual."""
+
+  def __init__(self, c, heads):
+    super().__init__()
+    self.attn = nn.MultiheadAttention(c, heads, batch_first=True)
+
+  def forward(self, q, identity):
+    return identity + self.attn(q, q, q)[0]
+
+
+class TimeSformerLayer(nn.Module):
+  """divided: attentions [temporal, spatial], ffns [FFN with norm]; else the pre-norm
+  block: norms [0, 1], attentions [MHA], ffns [FFN]."""
+
+  def __init__(self, c, heads, t, eps, divided):
+    super().__init__()
+    self.divided = divided
+    if divided:
+      self.attentions = nn.ModuleList([DividedTemporalAttentionRef(c, heads, t, eps),
+                                       DividedSpatialAttentionRef(c, heads, t, eps)])
+    else:
+      self.norms = nn.ModuleList([nn.LayerNorm(c, eps=eps), nn.LayerNorm(c, eps=eps)])
+      self.attentions = nn.ModuleList([MMCVMultiheadAttention(c, heads)])
+    self.ffns = nn.ModuleList([TimeSformerFFN(c, eps, with_norm=divided)])
+
+  def forward(self, x):
+    if self.divided:
+      return self.ffns[0](self.attentions[1](self.attentions[0](x)))
+    x = self.attentions[0](self.norms[0](x), x)
+    return self.ffns[0](self.norms[1](x), x)
+
+
+class TimeSformerLayers(nn.Module):
+
+  def __init__(self, layers):
+    super().__init__()
+    self.layers = nn.ModuleList(layers)
+
+  def forward(self, x):
+    for layer in self.layers:
+      x = layer(x)
+    return x
+
+
+class TimeSformer(nn.Module):
+  """Section 16: (B, 3, T, H, W) -> class-token features (B, C)."""
+
+  def __init__(self, b):
+    super().__init__()
+    c, t = b.embed_dims, b.num_frames
+    p = (b.img_size // b.patch_size) ** 2
+    self.space_only = b.attention_type == "space_only"
+    self.patch_embed = TimeSformerPatchEmbed(c, b.patch_size)
+    self.cls_token = nn.Parameter(torch.zeros(1, 1, c))
+    self.pos_embed = nn.Parameter(torch.zeros(1, p + 1, c))
+    if not self.space_only:
+      self.time_embed = nn.Parameter(torch.zeros(1, t, c))
+    divided = b.attention_type == "divided_space_time"
+    self.transformer_layers = TimeSformerLayers(
+        [TimeSformerLayer(c, b.num_heads, t, b.ln_eps, divided) for _ in range(b.num_layers)])
+    self.norm = nn.LayerNorm(c, eps=b.ln_eps)
+
+  def forward(self, x):
+    b, _, t = x.shape[:3]
+    x = self.patch_embed(x.transpose(1, 2).flatten(0, 1))   # (B*T, P, C), clip-major
+    n, p, c = x.shape
+    x = torch.cat([self.cls_token.expand(n, 1, c), x], 1) + self.pos_embed
+    if not self.space_only:
+      cls = x[:b, :1]   # upstream takes the first B rows' class token (all equal)
+      patches = x[:, 1:].reshape(b, t, p, c).transpose(1, 2) + self.time_embed
+      x = torch.cat([cls, patches.reshape(b, p * t, c)], 1)
+    x = self.transformer_layers(x)
+    if self.space_only:
+      x = x.reshape(b, t, p + 1, c).mean(1)
+    return self.norm(x)[:, 0]
+
+
+class TimeSformerHeadRef(nn.Module):
+
+  def __init__(self, c, k):
+    super().__init__()
+    self.fc_cls = nn.Linear(c, k)
+
+  def forward(self, x):
+    return self.fc_cls(x)
+
+
+def timesformer_recognizer(config):
+  """The untrained reference of `config.model` (random init left to the caller)."""
+  m = resolve_model_config(config.model)
+  return PixelRecognizer3D(TimeSformer(m.backbone),
+                           TimeSformerHeadRef(m.backbone.embed_dims, m.num_classes),
+                           m.pixel_mean, m.pixel_std)
+
+
+def timesformer(config, clip, seed):
+  """Recognizer3D of TimeSformer and TimeSformerHead: random Linears, packed q / k / v
+  projections (scaled to O(1) attention logits), LayerNorm affines, embeddings and
+  temporal_fc (upstream starts it at 0), in eval mode."""
+  ref = timesformer_recognizer(config)
+  g = torch.Generator().manual_seed(seed)
+  random_init(ref, g)
+  with torch.no_grad():
+    for m in ref.modules():
+      if isinstance(m, nn.MultiheadAttention):
+        m.in_proj_weight.copy_(torch.randn(m.in_proj_weight.shape, generator=g)
+                               / m.embed_dim ** 0.5)
+        m.in_proj_bias.copy_(torch.randn(m.in_proj_bias.shape, generator=g) * 0.1)
+      elif isinstance(m, nn.LayerNorm):
+        m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+        m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
+    backbone = ref.backbone
+    for name in ("cls_token", "pos_embed", "time_embed"):
+      if hasattr(backbone, name):
+        param = getattr(backbone, name)
+        param.copy_(torch.randn(param.shape, generator=g) * 0.5)
+  return ref.eval()
+
 # --- TRN and TPN (reference/mmaction2_cost.md 14, 15): TRNHead (`fc_cls` per frame, then
 # `consensus.fc_fusion_scales.{i}` = [ReLU, Linear, ReLU, Linear] per scale) on the 2D
 # ResNet; TPN (`neck.*`) on res4 and res5 of ResNet3d-SlowOnly or of the 2D ResNet with

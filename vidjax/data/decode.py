@@ -1,4 +1,5 @@
-"""Decoding the frames a sampler picked: video files (PyAV) and frame folders (JPEG).
+"""Decoding the frames a sampler picked: video files (PyAV) and frame folders (JPEG);
+`Reader` also reads audio feature clips (vidjax/data/audio.py).
 
 Both readers take the frame indices first and decode only what those need: a video is
 decoded from the keyframe before its first wanted frame (one seek) up to its last wanted
@@ -283,10 +284,18 @@ class Reader:
   filename_tmpl: str = "img_{:05d}.jpg"
   start_index: int = 1
   jpeg_backend: str = "auto"
+  audio_length: int = 128   # audio features: rows per clip (vidjax/data/audio.py)
+  audio_bins: int = 0       # audio features: mel bins each row must have (0: any)
 
   def __call__(self, record: dict[str, Any], select: Callable[[int], np.ndarray]
                ) -> np.ndarray:
-    """uint8 [*indices.shape, H, W, 3] of `record`'s frames `select(num_frames)`."""
+    """uint8 [*indices.shape, H, W, 3] of `record`'s frames `select(num_frames)`; for
+    audio features (`record["audio_features"]`, a `.npy` path or an array), float32
+    [*indices.shape[:-1], audio_length, F]: each clip of video frames as feature rows."""
+    if "audio_features" in record:
+      from vidjax.data import audio  # pylint: disable=g-import-not-at-top
+      return audio.read_clips(record["audio_features"], record["num_frames"], select,
+                              fixed_length=self.audio_length, num_bins=self.audio_bins)
     if "clip" in record:   # frames in memory: the demo set, decoded TFDS videos
       frames = record["clip"]
       return frames[np.asarray(select(len(frames)), np.int64)]

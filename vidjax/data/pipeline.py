@@ -16,6 +16,10 @@ Evaluation: one pass; the last batch is padded with copies of the first example 
 mask 0 (and are counted). Every process yields the same number of batches. With
 `eval.num_views = V > 1`, clips are [V, T, H, W, 3]: `data.test_clips` temporal clips x
 the spatial crops of `data.test_crop`, crop-major.
+
+Audio features (`data.format` "audio_features", or the demo's "audio_demo"): the same
+pipelines, where a clip is float32 [data.audio_length, F] log-mel rows
+(vidjax/data/audio.py) and has no spatial transform; views are its temporal clips.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from vidjax.data import decode, demo, mixture, resolve, sampling, sources, transforms
+from vidjax.data import decode, demo, demo_audio, mixture, resolve, sampling, sources, transforms
+
+# Data formats whose clips are audio features [T, F] (vidjax/data/audio.py), not frames.
+AUDIO_FORMATS = ("audio_features", "audio_demo")
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -51,6 +58,8 @@ def _source(data_config: ml_collections.ConfigDict, split: str) -> Any:
   """The random-access source of `split` ("train" or "eval")."""
   if data_config.name == "demo":
     num = data_config.train_examples if split == "train" else data_config.eval_examples
+    if data_config.get("format") == "audio_demo":
+      return demo_audio.DemoAudioSource(split=split, num_examples=num, seed=data_config.seed)
     return demo.DemoSource(split=split, num_examples=num,
                            num_frames=data_config.source_frames,
                            image_size=data_config.image_size, seed=data_config.seed)
@@ -82,6 +91,17 @@ def _source(data_config: ml_collections.ConfigDict, split: str) -> Any:
 
 def missing_data_message(data_config: ml_collections.ConfigDict, split: str,
                          looked_at: str) -> str:
+  if is_audio(data_config):
+    return (
+        f"The {split} data of data set {data_config.name!r} is missing: looked for the "
+        f"audio feature list {looked_at or '(data.' + split + '_list is empty)'}.\n"
+        f"To prepare it: write the features of your videos and their list with `python "
+        f"scripts/extract_audio_features.py --src VIDEOS --list VIDEO_LIST --out "
+        f"{data_config.get('root', '') or 'FEATURES'} --out-list FEATURE_LIST`, then pass "
+        f"--config.data.root=... --config.data.{split}_list=....\n"
+        "To try vidjax without data, run the demo variant of this config, e.g.\n"
+        "  python -m vidjax.main --config configs/audio_tsn_r18.py:demo --workdir "
+        "/tmp/vidjax_audio_demo")
   return (
       f"The {split} data of data set {data_config.name!r} is missing: looked for the "
       f"annotation list {looked_at or '(data.' + split + '_list is empty)'}.\n"
@@ -95,8 +115,40 @@ def missing_data_message(data_config: ml_collections.ConfigDict, split: str,
 
 def num_classes(data_config: ml_collections.ConfigDict) -> int:
   if data_config.name == "demo":
-    return len(demo.CLASS_NAMES)
+    return len(demo_class_names(data_config))
   return int(data_config.num_classes)
+
+
+def demo_class_names(data_config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The class names of the demo data set of `data_config` (frames or sounds)."""
+  if data_config.get("format") == "audio_demo":
+    return demo_audio.CLASS_NAMES
+  return demo.CLASS_NAMES
+
+
+def _demo_names(source: Any) -> tuple[str, ...]:
+  return (demo_audio.CLASS_NAMES if isinstance(source, demo_audio.DemoAudioSource)
+          else demo.CLASS_NAMES)
+
+
+def is_audio(data_config: ml_collections.ConfigDict) -> bool:
+  """Whether the data are audio feature clips (float32 [T, F]) rather than frames."""
+  return data_config.get("format", "videos") in AUDIO_FORMATS
+
+
+def example_shape(data_config: ml_collections.ConfigDict) -> tuple[int, ...]:
+  """The shape of one training example's clip: [T, S, S, 3] frames, or audio features
+  [data.audio_length, data.audio_bins]."""
+  d = data_config
+  if is_audio(d):
+    return (int(d.audio_length), int(d.audio_bins))
+  return (int(d.num_frames), int(d.image_size), int(d.image_size), 3)
+
+
+def splittable_frames(data_config: ml_collections.ConfigDict) -> int:
+  """The frames of a clip that the devices may share at inference (sharding.py's
+  `splits_frames`); 0 for audio features, whose clips are not split."""
+  return 0 if is_audio(data_config) else int(data_config.num_frames)
 
 
 # ---------------------------------------------------------------------------- pieces
@@ -113,7 +165,15 @@ def make_reader(data_config: ml_collections.ConfigDict) -> decode.Reader:
   return decode.Reader(threads=int(data_config.decode_threads), seek=bool(data_config.seek),
                        filename_tmpl=data_config.filename_tmpl,
                        start_index=int(data_config.start_index),
-                       jpeg_backend=decode.resolve_jpeg_backend(data_config.jpeg_backend))
+                       jpeg_backend=decode.resolve_jpeg_backend(data_config.jpeg_backend),
+                       audio_length=int(data_config.get("audio_length", 128)),
+                       audio_bins=int(data_config.get("audio_bins", 0)))
+
+
+def make_transform(data_config: ml_collections.ConfigDict
+                   ) -> transforms.ClipTransform | None:
+  """The spatial transforms of the data config's clips; None for audio features."""
+  return None if is_audio(data_config) else transforms.from_config(data_config)
 
 
 def _warn_skip(skipped: Any, seen: set[str], split: str) -> int:
@@ -155,16 +215,20 @@ def test_views(data_config: ml_collections.ConfigDict, num_views: int) -> tuple[
   return num_views // crops, crops
 
 
-def test_clip_views(transform: transforms.ClipTransform, frames: np.ndarray) -> np.ndarray:
+def test_clip_views(transform: transforms.ClipTransform | None,
+                    frames: np.ndarray) -> np.ndarray:
   """The test views of one example's sampled frames, as eval batches hold them.
 
   Args:
-    transform: the data config's (`transforms.from_config`).
+    transform: the data config's (`make_transform`); None for audio features, whose
+      temporal clips are the views.
     frames: uint8 [clips, T, H, W, 3], the sampler's temporal test clips.
 
   Returns:
     uint8 [V, T, S, S, 3], crop-major: view c * clips + k is crop c of clip k.
   """
+  if transform is None:
+    return frames
   views = transform.test(frames)                  # [crops, clips, T, S, S, 3]
   return views.reshape((-1,) + views.shape[2:])
 
@@ -174,7 +238,7 @@ class _LoadTrain(grain.transforms.RandomMap):
   `source` >= 0 (a mixture's source index) also "source"."""
 
   def __init__(self, reader: decode.Reader, sampler: sampling.Sampler,
-               transform: transforms.ClipTransform, source: int = -1):
+               transform: transforms.ClipTransform | None, source: int = -1):
     self.reader, self.sampler, self.transform = reader, sampler, transform
     self.source = source
 
@@ -186,7 +250,9 @@ class _LoadTrain(grain.transforms.RandomMap):
       clip = self._frames(record, rng)
     except decode.DecodeError as e:
       return {"skipped": (e.path, str(e))}
-    clip, label = self.transform.train(clip, record["label"], rng)
+    label = record["label"]
+    if self.transform is not None:
+      clip, label = self.transform.train(clip, label, rng)
     out = {"clip": clip, "label": label}
     if self.source >= 0:
       out["source"] = np.int32(self.source)
@@ -369,7 +435,7 @@ def train_iterator(data_config: ml_collections.ConfigDict, global_batch_size: in
                     f"{jax.process_index()}.")
   ds = ds.seed(seed).shuffle().repeat()
   ds = ds.random_map(_LoadTrain(make_reader(data_config), make_sampler(data_config),
-                                transforms.from_config(data_config)))
+                                make_transform(data_config)))
   it = ds.to_iter_dataset(_read_options(data_config))
   it = _BatchReadable(it, _local_batch_size(global_batch_size), max_consecutive=len(source))
   return _closed_at_exit(TrainIterator(iter(_mp(it, data_config)), data_config.num_workers),
@@ -489,7 +555,7 @@ class _LoadEval:
   or empty)}."""
 
   def __init__(self, source: Any, reader: decode.Reader, sampler: sampling.Sampler,
-               transform: transforms.ClipTransform, clips: int, views: int):
+               transform: transforms.ClipTransform | None, clips: int, views: int):
     self.source, self.reader, self.sampler, self.transform = source, reader, sampler, transform
     self.clips, self.views, self.n = clips, views, len(source)
     self._zeros = None
@@ -563,7 +629,7 @@ def eval_iterator(data_config: ml_collections.ConfigDict, global_batch_size: int
   n = len(source)
   padded = -(-n // global_batch_size) * global_batch_size
   load = _LoadEval(source, make_reader(data_config), make_sampler(data_config),
-                   transforms.from_config(data_config), clips, num_views)
+                   make_transform(data_config), clips, num_views)
   ds = _process_slice(grain.MapDataset.range(padded)).map(load)
   ds = ds.batch(_local_batch_size(global_batch_size))
   inner = iter(_mp(ds.to_iter_dataset(_read_options(data_config)), data_config))
@@ -579,9 +645,9 @@ def eval_files(source: Any, data_config: ml_collections.ConfigDict) -> list[str]
   name `demo.write_video_files` gives the same clip. TFDS: `{tfds_name}/{split}[{index}]`.
   """
   n = len(source)
-  if isinstance(source, demo.DemoSource):
-    return [f"{source.split}/{demo.CLASS_NAMES[label]}/{i:06d}"
-            for i, label in enumerate(source.labels)]
+  if isinstance(source, (demo.DemoSource, demo_audio.DemoAudioSource)):
+    names = _demo_names(source)
+    return [f"{source.split}/{names[label]}/{i:06d}" for i, label in enumerate(source.labels)]
   if isinstance(source, sources.TfdsSource):
     return [f"{source.name}/{source.split}[{i}]" for i in range(n)]
   root = sources.expand(data_config.get("root", "") or "")
@@ -589,7 +655,7 @@ def eval_files(source: Any, data_config: ml_collections.ConfigDict) -> list[str]
   out = []
   for i in range(n):
     record = source[i]
-    path = str(record.get("video", record.get("frame_dir", i)))
+    path = str(record.get("video", record.get("frame_dir", record.get("audio_features", i))))
     out.append(path[len(prefix):] if prefix and path.startswith(prefix) else path)
   return out
 
@@ -597,8 +663,8 @@ def eval_files(source: Any, data_config: ml_collections.ConfigDict) -> list[str]
 def eval_class_names(source: Any, data_config: ml_collections.ConfigDict) -> list[str] | None:
   """Class names, line i naming label i: the demo's, `data.label_names`, a Kinetics CSV's,
   or a TFDS ClassLabel's; None when the data set has none."""
-  if isinstance(source, demo.DemoSource):
-    return list(demo.CLASS_NAMES)
+  if isinstance(source, (demo.DemoSource, demo_audio.DemoAudioSource)):
+    return list(_demo_names(source))
   names = getattr(source, "label_names", None)
   if names:
     return list(names)

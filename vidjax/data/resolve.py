@@ -15,9 +15,10 @@ The class count is the data's: the label-name file's length when there is one (a
 lists; `data.num_classes` and `model.num_classes` are set from it. A data override is
 never ignored: on the demo variants any of `data.root`, the lists, `data.format`,
 `data.label_names` or `data.tfds_name` switches to that data, with a resize and crop
-that stack videos of any size (`data.flip` stays as given: off on the demo variants). Both splits' files are looked up before training.
-With `data.sources` (vidjax/data/mixture.py), every training source is read and checked
-here too, and its shares against the batch size.
+that stack videos of any size (`data.flip` stays as given: off on the demo variants); the
+audio demo variants switch to audio feature lists (`data.format=audio_features`). Both
+splits' files are looked up before training. With `data.sources` (vidjax/data/mixture.py),
+every training source is read and checked here too, and its shares against the batch size.
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from vidjax.data import demo, mixture, prepare, sources
+from vidjax.data import demo, demo_audio, mixture, prepare, sources
 
 TRAIN_DIRS = ("train", "training")
 EVAL_DIRS = ("val", "validation", "test", "eval")
 _LIST_FIELDS = ("train_list", "eval_list")
 _CHECKED_FILES = 256   # files looked up per split at start (evenly spaced over the list)
+# The demo data set's formats and the real data's format each switches to: frames, or
+# audio features (vidjax/data/demo_audio.py).
+_DEMO_FORMATS = {"demo": "videos", "audio_demo": "audio_features"}
 
 
 def find_list(root: str, value: str) -> str:
@@ -122,13 +126,15 @@ def _switch_from_demo(config: ml_collections.ConfigDict) -> list[str]:
   d = config.data
   given = [f for f in ("root", "train_list", "eval_list", "label_names", "tfds_name")
            if d.get(f)]
-  if d.format != "demo":
+  if d.format not in _DEMO_FORMATS:
     given.append("format")
   if not given:
     return []
   d.name = os.path.basename(os.path.normpath(os.path.expanduser(d.root))) if d.root else "custom"
-  if d.format == "demo":
-    d.format = "tfds" if d.tfds_name else "videos"
+  if d.format in _DEMO_FORMATS:
+    d.format = "tfds" if d.tfds_name else _DEMO_FORMATS[d.format]
+  if d.format == "audio_features":
+    return given   # feature rows: no resize or crop
   # The demo clips are generated at the model's size; real videos of any size need the
   # recipe's resize and crop (short side 8/7 of the crop, as 256 is to 224).
   short = int(round(d.image_size * 8 / 7))
@@ -161,7 +167,8 @@ def _num_classes(d: ml_collections.ConfigDict, root: str) -> tuple[int, Optional
     return len(names), names
   top = -1
   for field in _LIST_FIELDS:
-    parse = sources.parse_frame_list if d.format == "frames" else sources.parse_video_list
+    parse = (sources.parse_frame_list if d.format in ("frames", "audio_features")
+             else sources.parse_video_list)
     for entry in parse(d[field], root, d.multi_label):
       top = max(top, max(entry[-1], default=-1))
   return top + 1, None
@@ -173,7 +180,8 @@ def _check_files(source: sources.ListSource, split: str, d: ml_collections.Confi
   if n == 0:
     raise sources.AnnotationError(f"{source.list_file}: the {split} list is empty.")
   picks = np.unique(np.linspace(0, n - 1, min(n, _CHECKED_FILES)).astype(int))
-  paths = [source[int(i)].get("video") or source[int(i)].get("frame_dir") for i in picks]
+  paths = [source[int(i)].get("video") or source[int(i)].get("frame_dir")
+           or source[int(i)].get("audio_features") for i in picks]
   missing = [p for p in paths if not os.path.exists(p)]
   if len(missing) == len(paths):
     raise sources.AnnotationError(
@@ -194,13 +202,16 @@ def resolve(config: ml_collections.ConfigDict, lists_dir: str) -> str:
   """
   d = config.data
   if d.name == "demo":
+    sounds = d.format == "audio_demo"
     switched = _switch_from_demo(config)
     if not switched:
-      if d.get("num_classes") and d.num_classes != demo.NUM_CLASSES:
+      count = demo_audio.NUM_CLASSES if sounds else demo.NUM_CLASSES
+      if d.get("num_classes") and d.num_classes != count:
         raise ValueError(f"config.data.num_classes={d.num_classes}: the demo data set has "
-                         f"{demo.NUM_CLASSES} classes (set data.root to train on your data).")
-      return (f"demo data set (generated): {d.train_examples} train and {d.eval_examples} "
-              f"eval clips, {demo.NUM_CLASSES} classes")
+                         f"{count} classes (set data.root to train on your data).")
+      return (f"{'audio ' if sounds else ''}demo data set (generated): {d.train_examples} "
+              f"train and {d.eval_examples} eval {'sounds' if sounds else 'clips'}, "
+              f"{count} classes")
     logging.info("data.%s given: the demo variant reads that data instead of the demo "
                  "data set.", ", data.".join(switched))
   if d.format == "tfds":

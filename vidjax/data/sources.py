@@ -11,6 +11,10 @@ Formats (`data.format`):
                contain spaces); multi-label: `dir num_frames l1 l2 ...` (`dir` is the
                first field); the files are `dir/data.filename_tmpl.format(i +
                data.start_index)`.
+  "audio_features"  MMAction2's audio feature lists (AudioFeatureDataset), one
+               `path num_frames label` line per `.npy` feature file
+               (scripts/extract_audio_features.py), num_frames being its video's frame
+               count; parsed as frame lists.
   "kinetics_csv"  the Kinetics annotation CSV (`label,youtube_id,time_start,time_end,
                split[,is_cc]`), files `root/data.csv_path_tmpl`; class names index the
                label-name file, or the sorted names in the CSV when there is none.
@@ -22,7 +26,8 @@ Lists are UTF-8 text, one entry per line; blank lines are skipped. Labels are in
 `path:LINE: what is wrong; what was expected` when the source is made, before training.
 
 A record is a dict: `{"video": path}` or `{"frame_dir": path, "num_frames": n}` (or, for
-TFDS, `{"video": bytes}` / `{"clip": uint8 [N, H, W, 3]}`), plus `"label"` (int32, or a
+TFDS, `{"video": bytes}` / `{"clip": uint8 [N, H, W, 3]}`; for audio features,
+`{"audio_features": path, "num_frames": n}`), plus `"label"` (int32, or a
 float32 multi-hot [K] for multi-label lists). `decode.read_clip` turns a record and a
 sampler into frames. Sources hold only lists of strings, so they pickle cheaply into
 grain worker processes.
@@ -38,7 +43,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-FORMATS = ("videos", "frames", "kinetics_csv", "tfds")
+FORMATS = ("videos", "frames", "kinetics_csv", "tfds", "audio_features")
 
 
 class AnnotationError(ValueError):
@@ -280,7 +285,8 @@ def _label_value(labels: list[int], multi_label: bool, num_classes: int) -> np.n
 
 
 class ListSource:
-  """Records of a video list, frame-folder list or Kinetics CSV (grain random access).
+  """Records of a video list, frame-folder list, audio feature list or Kinetics CSV (grain
+  random access).
 
   The whole list is read and checked here, so a bad line (or a label outside
   `num_classes`) fails before training starts.
@@ -290,7 +296,7 @@ class ListSource:
                multi_label: bool = False, num_classes: int = 0,
                label_names: Optional[Sequence[str]] = None,
                csv_path_tmpl: str = "{youtube_id}_{time_start:06d}_{time_end:06d}.mp4"):
-    if fmt not in ("videos", "frames", "kinetics_csv"):
+    if fmt not in ("videos", "frames", "kinetics_csv", "audio_features"):
       raise ValueError(f"data.format must be one of {FORMATS}, got {fmt!r}.")
     list_file, root = expand(list_file), expand(root)
     self.list_file, self.fmt, self.multi_label = list_file, fmt, multi_label
@@ -303,7 +309,7 @@ class ListSource:
       entries = parse_video_list(list_file, root, multi_label, num_classes)
       self._paths = [p for p, _ in entries]
       labels = [l for _, l in entries]
-    elif fmt == "frames":
+    elif fmt in ("frames", "audio_features"):
       entries3 = parse_frame_list(list_file, root, multi_label, num_classes)
       self._paths = [p for p, _, _ in entries3]
       self._frames = np.array([n for _, n, _ in entries3], np.int64)
@@ -323,7 +329,8 @@ class ListSource:
     index = int(index)
     label = _label_value(self._labels[index], self.multi_label, self.num_classes)
     if self._frames is not None:
-      return {"frame_dir": self._paths[index], "num_frames": int(self._frames[index]),
+      key = "audio_features" if self.fmt == "audio_features" else "frame_dir"
+      return {key: self._paths[index], "num_frames": int(self._frames[index]),
               "label": label}
     return {"video": self._paths[index], "label": label}
 

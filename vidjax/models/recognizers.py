@@ -9,7 +9,10 @@ and the computation dtype; its parts are named sub-configs resolved in their reg
     `model.tam`; models/temporal/) enter the backbone's blocks through the hook slots of
     models/hooks.py.
   recognizer3d: clips to the backbone as they are, [B, T, H, W, 3].
-Either takes a neck on several backbone stages (TPN: `model.neck.name = "tpn"`).
+  recognizer_audio: log-mel features [B, T, F] (design.md 'Audio') as one-channel images
+    to a 2D backbone (MMAction2's audio ResNet); no pixel normalisation.
+The 2D and 3D recognizers take a neck on several backbone stages (TPN: `model.neck.name =
+"tpn"`).
 """
 
 from __future__ import annotations
@@ -152,3 +155,58 @@ def _input_shape_3d(cfg: ml_collections.ConfigDict) -> tuple[int, ...]:
                    input_shape=_input_shape_3d)
 def build_recognizer3d(cfg: ml_collections.ConfigDict) -> Recognizer3D:
   return _build(Recognizer3D, cfg)
+
+
+# --- Audio (MMAction2's RecognizerAudio, reference/mmaction2_cost.md sections 10, 17) ------
+
+class RecognizerAudio(nn.Module):
+  """log-mel features [B, T, F] float32 (unnormalised) -> a channel axis [B, T, F, 1]
+  (time as the image's height, mel bins as its width) -> backbone -> head -> logits
+  [B, K] float32. Test views are folded into B by the eval step, as for clips.
+
+  Attributes:
+    backbone: a 2D trunk with `in_channels` 1, called with `num_segments=1`.
+    head: called as `head(features, num_segments=1, train=...)`.
+    dtype: computation dtype of the features.
+  """
+  backbone: nn.Module
+  head: nn.Module
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, features: jax.Array, train: bool = False) -> jax.Array:
+    if features.ndim != 3:
+      raise ValueError(f"RecognizerAudio expects log-mel features [B, T, F], got shape "
+                       f"{features.shape}; fold multiple views into B first.")
+    x = features.astype(self.dtype)[..., None]
+    return self.head(self.backbone(x, train=train, num_segments=1), num_segments=1,
+                     train=train)
+
+
+def recognizer_audio_defaults() -> ml_collections.ConfigDict:
+  """Every field of `config.model` for 'recognizer_audio': MMAction2's audio TSN-R18 (a
+  ResNet-18 on one input channel, AudioTSNHead). No pixel normalisation: the features
+  are used as they are."""
+  backbone = registry.default_config("backbone", "resnet")
+  backbone.update(depth=18, in_channels=1)
+  return ml_collections.ConfigDict(dict(
+      name="recognizer_audio",
+      num_classes=400,
+      dtype="float32",            # computation dtype; params stay float32
+      backbone=backbone,
+      neck=ml_collections.ConfigDict(dict(name="")),   # no neck
+      head=registry.default_config("head", "audio_tsn"),
+  ))
+
+
+@registry.register("recognizer", "recognizer_audio", recognizer_audio_defaults,
+                   input_shape=lambda cfg: (1, 128, 80))
+def build_recognizer_audio(cfg: ml_collections.ConfigDict) -> RecognizerAudio:
+  if cfg.backbone.get("in_channels", 1) != 1:
+    raise ValueError(f"model.backbone.in_channels={cfg.backbone.in_channels}: the audio "
+                     "recognizer feeds log-mel features as one channel; set it to 1.")
+  if cfg.neck.name:
+    raise ValueError(f"model.neck.name={cfg.neck.name!r}: the audio recognizer takes no neck.")
+  dtype = resolve_dtype(cfg.dtype)
+  return RecognizerAudio(backbone=registry.build_backbone(cfg.backbone, dtype),
+                         head=registry.build_part("head", cfg, dtype), dtype=dtype)

@@ -25,7 +25,7 @@ class Dataset:
   train_list: str                     # relative: under root (vidjax/data/resolve.py)
   eval_list: str
   num_classes: int
-  format: str = "videos"              # videos | frames (data.format)
+  format: str = "videos"              # videos | frames | audio_features (data.format)
   filename_tmpl: str = "img_{:05d}.jpg"   # frames: file of frame i (from start_index)
   start_index: int = 1
   flip: bool = True                   # a horizontal flip keeps the label (after the map)
@@ -61,6 +61,14 @@ DATASETS: dict[str, Dataset] = {
     "diving48": _videos("diving48", "diving48", "train_list_videos.txt",
                         "val_list_videos.txt", 48),
 }
+
+# Kinetics-400's audio: log-mel feature files and their `path num_frames label` lists
+# (scripts/extract_audio_features.py run over the k400 video lists; paths mirror the
+# videos', so the per-video scores of both fuse by name). Never flipped.
+DATASETS["k400_audio"] = Dataset(
+    "kinetics400_audio", "~/data/kinetics400/audio_features",
+    "kinetics400_train_list_audio_features.txt", "kinetics400_val_list_audio_features.txt",
+    400, format="audio_features", flip=False)
 
 
 def apply(config: ml_collections.ConfigDict, key: str) -> Dataset:

@@ -396,6 +396,96 @@ DATA_PARTS: dict[str, dict[str, Any]] = {
 }
 
 
+# --- Audio TSN-R18 (configs/audio_tsn_r18.py) -----------------------------------------------
+# tsn_r18_64x1x1_100e_kinetics400_audio_feature (1.x: tsn_r18_8xb320-64x1x1-100e_kinetics400-
+# audio-feature): MMAction2's audio recognizer (registry 'recognizer_audio': a ResNet-18
+# on one input channel, BN trained, AudioTSNHead with dropout 0.5 and fc init std 0.01) on
+# log-mel features; 64 consecutive video frames (SampleFrames 64x1x1, a random start) read
+# as 128 feature rows (AudioFeatureSelector), no augmentation. SGD momentum 0.9, lr 0.1
+# for batch 2560 (8 GPUs x 320), weight decay 1e-4 on every parameter, gradient clipping
+# at norm 40, cosine to 0 over 100 epochs, no warm-up. Test: 1 centred clip (the zoo
+# config's test pipeline), softmax. (The 1.x file trains on the val list: a typo; the 0.x
+# one on the train list, as here.)
+AUDIO_FIELDS: dict[str, Any] = {
+    "batch_size": 2560, "optim.lr": 0.1, "optim.weight_decay": 1e-4,
+    "optim.clip_grad_norm": 40.0, "optim.no_decay": (), "optim.epochs": 100.0,
+    "optim.schedule": "cosine"}
+
+
+def build_audio(arg: str, file: str) -> ml_collections.ConfigDict:
+  """The audio TSN-R18 config for variant `arg` of config file `file` (its run variants:
+  the audio demo data set, vidjax/data/demo_audio.py)."""
+  v = variant.parse(arg, file, run=variant.RUNS)
+  config = config_defaults.trainer_defaults()
+  config.data = config_defaults.audio_data()
+  config.model = models.default_config("recognizer", "recognizer_audio")
+  datasets.apply(config, "k400_audio")
+  protocols.apply(config, "mmaction2_val")
+  config.optim = optim.default_config()
+  set_fields(config, AUDIO_FIELDS)
+  if v.run == "demo":
+    config_defaults.use_audio_demo(config)
+  elif v.run == "smoke":
+    config_defaults.use_audio_smoke(config)
+  return config
+
+
+# --- TimeSformer (configs/timesformer.py) --------------------------------------------------
+# timesformer_divST_8xb8-8x32x1-15e_kinetics400-rgb: ViT-B/16 with divided space-time
+# attention on 8 frames 32 apart, mean and std 127.5 (pixels to [-1, 1]); upstream starts
+# from ImageNet-21K ViT-B/16 weights (no converter here reads them). Train:
+# RandomRescale of the short side to 256..320, a random 224 crop, flip; written here as
+# a multi-scale crop of the same geometry: short side 256, a square of 224 / s of it (s in
+# 256..320) at a random place, resized to 224. SGD with Nesterov momentum 0.9, lr 0.005 for
+# batch 64 (8 GPUs x 8), weight decay 1e-4 on everything but the class token and the
+# position and time embeddings (decay_mult 0), gradient clipping at norm 40, 15 epochs,
+# lr x0.1 at epochs 5 and 10. Test: 1 centred clip x ThreeCrop(224) after short side 224,
+# softmax averaged (`test3`); the per-epoch eval is MMAction2's val pipeline.
+# `jointst` / `spaceonly`: timesformer_jointST_... / timesformer_spaceOnly_..., the same
+# recipe.
+_TIMESFORMER_EMBEDDINGS = (r"cls_token$", r"pos_embed$", r"time_embed$")
+MODELS["timesformer"] = dict(sampling=(8, 32), tests=("test1", "test3"), fields={
+    "model.backbone.name": "timesformer", "model.head.name": "timesformer",
+    "model.pixel_mean": (127.5,) * 3, "model.pixel_std": (127.5,) * 3,
+    "data.train_crop": "multi_scale", "data.scales": tuple(224 / s for s in range(256, 321)),
+    "data.max_distort": 0, "data.fix_crop": False,
+    "batch_size": 64, "optim.lr": 0.005, "optim.nesterov": True,
+    "optim.no_decay": _TIMESFORMER_EMBEDDINGS, "optim.epochs": 15.0,
+    "optim.schedule": "step", "optim.lr_steps": (5, 10)})
+PARTS["timesformer"] = {
+    "jointst": {"model.backbone.attention_type": "joint_space_time"},
+    "spaceonly": {"model.backbone.attention_type": "space_only"},
+}
+SAMPLINGS["timesformer"] = {}
+TEST_PROTOCOLS[("timesformer", "")] = {"test1": "mmaction2_val",
+                                       "test3": "mmaction2_timesformer_test3"}
+DEMO_FRAMES["timesformer"] = 8
+# The demo and smoke models: the same structure at toy size, 2 layers of 64 channels, 4
+# heads of 16, 8 x 8 patches (16 a frame): ViT-B/16 takes many times the demo's CPU
+# minutes per epoch, and trained from scratch it learns slowly. The demo trains for 4
+# epochs (a ViT from scratch needs more than the CNNs' one).
+SMOKE_FIELDS["timesformer"] = {
+    "model.backbone.embed_dims": 64, "model.backbone.num_heads": 4,
+    "model.backbone.num_layers": 2, "model.backbone.patch_size": 8}
+_TIMESFORMER_DEMO = {**SMOKE_FIELDS["timesformer"], "optim.epochs": 4.0}
+
+
+def build_timesformer(arg: str, file: str) -> ml_collections.ConfigDict:
+  """`build` for TimeSformer: its embeddings are built for the config's clips
+  (data.num_frames x data.image_size); the demo run is at toy size and keeps the
+  embeddings out of weight decay too."""
+  v = variant.parse(arg, file, model=tuple(PARTS["timesformer"]),
+                    test=MODELS["timesformer"]["tests"], run=variant.RUNS)
+  config = build(arg, file, "timesformer")
+  if v.run == "demo":
+    set_fields(config, _TIMESFORMER_DEMO)
+  config.model.backbone.update(num_frames=config.data.num_frames,
+                               img_size=config.data.image_size)
+  no_decay = tuple(config.optim.no_decay)
+  config.optim.no_decay = no_decay + tuple(r for r in _TIMESFORMER_EMBEDDINGS
+                                           if r not in no_decay)
+  return config
+
 # --- TRN and TPN (configs/trn_r50.py, tpn_tsm_r50.py, tpn_slowonly_r50.py) -----------------
 # A neck named in a recipe (`model.neck.name`) first brings that neck's registry defaults,
 # as the other parts' names do (after a new `model.name`, which resets the model).

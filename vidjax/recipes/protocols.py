@@ -90,3 +90,7 @@ def apply(config: ml_collections.ConfigDict, name: str) -> Protocol:
   if p.batch_size:
     config.eval.batch_size = p.batch_size
   return p
+# MMAction2's TimeSformer test: 1 clip x ThreeCrop(224) after short side 224, softmax
+# averaged.
+PROTOCOLS["mmaction2_timesformer_test3"] = Protocol(1, "mmaction2_3d", "three_crop",
+                                                    size=224, scale=224)

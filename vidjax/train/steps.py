@@ -209,13 +209,19 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   return new_state, step_metrics, finite
 
 
+# Ranks of multi-view eval batches: clips [B, V, T, H, W, 3], audio features [B, V, T, F]
+# (one view: ranks 5 and 3).
+_MULTI_VIEW_NDIM = (6, 4)
+
+
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
               fusion: str = "mean_softmax"
               ) -> tuple[metrics_lib.EvalMetrics, dict[str, jax.Array]]:
   """Metrics and per-clip outputs of one eval batch; padded rows (mask 0) count as nothing.
 
   Args:
-    batch: "clip" [B, T, H, W, 3] or multi-view [B, V, T, H, W, 3]; "label" [B];
+    batch: "clip" [B, T, H, W, 3] or multi-view [B, V, T, H, W, 3] (audio features:
+      [B, T, F] or [B, V, T, F]); "label" [B];
       "mask" [B] (1 for real examples); optional "index" [B] (the clip's position in the
       eval split, -1 for padding), passed through to the outputs.
 
@@ -226,7 +232,7 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modul
   """
   clips = batch["clip"]
   views = 1
-  if clips.ndim == 6:
+  if clips.ndim in _MULTI_VIEW_NDIM:
     views = clips.shape[1]
     clips = clips.reshape((-1,) + clips.shape[2:])
   logits = model.apply(state.variables(), clips, train=False)

@@ -64,9 +64,10 @@ def _check_num_classes(config: ml_collections.ConfigDict) -> None:
 
 def _check_eval_batch(config: ml_collections.ConfigDict, mesh: Any) -> None:
   """Refuses an eval batch that splits over the devices neither by clip nor by frame."""
-  sharding.check_batch_divides(config.eval.batch_size, mesh, num_frames=config.data.num_frames,
+  frames = pipeline.splittable_frames(config.data)
+  sharding.check_batch_divides(config.eval.batch_size, mesh, num_frames=frames,
                                field="config.eval.batch_size")
-  if sharding.splits_frames(config.eval.batch_size, config.data.num_frames, mesh):
+  if sharding.splits_frames(config.eval.batch_size, frames, mesh):
     logging.info("config.eval.batch_size=%d is not a multiple of the %d devices: each "
                  "clip's %d frames are split over them.", config.eval.batch_size,
                  sharding.num_batch_shards(mesh), config.data.num_frames)
@@ -109,8 +110,8 @@ def _describe_model(config: ml_collections.ConfigDict) -> str:
 
 # ---------------------------------------------------------------------------- mesh and model
 def _clip_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
-  d = config.data
-  return (1, d.num_frames, d.image_size, d.image_size, 3)
+  """One clip of the data: [1, T, S, S, 3] frames, or audio features [1, T, F]."""
+  return (1,) + pipeline.example_shape(config.data)
 
 
 def _abstract_variables(config: ml_collections.ConfigDict, model: Any, rng: jax.Array) -> dict:
@@ -209,7 +210,8 @@ def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn
                                    num_views=config.eval.num_views)
   # Clips the devices do not divide (e.g. one clip on a CPU split into per-core devices):
   # the devices share each clip's frames instead.
-  by_frame = sharding.splits_frames(config.eval.batch_size, config.data.num_frames, mesh)
+  by_frame = sharding.splits_frames(config.eval.batch_size,
+                                    pipeline.splittable_frames(config.data), mesh)
   for batch in batches:
     m, out = eval_fn(state, sharding.global_batch(batch, mesh, by_frame))
     totals = m if totals is None else totals.merge(m)

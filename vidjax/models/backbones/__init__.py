@@ -12,6 +12,8 @@
   slowfast       slowfast.py       MMAction2's SlowFast: two ResNet3d pathways, laterals
   c3d            c3d.py            MMAction2's C3D (8 convs with bias, fc6 / fc7)
   x3d            x3d.py            MMAction2's X3D (X3D-S / X3D-M: depthwise, SE, Swish)
+  timesformer    timesformer.py    MMAction2's TimeSformer (ViT-B/16: divided, joint or
+                                   space-only attention)
 
 The ResNet-family trunks share their training policy in trunk.py.
 """
@@ -26,4 +28,5 @@ from vidjax.models.backbones import res2net_tea as _res2net_tea  # noqa: F401
 from vidjax.models.backbones import resnet as _resnet  # noqa: F401
 from vidjax.models.backbones import resnet3d as _resnet3d  # noqa: F401
 from vidjax.models.backbones import slowfast as _slowfast  # noqa: F401
+from vidjax.models.backbones import timesformer as _timesformer  # noqa: F401
 from vidjax.models.backbones import x3d as _x3d  # noqa: F401

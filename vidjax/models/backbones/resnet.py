@@ -114,6 +114,8 @@ class ResNet(Trunk):
   (1, 2, 2, 2), TCPNet's (1, 2, 2, 1)):
     base_channels: the stem's and layer1's width (torchvision: 64); layer s has
       `base_channels * 2**(s-1)` planes. Smaller values give the cheap models of tests.
+    in_channels: the input's channels, conv1's kernel [7, 7, in_channels, base]: 3 for
+      RGB frames, 1 for MMAction2's audio ResNet on log-mel features.
     remat: recompute each block's activations in the backward pass (nn.remat): only
       block inputs are kept, for memory; parameters are the same.
     out_stages: the stages whose outputs are returned, e.g. (3, 4) for TPN: a tuple of
@@ -122,6 +124,7 @@ class ResNet(Trunk):
       (models/hooks.py).
   """
   base_channels: int = 64
+  in_channels: int = 3
   remat: bool = False
   out_stages: Sequence[int] = (4,)
   pre_module: Optional[HookFactory] = None
@@ -139,12 +142,15 @@ class ResNet(Trunk):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, num_segments: int = 1):
-    """x: [N*T, H, W, 3] float (already normalised) -> [N*T, H/32, W/32, C_out].
+    """x: [N*T, H, W, in_channels] float (already normalised) -> [N*T, H/32, W/32, C_out].
 
     With strides (1, 2, 2, 2) the output is 32x smaller; C_out is 512 (R18/34) or 2048.
     With several `out_stages`, a tuple of those stages' outputs.
     """
     self.check_input(x, num_segments)
+    if x.shape[-1] != self.in_channels:
+      raise ValueError(f"ResNet with in_channels={self.in_channels} (model.backbone."
+                       f"in_channels) got input of shape {x.shape}")
     kind, stage_sizes = RESNET_SPECS[self.depth]
     expansion = _EXPANSION[kind]
     block_cls = BasicBlock if kind == "basic" else Bottleneck
@@ -181,7 +187,8 @@ class ResNet(Trunk):
 
 
 def resnet_defaults() -> ml_collections.ConfigDict:
-  return trunk_defaults("resnet", depth=50, base_channels=64, remat=False, out_stages=(4,))
+  return trunk_defaults("resnet", depth=50, base_channels=64, in_channels=3, remat=False,
+                        out_stages=(4,))
 
 
 # Partial BN freezes the affines of every trunk BN but the stem's (hooks' BNs sit deeper).
@@ -196,4 +203,5 @@ def build_resnet(cfg: ml_collections.ConfigDict, dtype, **hooks) -> ResNet:
   if not stages or any(s not in (1, 2, 3, 4) for s in stages):
     raise ValueError(f"model.backbone.out_stages={stages}: stages are 1..4")
   return build_trunk(ResNet, cfg, dtype, base_channels=int(cfg.base_channels),
-                     remat=bool(cfg.remat), out_stages=stages, **hooks)
+                     in_channels=int(cfg.in_channels), remat=bool(cfg.remat),
+                     out_stages=stages, **hooks)
