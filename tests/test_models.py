@@ -103,7 +103,7 @@ def test_registry_errors():
   assert "model.head.dropout_rat" in str(info.value) and "dropout_rate" in str(info.value)
   cfg = _tsn_config()
   cfg.head.name = "nohead"
-  with pytest.raises(ValueError, match="unknown head.*nohead.*tcp, tsn"):
+  with pytest.raises(ValueError, match="unknown head.*nohead.*known heads: .*tcp, timesformer, trn, tsn"):
     build_model(cfg)
   cfg = _tsn_config()
   cfg.neck.name = "noneck"
