@@ -21,6 +21,8 @@ where TSN's ceiling is 50%), seed 0 and the direction accuracy of seeds 1-3:
   TCP-TSN           2.5     8 2e-3 66.9%     75.0% 71.9 76.6 75.4   79.7  25.0 96.9 98.4 56.2  45.3
   TSM               0.5    16 2e-3 72.1%     93.4% 85.2 97.3   -    96.9  78.1 98.4  100 10.9  48.4
   GC-TSN (ECal)     1.5     8 4e-3 71.6%      100%  100  100 75.0    100   100  100  100  9.4  20.3
+  TRN               0.5    16 2e-3 63.8%     91.8% 91.0 97.7   -    92.2  85.9 96.9 92.2 14.1   1.6
+  TIN                 1    16 2e-3 85.9%     99.6% 80.1  100   -     100   100 98.4  100 17.2   100
 
 The tests assert that TSN stays at the order-blind ceiling (direction <= 58%: 50% plus
 the sampling noise of 256 eval clips) while learning the appearance classes (top-1 >=
