@@ -11,7 +11,7 @@ ResNet-50 per frame, then TRNHead: dropout 0.8, a per-frame fc to 256, and multi
 temporal relations: an MLP per scale s = 8, 7, ..., 2 on the features of s frames in time
 order (all 8 frames; 3 tuples of each smaller scale), their logits summed. Upstream draws
 those tuples with NumPy's global RNG at every forward, test time included; here the
-evaluation draws them from `model.head.relation_seed` in upstream's call order (seed S
+evaluation draws them from `model.relation_seed` in upstream's call order (seed S
 gives upstream's forward after `np.random.seed(S)`; a fixed seed makes evaluation
 deterministic), training draws fresh ones every step. Recipe: 8 TSN segments, MultiScaleCrop
 to 224, flip with the data set's label pairs; partial BN; SGD momentum 0.9, lr 0.002 for

@@ -644,7 +644,7 @@ def _relation_seed_matters(r: Result):
   frame features, give other logits: the reference's after np.random.seed of each."""
   from vidjax.models.heads.trn import relation_tuples  # pylint: disable=import-outside-toplevel
   t, size = r.clip.shape[1], r.clip.shape[2]
-  seeds = (r.config.model.head.relation_seed + 1, r.config.model.head.relation_seed + 3)
+  seeds = (r.config.model.relation_seed + 1, r.config.model.relation_seed + 3)
   assert ({tuple(map(tuple, c)) for c in relation_tuples(t, 3, seeds[0])}
           != {tuple(map(tuple, c)) for c in relation_tuples(t, 3, seeds[1])})
   with torch.no_grad():

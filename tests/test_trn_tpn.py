@@ -96,6 +96,9 @@ def test_trn_relations_are_numpys_after_seed_and_evaluation_is_deterministic(
   again = [np.asarray(jax.jit(functools.partial(
       head.clone(relation_seed=1).apply, num_segments=8))(variables, x)) for _ in range(2)]
   np.testing.assert_array_equal(again[0], again[1])
+  # The seed is the config's `model.relation_seed` (design.md).
+  config = load_config("trn_r50", "smoke", **{"model.relation_seed": 7})
+  assert models.build_model(config.model).head.relation_seed == 7
 
 
 def test_trn_training_draws_fresh_relations(trn_at_8_frames):

@@ -1213,10 +1213,10 @@ class SeededRecognizer2D(Recognizer2D):
 
 def trn_recognizer(m):
   """MMAction2's TRN (plain 2D ResNet, TRNHead) for resolved model config `m` (weights
-  untouched); its forwards draw relations after `np.random.seed(m.head.relation_seed)`."""
+  untouched); its forwards draw relations after `np.random.seed(m.relation_seed)`."""
   width = 512 * (4 if SPECS[m.backbone.depth][0] == "bottleneck" else 1)
   head = TRNHead(width, m.num_classes, m.head.num_segments, m.head.hidden_dim)
-  return SeededRecognizer2D(ResNet2d(m.backbone.depth), head, m.head.relation_seed)
+  return SeededRecognizer2D(ResNet2d(m.backbone.depth), head, m.relation_seed)
 
 
 def trn(config, clip, seed):

@@ -107,7 +107,10 @@ def _recognizer_defaults(name: str, backbone: str, head: str,
 def recognizer2d_defaults() -> ml_collections.ConfigDict:
   """Every field of `config.model` for 'recognizer2d' (TSN-R50 by default); the temporal
   modules are sub-configs, all disabled."""
-  return _recognizer_defaults("recognizer2d", "resnet", "tsn", **temporal_defaults())
+  # relation_seed: the seed of TRN's eval relation draws (heads/trn.py; design.md's
+  # `model.relation_seed`), unused by other heads.
+  return _recognizer_defaults("recognizer2d", "resnet", "tsn", relation_seed=0,
+                              **temporal_defaults())
 
 
 def recognizer3d_defaults() -> ml_collections.ConfigDict:

@@ -61,7 +61,7 @@ class TRNHead(nn.Module):
     hidden_dim: the per-frame fc's width (256).
     bottleneck_dim: each relation MLP's hidden width (256).
     subsample: tuples drawn per scale below T (3).
-    relation_seed: the eval draws' seed (see the module docstring).
+    relation_seed: the eval draws' seed (`config.model.relation_seed`; the module docstring).
     dropout_rate: before the per-frame fc (MMAction2's TRN: 0.8).
     init_std: the per-frame fc's weight init std (0.001).
   """
@@ -113,8 +113,7 @@ def trn_head_defaults() -> ml_collections.ConfigDict:
   cfg = classifier_defaults("trn", 0.001,
                             num_segments=8,      # T: the MLPs read s x hidden_dim inputs
                             hidden_dim=256, bottleneck_dim=256,
-                            subsample=3,         # tuples per scale below T
-                            relation_seed=0)     # eval's tuples: RandomState(seed)
+                            subsample=3)         # tuples per scale below T
   cfg.dropout_rate = 0.8
   return cfg
 
@@ -127,6 +126,6 @@ def build_trn_head(cfg: ml_collections.ConfigDict, model_cfg: ml_collections.Con
                      f"{cfg.num_segments} and {cfg.subsample}")
   return TRNHead(num_classes=int(model_cfg.num_classes), num_segments=int(cfg.num_segments),
                  hidden_dim=int(cfg.hidden_dim), bottleneck_dim=int(cfg.bottleneck_dim),
-                 subsample=int(cfg.subsample), relation_seed=int(cfg.relation_seed),
+                 subsample=int(cfg.subsample), relation_seed=int(model_cfg.relation_seed),
                  dropout_rate=float(cfg.dropout_rate), init_std=float(cfg.fc_init_std),
                  dtype=dtype)
