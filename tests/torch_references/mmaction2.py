@@ -28,13 +28,14 @@ class TrunkBN2d(nn.BatchNorm2d):
 
 class ConvModule(nn.Module):
   """mmcv ConvModule: `conv` (no bias) -> `bn` -> optional ReLU; without a norm the conv
-  has a bias and there is no `bn`."""
+  has a bias (unless `bias=False`) and there is no `bn`."""
 
   def __init__(self, cin, cout, kernel, stride=1, padding=0, act=True, norm=True, dims=3,
-               eps=1e-5):
+               eps=1e-5, groups=1, bias=None):
     super().__init__()
     conv = nn.Conv3d if dims == 3 else nn.Conv2d
-    self.conv = conv(cin, cout, kernel, stride, padding, bias=not norm)
+    self.conv = conv(cin, cout, kernel, stride, padding, groups=groups,
+                     bias=(not norm) if bias is None else bias)
     if norm:
       self.bn = (TrunkBN3d if dims == 3 else TrunkBN2d)(cout, eps=eps)
     self.norm, self.act = norm, act
@@ -1267,22 +1268,11 @@ class ResNet3dStages(ResNet3d):
     return x3, self.layer4(x3)
 
 
-class TPNConv(nn.Module):
-  """TPN's mmcv ConvModule: bias-free Conv3d (`conv`, with groups), then optionally a BN3d
-  (`bn`) and ReLU."""
-
-  def __init__(self, cin, cout, kernel=1, stride=1, padding=0, groups=1, norm=True, act=True):
-    super().__init__()
-    self.conv = nn.Conv3d(cin, cout, kernel, stride, padding, groups=groups, bias=False)
-    if norm:
-      self.bn = TrunkBN3d(cout)
-    self.norm, self.act = norm, act
-
-  def forward(self, x):
-    x = self.conv(x)
-    if self.norm:
-      x = self.bn(x)
-    return torch.relu(x) if self.act else x
+def TPNConv(cin, cout, kernel=1, stride=1, padding=0, groups=1, norm=True, act=True):  # noqa: N802
+  """TPN's mmcv ConvModule: a bias-free Conv3d (`conv`, with groups), then optionally a
+  BN3d (`bn`) and ReLU."""
+  return ConvModule(cin, cout, kernel, stride, padding, act=act, norm=norm, groups=groups,
+                    bias=False)
 
 
 class DownSample(nn.Module):

@@ -335,6 +335,18 @@ def _write_mp4(path: str, clip: np.ndarray, fps: int, codec: str) -> None:
       container.mux(packet)
 
 
+def write_list_files(directory: str, split: str, lines: list[str],
+                     class_names: tuple[str, ...]) -> str:
+  """`directory/label_names.txt` and `directory/SPLIT_list.txt` (`lines`, "path label\n"
+  each); returns the list's path."""
+  with open(os.path.join(directory, "label_names.txt"), "w") as f:
+    f.writelines(f"{name}\n" for name in class_names)
+  list_path = os.path.join(directory, f"{split}_list.txt")
+  with open(list_path, "w") as f:
+    f.writelines(lines)
+  return list_path
+
+
 def write_video_files(directory: str, *, split: str, num_examples: int, num_frames: int,
                       image_size: int, seed: int, fps: int = 8) -> str:
   """Writes the demo split as mp4 files plus MMAction2-style annotation lists.
@@ -373,9 +385,4 @@ def write_video_files(directory: str, *, split: str, num_examples: int, num_fram
     rel = f"{split}/{CLASS_NAMES[label]}/{index:06d}.mp4"
     _write_mp4(os.path.join(directory, rel), clip, fps, codec)
     lines.append(f"{rel} {label}\n")
-  with open(os.path.join(directory, "label_names.txt"), "w") as f:
-    f.writelines(f"{name}\n" for name in CLASS_NAMES)
-  list_path = os.path.join(directory, f"{split}_list.txt")
-  with open(list_path, "w") as f:
-    f.writelines(lines)
-  return list_path
+  return write_list_files(directory, split, lines, CLASS_NAMES)

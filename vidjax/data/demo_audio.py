@@ -187,9 +187,4 @@ def write_video_files(directory: str, *, split: str, num_examples: int, seed: in
     write_av_file(os.path.join(directory, rel), clip, FPS,
                   0.5 * wave / max(1e-9, float(np.abs(wave).max())), sample_rate)
     lines.append(f"{rel} {label}\n")
-  with open(os.path.join(directory, "label_names.txt"), "w") as f:
-    f.writelines(f"{name}\n" for name in CLASS_NAMES)
-  list_path = os.path.join(directory, f"{split}_list.txt")
-  with open(list_path, "w") as f:
-    f.writelines(lines)
-  return list_path
+  return demo.write_list_files(directory, split, lines, CLASS_NAMES)

@@ -131,15 +131,19 @@ class FFN(nn.Module):
     return identity + _drop_path(y, self.drop_path, train)
 
 
-class DividedTemporalAttention(nn.Module):
-  """Divided attention's temporal part on [N, 1 + P T, C] (patch-major, time-minor):
-  children `norm`, `attn`, `temporal_fc` (zero-initialised, as upstream)."""
+class _DividedPart(nn.Module):
+  """The fields of divided attention's temporal and spatial parts."""
   width: int
   heads: int
   num_frames: int
   eps: float = 1e-6
   drop_path: float = 0.0
   dtype: Dtype = jnp.float32
+
+
+class DividedTemporalAttention(_DividedPart):
+  """Divided attention's temporal part on [N, 1 + P T, C] (patch-major, time-minor):
+  children `norm`, `attn`, `temporal_fc` (zero-initialised, as upstream)."""
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -155,16 +159,10 @@ class DividedTemporalAttention(nn.Module):
     return jnp.concatenate([x[:, :1], x[:, 1:] + y.reshape(n, l - 1, c)], axis=1)
 
 
-class DividedSpatialAttention(nn.Module):
+class DividedSpatialAttention(_DividedPart):
   """Divided attention's spatial part on [N, 1 + P T, C]: each frame attends over [class
   token, its P patches]; the class token's residual is the mean of its T outputs.
   Children `norm`, `attn`."""
-  width: int
-  heads: int
-  num_frames: int
-  eps: float = 1e-6
-  drop_path: float = 0.0
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
