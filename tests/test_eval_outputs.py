@@ -108,6 +108,7 @@ def _files_overrides(root):
           "eval.batch_size": 4}
 
 
+@pytest.mark.slow
 def test_eval_only_on_files_writes_fused_scores_and_lists_the_unreadable(checkpoint, videos,
                                                                           tmp_path):
   root, lines = videos

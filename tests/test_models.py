@@ -141,6 +141,7 @@ def r18_tsn():
   return model, _random_variables(model, clips, train=False), clips
 
 
+@pytest.mark.slow
 def test_train_mode_updates_stats_and_uses_dropout(r18_tsn):
   model, variables, clips = r18_tsn
 

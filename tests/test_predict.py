@@ -89,6 +89,7 @@ def _printed_blocks(stdout):
   return blocks
 
 
+@pytest.mark.slow
 def test_top5_of_each_video_match_the_eval_pipeline_and_bad_files_are_reported(saved, tmp_path):
   ckpt, variables, videos, paths = saved
   garbage = tmp_path / "garbage.mp4"
@@ -225,6 +226,7 @@ def test_probabilities_fuse_views_as_eval_does():
   np.testing.assert_allclose(np.asarray(one_view), _softmax(logits[:, 0]), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_zero_shot_scores_the_class_names_typed_on_the_command_line(saved, tmp_path):
   """A CLIP model's classes are the names given with --config: its prompts are made of
   them, so the same names in another order get the same probabilities, each its own."""

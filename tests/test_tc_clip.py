@@ -104,6 +104,7 @@ def _random_variables(config, seed: int) -> dict:
                       converters.expected_variables(config.model))
 
 
+@pytest.mark.slow
 def test_wise_ft_command(tmp_path, capsys):
   """python -m vidjax.wise_ft on smoke checkpoints: alpha 0 gives the initial weights, 1
   the fine-tuned ones, 0.5 their mean except TC-CLIP's new parameters (fine-tuned); the

@@ -133,6 +133,7 @@ def test_clips_of_another_size_are_one_clear_error():
     models.build_model(config.model)
 
 
+@pytest.mark.slow
 def test_smoke_trains_one_step():
   """Upstream's init (temporal_fc and the time embedding at 0) and one optimiser step of
   the smoke model (the trainer's train_step, stochastic depth on): every parameter moves

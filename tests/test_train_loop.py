@@ -152,6 +152,7 @@ def test_nan_loss_stops_naming_step_and_keeps_last_checkpoint(tmp_path):
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(variables))
 
 
+@pytest.mark.slow
 def test_non_finite_state_between_checks_is_found_before_the_next_save(tmp_path, monkeypatch):
   """The host reads the finiteness flag only at log, eval and save steps: a state gone
   non-finite at step 3 (none of them) is found at step 4, before step 4 is saved."""
@@ -217,6 +218,7 @@ def _main(*args, timeout=300):
                         env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_main_missing_data_says_where_and_how(tmp_path):
   proc = _main("--config", "configs/tsn_r50.py", "--workdir", str(tmp_path),
                f"--config.data.train_list={tmp_path}/k400_train.txt")

@@ -129,6 +129,7 @@ def test_trn_and_tpn_refuse_inputs_they_are_not_built_for():
                                        jnp.zeros((1, 4, 32, 32, 3), jnp.uint8)))
 
 
+@pytest.mark.slow
 def test_tpn_train_step_loss_is_upstreams_with_the_auxiliary_head():
   """One train step of TPN-TSM (smoke: ResNet-18, dropout off) from the reference's
   weights: its loss is upstream's in training mode, cross-entropy + 0.5 x the auxiliary
