@@ -100,6 +100,7 @@ def test_unreadable_checkpoint_one_line_nothing_written(case, tmp_path):
   assert not out.exists()
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_architecture_is_diagnosed_first(tmp_path):
   path = tmp_path / "other_arch.pth"
   torch.save({"epoch": 1, "state_dict": _state_dict(_tiny())}, path)

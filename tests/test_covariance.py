@@ -226,6 +226,7 @@ def test_dtypes_and_precision_argument():
     np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_gradients_float64_finite_differences():
   # Well-scaled features: finite differences need a step far below the covariance's
   # smallest eigenvalues, where the square root bends most.

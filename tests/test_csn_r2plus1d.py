@@ -141,6 +141,7 @@ def test_csn_conv2_is_the_reference(mode):
   assert out.shape == (1, 3, 4, 4, 6) and out.min() == 0.0   # ReLU last
 
 
+@pytest.mark.slow
 def test_bn_frozen_keeps_batchnorm_statistics_and_affines():
   """ir-CSN-50 BN-frozen (`r50`; smoke widths): in train mode every BN keeps its running
   statistics, and the optimiser leaves every BN scale and bias where it was while

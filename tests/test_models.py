@@ -191,6 +191,7 @@ def _frames():
   return jax.random.normal(jax.random.key(3), (4, 32, 32, 3))
 
 
+@pytest.mark.slow
 def test_frozen_stages():
   _, bns, changed, has_grad = _grads_and_stats(ResNet(depth=18, frozen_stages=1), _frames())
   frozen = lambda path: path[0] in ("conv1", "bn1") or path[0].startswith("layer1_")
@@ -211,6 +212,7 @@ def test_norm_eval():
   np.testing.assert_allclose(y_train, trunk.apply(variables, x, num_segments=2), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_partial_bn():
   variables, bns, changed, has_grad = _grads_and_stats(ResNet(depth=18, partial_bn=True),
                                                        _frames())

@@ -272,7 +272,7 @@ _GC_KEYS = 320 + 16 * 6   # one calibrator per block (reference/tsm_gc.md 2.3)
 ZOO = [
     # TSM code base: reference/tsm_gc.md 1.2 gives 320 state_dict entries for a ResNet-50.
     Row("tsn_r50", "TSN-ResNet-50", "tsn_r50", "tsm", tsm.tsn, (2, 3, 64),
-        overrides=_classes(11), keys=320),
+        overrides=_classes(11), keys=320, slow=True),
     Row("tsn_r18_fc_in_base_model", "TSN-ResNet-18, classifier as base_model.fc", "tsn_r50",
         "tsm", tsm.tsn, (1, 2, 64), clip_seed=3, seed=2,
         overrides={**_classes(5), "model.backbone.depth": 18, "model.head.dropout_rate": 0.0},
@@ -364,7 +364,7 @@ ZOO = [
     Row("c2d_r50", "C2D-ResNet-50", "c2d_r50", "mmaction2", mmaction2.recognizer, (2, 8, 64),
         clip_seed=25, seed=25, overrides=_classes(9), keys=320, slow=True),
     Row("c2d_r18", "C2D-ResNet-18", "c2d_r50", "mmaction2", mmaction2.recognizer, (2, 8, 64),
-        clip_seed=31, seed=31, variant="smoke", overrides=_classes(9), check=_c2d_pool),
+        clip_seed=31, seed=31, variant="smoke", overrides=_classes(9), check=_c2d_pool, slow=True),
     Row("c2d_r50_nopool", "C2D-ResNet-50 nopool", "c2d_r50", "mmaction2",
         mmaction2.recognizer, (2, 8, 64), clip_seed=26, seed=26, variant="nopool",
         overrides=_classes(9), keys=320, slow=True),

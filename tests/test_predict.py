@@ -168,6 +168,7 @@ def test_checkpoint_without_config_is_one_error_line(tmp_path):
       "have one): pass --config configs/NAME.py[:VARIANT].")]
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_names_the_mismatch(tmp_path):
   ckpt = str(tmp_path / "ckpt")
   model_fixtures.save_model(ckpt, _config(), calibrate=False)

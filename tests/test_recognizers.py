@@ -74,6 +74,7 @@ def test_recognizer3d_gives_the_backbone_normalised_clips_as_they_are():
   assert not np.allclose(logits, model.apply(variables, clips[:, ::-1]))
 
 
+@pytest.mark.slow
 def test_multi_stage_backbone_neck_and_aux_loss():
   cfg = models.default_config("recognizer", "recognizer2d")
   cfg.update(num_classes=3)

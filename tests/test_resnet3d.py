@@ -37,6 +37,7 @@ def _count(tree) -> int:
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
 
+@pytest.mark.slow
 def test_parameter_counts_match_the_model_zoo():
   for (name, variant), published in PUBLISHED.items():
     params = converters.expected_variables(load_config(name, variant).model)["params"]
@@ -56,6 +57,7 @@ def _shapes(name, variant, frames, size=224):
   return tuple(o.shape for o in out)
 
 
+@pytest.mark.slow
 def test_feature_maps_follow_the_spec():
   """reference/mmaction2_cost.md 1-3, 9: I3D 32x224 -> conv1 16x112 -> pool 8x56 -> pool2
   4x56 -> layer4 4x7x7; the heavy stem keeps T; SlowOnly never strides time; C2D's

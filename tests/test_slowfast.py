@@ -71,6 +71,7 @@ def test_pathway_frames_and_lateral_shapes(variant, frames, size, slow_t, fuse_k
     assert _count(variables["params"]) == PUBLISHED[variant]
 
 
+@pytest.mark.slow
 def test_r101_8x8_converts_strictly_from_the_upstream_layout():
   """Names and shapes of the full-depth model: the reference built from the spec in the
   upstream layout (1254 entries: two ResNet3d-101 of 624, 4 lateral convs, fc_cls)

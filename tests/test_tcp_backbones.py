@@ -90,6 +90,7 @@ def preact50():
   return _converted(config, random_clip(2, 1, 64, seed=0), 1, PreActResNet(depth=50))
 
 
+@pytest.mark.slow
 def test_preact50_float64(preact50):
   """The float32 parity (test_parity.py) in float64 on both sides: only round-off may
   remain."""
@@ -118,6 +119,7 @@ def test_preact_rename_rules():
     assert rename_preact_key(key) is None, key
 
 
+@pytest.mark.slow
 def test_preact_train_mode_updates_stats(preact50):
   _, x, variables = preact50
   model = PreActResNet(depth=50)

@@ -242,6 +242,7 @@ def test_main_unknown_config_field_is_named(tmp_path):
     models.build_model(config.model)
 
 
+@pytest.mark.slow
 def test_frozen_parameters_get_no_update_not_even_weight_decay():
   config = _smoke(**{"model.backbone.frozen_stages": 1, "model.backbone.partial_bn": True,
                      "optim.weight_decay": 0.1})

@@ -185,6 +185,7 @@ def test_configs(name, variants):
       _load_config(name, bad)
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_smoke_train_mode():
   """TSM-MobileNetV2 smoke in train mode: finite logits, BN statistics move (the shifted
   block's too); partial BN freezes every BN affine but the first. (Variables are filled

@@ -75,6 +75,7 @@ def test_unknown_fusion_type_is_an_error_naming_the_option():
         {"cpu": {YNN: "dots"}}, "cpu")).lower(jnp.ones(3)).compile()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU options")
 def test_state_init_compiled_at_a_low_level_has_the_default_bits():
   """create_train_state compiles its one-off init at LLVM level 1 (a shorter compile);
