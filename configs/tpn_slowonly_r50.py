@@ -33,7 +33,7 @@ Variants (`configs/tpn_slowonly_r50.py:VARIANT`):
   test:   test1    1 centred clip, centre crop 224 (the default eval).
           test30   10 clips (MMAction2 1.x's 3D test sampling) x ThreeCrop(256) after
                    short side 256, softmax averaged.
-  demo    the same architecture on the embedded demo data set (CPU, a few minutes): 4
+  demo    the same architecture on the embedded demo data set (CPU; not timed): 4
           frames of 32x32, AdamW from scratch, one epoch:
             python -m vidjax.main --config configs/tpn_slowonly_r50.py:demo \
                 --workdir /tmp/tpn_so_demo

@@ -32,7 +32,7 @@ Variants (`configs/tpn_tsm_r50.py:VARIANT`):
   test:   test1    1 centred clip, centre crop 224 (the default eval).
           test2x3  MMAction2's test: twice sample (2 clips of 8 segments) x ThreeCrop(256)
                    after short side 256, softmax averaged (6 views).
-  demo    the same architecture on the embedded demo data set (CPU, a few minutes): 4
+  demo    the same architecture on the embedded demo data set (CPU; not timed): 4
           segments of 32x32, AdamW from scratch, one epoch:
             python -m vidjax.main --config configs/tpn_tsm_r50.py:demo --workdir /tmp/tpn_demo
   smoke   the tiniest member for tests: TSM-ResNet-18 and the pyramid at its widths

@@ -80,7 +80,8 @@ def train_and_score(tmp_path, name: str, **overrides) -> np.ndarray:
   """Trains configs/NAME.py:smoke with the shared recipe; per-class eval accuracy [6],
   from the per-video scores of the run's own final evaluation (WORKDIR/eval)."""
   config = load_config(name, "smoke", **{**_RECIPE, **overrides})
-  # LLVM level 1 (conftest.py compiles the rest of the suite at 0): these runs are steps.
+  # LLVM level 1 (conftest.py compiles the rest of the suite at 0): these runs are hundreds
+  # of steps, where level 1's faster code repays its longer compile.
   for options in (config.xla_options, config.eval.xla_options):
     options.cpu = {**options.cpu, "xla_backend_optimization_level": 1}
   return run_and_score(config, str(tmp_path / name), name)
