@@ -92,9 +92,12 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--peak-tflops", type=float, default=0.0,
                  help="the device's peak, for utilisation (e.g. 989 for H100 bf16 dense)")
   p.add_argument("--matmul-peak", type=int, default=0, metavar="N",
-                 help="also time an N x N float32 matmul in JAX (and PyTorch with "
+                 help="also time an N x N matmul in JAX (and PyTorch with "
                       "--compare-torch): the device's practical peak, against which each "
                       "mode's FLOP rate is reported (e.g. 2048; default off)")
+  p.add_argument("--matmul-dtype", default="float32", choices=("float32", "bfloat16"),
+                 help="the dtype of --matmul-peak's matmul (bfloat16 for a bf16 model on an "
+                      "accelerator; default float32)")
   p.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS before JAX starts")
   p.add_argument("--profile", default="", help="write a JAX profiler trace to this dir")
   p.add_argument("--json", default="", help="write the results to this file")
@@ -429,7 +432,8 @@ def main(argv=None) -> dict:
           [ts / js for js, ts in zip(jax_s, torch_s)])
 
   if args.matmul_peak:
-    results["matmul_peak"] = matmul_peak(args.matmul_peak, args.rounds, args.compare_torch)
+    results["matmul_peak"] = matmul_peak(args.matmul_peak, args.rounds, args.compare_torch,
+                                         args.matmul_dtype)
     for mode in modes:
       r = results[mode]
       for who in ("jax", "torch"):
@@ -455,23 +459,23 @@ def main(argv=None) -> dict:
   return results
 
 
-def matmul_peak(n: int, rounds: int, with_torch: bool) -> dict:
-  """TFLOP/s of an [n, n] x [n, n] float32 matmul: the practical peak of each framework on
-  this device (median of `rounds` timings of 3 calls)."""
+def matmul_peak(n: int, rounds: int, with_torch: bool, dtype: str = "float32") -> dict:
+  """TFLOP/s of an [n, n] x [n, n] matmul in `dtype`: the practical peak of each framework
+  on this device (median of `rounds` timings of 3 calls)."""
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   rs = np.random.RandomState(0)
   a, b = (rs.standard_normal((n, n)).astype(np.float32) for _ in range(2))
   flops = 2.0 * n ** 3
   matmul = jax.jit(jnp.matmul)
-  ja, jb = jax.device_put(a), jax.device_put(b)
+  ja, jb = (jax.device_put(v).astype(dtype) for v in (a, b))
   block = lambda out: jax.block_until_ready(out)  # noqa: E731
   block(matmul(ja, jb))
-  out = {"n": n, "jax_tflops_per_s": flops / statistics.median(
+  out = {"n": n, "dtype": dtype, "jax_tflops_per_s": flops / statistics.median(
       [timed(lambda: matmul(ja, jb), 3, block) for _ in range(rounds)]) / 1e12}
   if with_torch:
     import torch  # pylint: disable=import-outside-toplevel
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    ta, tb = (torch.from_numpy(v).to(getattr(torch, dtype)) for v in (a, b))
     torch.mm(ta, tb)
     out["torch_tflops_per_s"] = flops / statistics.median(
         [timed(lambda: torch.mm(ta, tb), 3, lambda _: None) for _ in range(rounds)]) / 1e12
@@ -511,7 +515,7 @@ def report(r: dict) -> str:
     lines.append(line)
   if "matmul_peak" in r:
     p = r["matmul_peak"]
-    lines.append(f"  matmul peak ({p['n']}x{p['n']} float32): JAX "
+    lines.append(f"  matmul peak ({p['n']}x{p['n']} {p.get('dtype', 'float32')}): JAX "
                  f"{p['jax_tflops_per_s'] * 1e3:.1f} GFLOP/s"
                  + (f", PyTorch {p['torch_tflops_per_s'] * 1e3:.1f} GFLOP/s"
                     if "torch_tflops_per_s" in p else ""))

@@ -31,14 +31,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from clu import parameter_overview, periodic_actions
+from clu import parameter_overview
 
 from vidjax import models
 from vidjax.data import pipeline, prepare, resolve
 from vidjax.train import checkpoint as ckpt_lib
 from vidjax.train import metrics as metrics_lib
-from vidjax.train import (eval_outputs, mix, optim, preemption, sharding, steps, writers,
-                          xla_options)
+from vidjax.train import eval_outputs, mix, optim, preemption, sharding, steps, xla_options
 
 # Raised by the loop and by checkpoint.py's resume checks; main reports it without a traceback.
 TrainingError = ckpt_lib.TrainingError
@@ -234,6 +233,10 @@ def evaluate(config: ml_collections.ConfigDict, state: steps.TrainState, eval_fn
 # ---------------------------------------------------------------------------- train
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (resuming from `workdir` if it has a checkpoint); returns the final eval."""
+  # Imported here: clu's metric writers import TensorFlow, which the state and step
+  # builders above (scripts/benchmark.py, accelerator images without TF) do not need.
+  from clu import periodic_actions  # pylint: disable=import-outside-toplevel
+  from vidjax.train import writers  # pylint: disable=import-outside-toplevel
   workdir = os.path.abspath(os.path.expanduser(workdir))
   resolve_data(config, workdir)
   _check_num_classes(config)
