@@ -7,8 +7,9 @@ this measures, on the devices of the config's mesh (the batch split over them):
     clips/s over timed steps after warm-up;
   * inference: `model.apply(variables, clips, train=False)` under jax.jit, clips/s;
     the clips sharded over the mesh's batch axes, the variables replicated;
-  * compile time of each, FLOPs per clip from XLA's cost analysis (per device, times
-    the devices), utilisation against
+  * compile time of each, FLOPs per clip from XLA's cost analysis of the lowered
+    program (on GPU, where it gives none, of the compiled one: cuDNN's convolutions are
+    left out, so count on CPU), utilisation against
     --peak-tflops, XLA's memory estimate (arguments + outputs + temporaries) and the
     peak device memory (GPU) or the process's peak RSS (CPU).
 
@@ -235,13 +236,20 @@ def batchnorm_as_identity():
   return nn.intercept_methods(identity)
 
 
-def compile_timed(fn, *args):
-  """(compiled, seconds to lower and compile, cost analysis dict, memory analysis)."""
+def compile_timed(fn, *args, num_devices: int = 1):
+  """(compiled, seconds to lower and compile, cost analysis dict, memory analysis); the
+  cost's "flops" are the whole program's, over all `num_devices`."""
   from vidjax.train import xla_options  # pylint: disable=import-outside-toplevel
   t0 = time.perf_counter()
-  compiled = fn.lower(*args).compile()
+  lowered = fn.lower(*args)
+  compiled = lowered.compile()
   seconds = time.perf_counter() - t0
-  cost = xla_options.cost_analysis(compiled)
+  # The lowered (global, unpartitioned) program's count where the backend gives one (CPU);
+  # else the compiled one's per device, which on GPU leaves out cuDNN's convolutions.
+  cost = {**xla_options.cost_analysis(lowered), "flops_source": "lowered"}
+  if not cost.get("flops"):
+    cost = xla_options.cost_analysis(compiled)
+    cost = {**cost, "flops": cost.get("flops", 0) * num_devices, "flops_source": "compiled"}
   try:
     memory = compiled.memory_analysis()
   except Exception:  # pylint: disable=broad-except  # not every backend has one
@@ -370,10 +378,11 @@ def main(argv=None) -> dict:
   tracing = batchnorm_as_identity if args.no_batchnorm else contextlib.nullcontext
   if "infer" in modes:
     with tracing():
-      compiled, seconds, cost, memory = compile_timed(infer_fn, infer_vars, clips_dev)
+      compiled, seconds, cost, memory = compile_timed(infer_fn, infer_vars, clips_dev,
+                                                      num_devices=num_devices)
     logits = np.asarray(compiled(infer_vars, clips_dev))
-    results["infer"] = {"compile_s": seconds,
-                        "flops_per_clip": cost.get("flops", 0) * num_devices / args.batch,
+    results["infer"] = {"compile_s": seconds, "flops_source": cost["flops_source"],
+                        "flops_per_clip": cost.get("flops", 0) / args.batch,
                         "xla_memory_bytes": memory_bytes(memory)}
     if torch_infer is not None:
       ref_logits = torch_infer().numpy()
@@ -394,9 +403,10 @@ def main(argv=None) -> dict:
     batch = sharding.global_batch({"clip": clips, "label": labels}, mesh)
     rng = jax.random.key(1)
     with tracing():
-      compiled_train, seconds, cost, memory = compile_timed(train_fn, state, batch, rng)
-    results["train"] = {"compile_s": seconds,
-                        "flops_per_clip": cost.get("flops", 0) * num_devices / args.batch,
+      compiled_train, seconds, cost, memory = compile_timed(train_fn, state, batch, rng,
+                                                            num_devices=num_devices)
+    results["train"] = {"compile_s": seconds, "flops_source": cost["flops_source"],
+                        "flops_per_clip": cost.get("flops", 0) / args.batch,
                         "xla_memory_bytes": memory_bytes(memory)}
     holder = {"state": compiled_train(state, batch, rng)[0]}
 
@@ -497,8 +507,10 @@ def report(r: dict) -> str:
       continue
     m = r[mode]
     line = (f"  {mode:5s}: JAX {m['jax_clips_per_s']:.3f} clips/s, compile "
-            f"{m['compile_s']:.1f} s, {m['flops_per_clip'] / 1e9:.1f} GFLOP/clip, "
-            f"{m.get('jax_tflops_per_s', 0) * 1e3:.1f} GFLOP/s")
+            f"{m['compile_s']:.1f} s, {m['flops_per_clip'] / 1e9:.1f} GFLOP/clip"
+            + (" (XLA's count of the compiled program: it leaves out library calls such as "
+               "cuDNN's convolutions)" if m.get("flops_source") == "compiled" else "")
+            + f", {m.get('jax_tflops_per_s', 0) * 1e3:.1f} GFLOP/s")
     if "utilisation" in m:
       line += f" ({100 * m['utilisation']:.1f}% of peak)"
     line += f", XLA memory {m['xla_memory_bytes'] / 2**20:.0f} MiB per device"
