@@ -87,9 +87,11 @@ def flat_params(state):
           for p, x in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def assert_close(a, b, atol=1e-5):
+def assert_close(a, b, atol=1e-5, rtol=1e-5):
+  """Every leaf of `a` within atol + rtol * |b| of `b`'s: float32 rounding of the sums
+  that the device layouts reorder grows with the value (BatchNorm's running variances)."""
   assert sorted(a) == sorted(b)
-  worst = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+  worst = max(float((np.abs(a[k] - b[k]) - rtol * np.abs(b[k])).max()) for k in a)
   assert worst <= atol, worst
 
 
