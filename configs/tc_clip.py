@@ -38,6 +38,16 @@ bias parameters stay trained), then the same split evaluation on its output:
   python -m vidjax.wise_ft --initial /tmp/tc_clip_init --finetuned /tmp/tc_clip_zs/best \
       --alpha 0.7 --output /tmp/tc_clip_zs_wise
 
+Files each protocol reads (not shipped: the TC-CLIP repository's `datasets_splits/`,
+`labels/` and FROSTER's `labels_froster/` hold them; convert their lists to vidjax's
+`path label` lines): zero_shot trains on `data.root`'s Kinetics-400 lists and evaluates
+each split with scripts/tc_clip_splits.py (`--split NAME=LIST:LABELS`, nine for HMDB51,
+UCF101 and K600's novel classes); few_shot reads `{hmdb51,ucf101,sthv2}_train_split_1_
+{K}shot.txt`; base2novel `base2novel/base_train_{1,2,3}.txt` and `base2novel/base_val.txt`
+with `model.label_file` naming the base classes (the novel ones go to tc_clip_splits.py);
+llm `labels_llm.txt`. `model.label_file` takes one name a line, upstream's `id,name` CSVs
+and FROSTER's `{"id": "Name: description"}` JSON as they are.
+
 Expected (upstream's README, not reproduced here): zero-shot HMDB51 / UCF101 / K600
 54.2 / 82.9 / 75.8 top-1; fully supervised K400 85.2 / 96.9.
 

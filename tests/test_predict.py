@@ -228,19 +228,21 @@ def test_probabilities_fuse_views_as_eval_does():
 
 
 @pytest.mark.slow
-def test_zero_shot_scores_the_class_names_typed_on_the_command_line(saved, tmp_path):
-  """A CLIP model's classes are the names given with --config: its prompts are made of
-  them, so the same names in another order get the same probabilities, each its own."""
+@pytest.mark.parametrize("name", ["clip_vitb16", "tc_clip"])
+def test_zero_shot_scores_the_class_names_typed_on_the_command_line(saved, tmp_path, name):
+  """A CLIP or TC-CLIP model's classes are the names given with --config: its prompts are
+  made of them, so the same names in another order get the same probabilities, each its
+  own."""
   _, _, _, paths = saved
-  ckpt = str(tmp_path / "clip")
-  model_fixtures.save_model(
-      ckpt, run_config.load(os.path.join(ROOT, "configs/clip_vitb16.py:smoke"), ()))
+  ckpt = str(tmp_path / name)
+  config_path = f"configs/{name}.py:smoke"
+  model_fixtures.save_model(ckpt, run_config.load(os.path.join(ROOT, config_path), ()))
   names = ("juggling balls", "PlayingViolin", "push up")
 
   def scores(order):
     out = tmp_path / "p.json"
     listed = "(" + ", ".join(f"'{n}'" for n in order) + ",)"
-    assert predict.main(["--checkpoint", ckpt, "--config", "configs/clip_vitb16.py:smoke",
+    assert predict.main(["--checkpoint", ckpt, "--config", config_path,
                          f"--config.model.class_names={listed}", "--top_k", "3",
                          "--json", str(out), paths[0]]) == 0
     (result,) = json.loads(out.read_text())["results"]

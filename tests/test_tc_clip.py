@@ -58,6 +58,30 @@ def test_prompts_split_camel_case_and_underscores():
     models.build_model(config.model)
 
 
+def test_label_files_in_upstreams_csv_and_json_layouts(tmp_path):
+  """model.label_file reads TC-CLIP's `id,name` CSVs and FROSTER's {id: description} JSON
+  (ids in any order) as the prompts' class names; a broken file is one line naming it."""
+  from vidjax.data import sources  # pylint: disable=import-outside-toplevel
+  (tmp_path / "k.csv").write_text('id,name\n1,brush_hair\n0,ApplyEyeMakeup\n2,"a, b"\n')
+  (tmp_path / "d.json").write_text(json.dumps({"1": "Yo-Yo: a toy.", "0": "Run: legs move."}))
+  cfg = models.resolve_model_config(load_config("tc_clip", "smoke").model)
+  cfg.update(label_file=str(tmp_path / "k.csv"), num_classes=0)
+  assert recognizer.prompts(cfg) == ["a photo of a Apply Eye Makeup.",
+                                     "a photo of a brush hair.", "a photo of a a, b."]
+  cfg.update(label_file=str(tmp_path / "d.json"))
+  assert recognizer.class_names(cfg) == ["Run: legs move.", "Yo-Yo: a toy."]
+  bad = {"gap.csv": ("id,name\n0,a\n2,b\n", r"ids must be 0..N-1, each once; missing \[1\]"),
+         "nohead.csv": ("0,a\n1,b\n", "expected an `id,name` header line"),
+         "twice.csv": ("id,name\n0,a\n0,b\n", ":3: id 0 repeats"),
+         "list.json": ("[1, 2]", "mapping each id to a non-empty string"),
+         "cut.json": ('{"0": "a",', "not JSON")}
+  for name, (text, message) in bad.items():
+    (tmp_path / name).write_text(text)
+    with pytest.raises(sources.AnnotationError, match=re.escape(str(tmp_path / name))
+                       + ".*" + message):
+      sources.read_label_names(str(tmp_path / name))
+
+
 def test_protocol_variants():
   zs = load_config("tc_clip")
   assert (zs.data.name, zs.optim.lr, zs.batch_size, zs.grad_accum_steps) == (

@@ -119,14 +119,23 @@ def _entries(path: str, what: str, expected: str) -> list[tuple[int, str]]:
 
 def read_label_names(path: str, num_classes: int = 0) -> list[str]:
   """Class names, one per line: label i is the i-th non-blank line (names are stripped).
+  Two more layouts, by extension, as the CLIP video repositories ship them: `.csv` with an
+  `id,name` header (TC-CLIP's and ViFi-CLIP's `labels/*.csv`) and `.json` mapping each
+  id to its text (FROSTER's LLM descriptions, `{"0": "Name: description", ...}`); ids
+  must be 0..N-1, each once.
 
   A repeated name, an empty file or (with `num_classes` > 0) another count than
   `num_classes` raise an AnnotationError naming the file.
   """
   path = expand(path)
+  ext = os.path.splitext(path)[1].lower()
+  if ext in (".csv", ".json"):
+    entries = _labels_by_id(path, ext)
+  else:
+    entries = [(n, text.strip()) for n, text in
+               _entries(path, "label-name file", "`class name`")]
   names, seen = [], {}
-  for n, text in _entries(path, "label-name file", "`class name`"):
-    name = text.strip()
+  for n, name in entries:
     if name in seen:
       raise AnnotationError(f"{path}:{n}: class name {name!r} repeats line {seen[name]}; "
                             "expected each class once (line i names label i).")
@@ -136,6 +145,46 @@ def read_label_names(path: str, num_classes: int = 0) -> list[str]:
     raise AnnotationError(f"{path}: {len(names)} class names, but data.num_classes="
                           f"{num_classes}; expected one name per class (line i names label i).")
   return names
+
+
+def _labels_by_id(path: str, ext: str) -> list[tuple[int, str]]:
+  """(line number, name) in id order of an `id,name` CSV or an {id: text} JSON file."""
+  import json  # pylint: disable=import-outside-toplevel
+  text = "\n".join(read_lines(path, "label-name file"))
+  by_id: dict[int, tuple[int, str]] = {}
+  if ext == ".csv":
+    rows = [(n, r) for n, r in enumerate(csv.reader(text.splitlines()), 1) if r]
+    header = [h.strip().lower() for h in rows[0][1]] if rows else []
+    if "id" not in header or "name" not in header:
+      raise AnnotationError(f"{path}:1: expected an `id,name` header line, got "
+                            f"{','.join(rows[0][1]) if rows else 'an empty file'!r}.")
+    i, j = header.index("id"), header.index("name")
+    for n, row in rows[1:]:
+      if len(row) != len(header):
+        raise AnnotationError(f"{path}:{n}: {len(row)} fields; expected {len(header)} "
+                              f"({','.join(header)}).")
+      key, name = _label(row[i].strip(), f"{path}:{n}", 0), row[j].strip()
+      if key in by_id or not name:
+        raise AnnotationError(f"{path}:{n}: id {key} repeats or has no name; expected "
+                              "each id 0..N-1 once with its class name.")
+      by_id[key] = (n, name)
+  else:
+    try:
+      data = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise AnnotationError(f"{path}:{e.lineno}: not JSON ({e.msg}); expected "
+                            '{"0": "class text", "1": ...}.') from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) and v.strip()
+                                             for v in data.values()):
+      raise AnnotationError(f'{path}: expected an object {{"0": "class text", ...}} mapping '
+                            "each id to a non-empty string.")
+    by_id = {_label(k.strip(), f"{path}: id {k!r}", 0): (0, v.strip())
+             for k, v in data.items()}
+  if sorted(by_id) != list(range(len(by_id))) or not by_id:
+    missing = sorted(set(range(max(by_id, default=-1) + 1)) - set(by_id))
+    raise AnnotationError(f"{path}: ids must be 0..N-1, each once; "
+                          + (f"missing {missing[:5]}." if missing else "none found."))
+  return [by_id[k] for k in range(len(by_id))]
 
 
 def _label(token: str, where: str, num_classes: int) -> int:
