@@ -392,9 +392,16 @@ ZOO = [
         variant="heavy", overrides={**_classes(9), "model.backbone.inflate_style": "3x3x3",
                                     "model.backbone.temporal_strides": (1, 2, 2, 1)},
         keys=320, slow=True),
-    # OpenAI CLIP (source clip): the ViFi-CLIP video classifier at toy width (the smoke
-    # variant: 2 layers of 64 in both towers); test_clip.py checks the full ViT-B/16's
-    # names and shapes.
+    # OpenAI CLIP (source clip): the ViFi-CLIP video classifier as zoo-configured (ViT-B/16
+    # at 224 px, CLIP's full 12-layer text tower; 302 state_dict entries, OpenAI's layout)
+    # on one clip of 2 frames and the config's 6 class names, and at toy width (the smoke
+    # variant: 2 layers of 64 in both towers) with the prompt variants and the TorchScript
+    # fp16 archive. test_clip.py: the full model's names, shapes and parameter count.
+    Row("clip_vitb16", "CLIP ViT-B/16 (ViFi-CLIP)", "clip_vitb16", "clip", clip_ref.clip,
+        (1, 2, 224), clip_seed=45, seed=45, overrides=_classes(6), keys=12 * 24 + 14,
+        has_keys=("module.visual.transformer.resblocks.11.attn.in_proj_weight",
+                  "module.transformer.resblocks.11.mlp.c_proj.weight"),
+        slow=True, note="parity of ViT-B/16 at 224 px (2 frames) and at toy width"),
     Row("clip_vitb16_tiny", "CLIP ViT-B/16 (ViFi-CLIP)", "clip_vitb16", "clip", clip_ref.clip,
         (2, 4, 32), clip_seed=40, seed=40, variant="smoke", overrides=_classes(6),
         keys=12 * 4 + 14, has_keys=("module.visual.transformer.resblocks.1.attn.in_proj_weight",
@@ -467,9 +474,10 @@ ZOO += [
 
 # --- TC-CLIP (source tc_clip, reference/tcclip.md 2.6): the TC blocks' discrete choices are
 # near-ties for float rounding, so ours are forced to the reference's, and each forced
-# choice must score within a hair of our own best one. Toy widths (the smoke variant:
-# 16 patches, 4 seeds a frame, 6 context tokens): T=4 merges in 3 steps ([4, 4, 2]), T=2
-# in one.
+# choice must score within a hair of our own best one. Full size (the zoo config: 196
+# patches, 58 seeds a frame, 96 context tokens) at T=2: one merge step of 20 per layer.
+# Toy widths (the smoke variant: 16 patches, 4 seeds a frame, 6 context tokens): T=4
+# merges in 3 steps ([4, 4, 2]), T=2 in one.
 
 def _tc_clip_forced(ref, clip) -> dict:
   with torch.no_grad():
@@ -477,13 +485,12 @@ def _tc_clip_forced(ref, clip) -> dict:
   return {"decisions": tc_clip_ref.jax_decisions(ref)}
 
 
-def _tc_clip_choices(r: Result):
-  """Each forced choice is within 1e-5 of our own best at that point; other choices give
-  other logits (forcing is effective); TC-CLIP's layout without CLIP's token embedding
-  and with another context length is refused."""
+def _tc_clip_margins(r: Result):
+  """Each forced choice is within 1e-5 of our own best at that point, and other choices
+  give other logits (forcing is effective)."""
   from vidjax.models.clip.tc_vision import decision_shortfalls  # pylint: disable=import-outside-toplevel
   module = build_model(r.config.model)
-  forced = _tc_clip_forced(r.ref, r.clip)["decisions"]
+  forced = tc_clip_ref.jax_decisions(r.ref)   # its last forward was on r.clip
   with jax.default_matmul_precision("highest"):
     apply = jax.jit(lambda v, x, d: module.apply(v, x, train=False, decisions=d,
                                                  mutable=["intermediates"]))
@@ -497,6 +504,12 @@ def _tc_clip_choices(r: Result):
     moved, state = apply(r.variables, r.clip, other)
   assert max_abs_diff(np.asarray(moved), r.theirs) > 1e-3
   assert decision_shortfalls(state["intermediates"]["visual"])["resblocks_0"] > 1e-6
+
+
+def _tc_clip_choices(r: Result):
+  """The margins above; TC-CLIP's layout without CLIP's token embedding and with another
+  context length is refused."""
+  _tc_clip_margins(r)
   sd = {k: v for k, v in r.state_dict.items() if "token_embedding" not in k}
   with pytest.raises(converters.ConversionError, match="--clip_checkpoint"):
     converters.convert("tc_clip", sd, r.config)
@@ -507,21 +520,32 @@ def _tc_clip_choices(r: Result):
     converters.convert("tc_clip", r.state_dict, config)
 
 
+_TC_CLIP_NOTE = ("parity with the reference's discrete choices forced, each within 1e-5 of "
+                 "our own")
 ZOO += [
+    # The zoo config (zero_shot) at full size on one clip of 2 frames with its 6 class
+    # names, in float32: the config computes in bfloat16 (upstream's AMP), which moves the
+    # logits far beyond 1e-4.
+    Row("tc_clip", "TC-CLIP", "tc_clip", "tc_clip", tc_clip_ref.tc_clip, (1, 2, 224),
+        clip_seed=52, seed=52, overrides={**_classes(6), "model.dtype": "float32"},
+        zoo_config=True,
+        keys=16 * 12 + 11 + 8 + 12 * 12 + 4 + 14 + 4 + 1,   # upstream's 377 + token_embedding
+        has_keys=("module.image_encoder.transformer.resblocks.11.attn.local_global_bias_table",
+                  "module.text_encoder.transformer.resblocks.11.mlp.c_fc.weight"),
+        apply_kwargs=_tc_clip_forced, check=_tc_clip_margins, slow=True,
+        note=_TC_CLIP_NOTE + ", at ViT-B/16 224 px (2 frames, float32) and at toy width"),
     Row("tc_clip_tiny", "TC-CLIP", "tc_clip", "tc_clip", tc_clip_ref.tc_clip, (2, 4, 32),
         clip_seed=50, seed=50, variant="smoke", overrides=_classes(6),
         keys=16 * 2 + 1 + 8 + 12 * 2 + 4 + 14 + 4 + 1,   # 377 at 12 layers, + CLIP token_embedding
         has_keys=("module.image_encoder.transformer.resblocks.1.attn.local_global_bias_table",
                   "module.prompt_learner.token_suffix",
                   "module.text_encoder.prompt_generation_layer.0.ln_1_kv.weight"),
-        apply_kwargs=_tc_clip_forced, check=_tc_clip_choices,
-        note="parity with the reference's discrete choices forced, each within 1e-5 of "
-             "our own"),
+        apply_kwargs=_tc_clip_forced, check=_tc_clip_choices, note=_TC_CLIP_NOTE),
     Row("tc_clip_tiny_t2", "TC-CLIP, 2 frames", "tc_clip", "tc_clip", tc_clip_ref.tc_clip,
         (1, 2, 32), clip_seed=51, seed=51, variant="smoke", slow=True,
         overrides={**_classes(6), "model.class_names": ("ApplyEyeMakeup", "Yo-Yo",
                                                        "brush_hair", "a", "b c", "d")},
-        apply_kwargs=_tc_clip_forced),
+        apply_kwargs=_tc_clip_forced, check=_tc_clip_margins),
 ]
 
 
