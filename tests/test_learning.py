@@ -41,8 +41,8 @@ embedding (the model's only source of frame order) at lr x100, head fc init std 
 Without them it stayed at chance (loss ln 6) through 2 epochs at lr 5e-4, 1e-3 (width
 128) and 2e-3 (batch 16) and 3e-3 (batch 8); at lr 1e-3, batch 8, it left that plateau
 after ~450 steps (~300 with the head at std 0.2), then learned the axis of motion and the
-shapes but not the direction (6 epochs: 46.9%). With the time embedding at lr x30, 4 epochs gave 87.9%, 71.5%, 51.6%,
-and 5 epochs 54.7% on seed 2. TCP-TSN trains with XLA's own CPU fusions
+shapes but not the direction (6 epochs: 46.9%). With the time embedding at lr x30, 4
+epochs gave 87.9%, 71.5%, 51.6%, and 5 epochs 54.7% on seed 2. TCP-TSN trains with XLA's own CPU fusions
 (`xla_options.cpu={}`), faster than YNNPACK's elementwise ops on these small models. The
 temporal models' appearance classes are not learned yet within these budgets.
 """

@@ -52,7 +52,7 @@ from vidjax.models.registry import build_backbone  # noqa: E402
 # Zoo configs with a learning test on the demo data (tests/test_learning.py,
 # tests/test_learning3d.py).
 LEARNING_TESTED = ("tsn_r50", "tsm_r50", "gc_tsn_r50", "tcp_tsn_r50", "trn_r50", "tin_r50",
-                   "c2d_r50", "i3d_r50", "cost_r50", "slowfast_r50")
+                   "c2d_r50", "i3d_r50", "cost_r50", "slowfast_r50", "tanet_r50", "timesformer")
 
 
 @dataclasses.dataclass(frozen=True)
