@@ -127,6 +127,14 @@ DESCRIPTIONS = [
     "Applying cream: Someone rubs lotion onto their skin, spreading it evenly over the arms.",
     "Yo-Yo: A child spins a yo-yo up & down; the string (made of cotton) is 1.5 m long!",
     "Bee keeping: A beekeeper in a protective suit inspects the honeycomb frames of a hive.",
+    "Playing bagpipes: A musician in a kilt squeezes the bag under one arm while fingering "
+    "the chanter, the drones resting on the shoulder; the crowd claps along to the tune as "
+    "he marches slowly across the green field at the highland games.",
+    "Cleaning gutters: On a ladder against the house, someone scoops wet leaves, twigs and "
+    "moss out of the roof gutter with a gloved hand (or a small trowel) and drops them into "
+    "a bucket hanging from the rung, then rinses the channel with a garden hose.",
+    "Pull Ups: An athlete grips an overhead bar with palms facing away & pulls the body up "
+    "until the chin clears the bar -- then lowers slowly; repeated 10-12 times per set.",
 ]
 # Unicode, HTML entities, odd whitespace, mojibake (ftfy repairs it), punctuation, digits.
 ODD = [
