@@ -43,9 +43,9 @@ order (`16f_test30`); `k400` names the default data set:
   demo      the same architecture on the embedded demo data set (4 frames of 32x32, AdamW
             lr 2e-3 with TCPNet's x5 groups, two epochs, no dropout, CPU):
             python -m vidjax.main --config configs/tcp_tsn_r50.py:demo --workdir /tmp/tcp_demo
-            measured: 72.3% on the four direction classes on an AVX2 AMD EPYC, where
-            TSN (configs/tsn_r50.py:demo) cannot exceed 50%; on an AVX-512 Xeon it
-            learned only the appearance classes (scripts/README.md, demo runs).
+            it can pass TSN's 50% ceiling on the four direction classes
+            (configs/tsn_r50.py:demo) but does not on every CPU: two epochs at this
+            width are short for it (scripts/README.md, demo runs).
   smoke     the tiniest member of the family for tests: ResNet-18 (512-channel features),
             TCP head 64 -> 32 channels (528 features), 4 frames of 32x32.
 """
