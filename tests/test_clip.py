@@ -89,4 +89,3 @@ def test_class_names_override_on_the_command_line():
   module = models.build_model(config.model)
   assert config.model.class_names == ("a", "b c")
   np.testing.assert_array_equal(module.prompt_tokens, tokenize(["a", "b c"], 30))
-

@@ -156,11 +156,10 @@ def test_temporal_model_passes_the_order_blind_ceiling(tmp_path, name, epochs, l
 
 
 # TimeSformer's recipe: the shared one without the ResNet width (a ViT has none), its
-# embeddings built for the demo's 4 frames of 32x32 (8 x 8 patches: 16 a frame), no
-# stochastic depth. The time embedding (zero at init, as upstream) is the model's only
-# source of frame order: at the shared lr the model stayed at the order-blind ceiling
-# (6 epochs: direction 46.9%), hence its lr x100 (figures: the module docstring). The
-# head's fc starts at std 0.2, not 0.02: the runs left the initial plateau sooner.
+# embeddings built for the demo's 4 frames of 32x32, no stochastic depth. The time
+# embedding (zero at init, as upstream) is the model's only source of frame order, hence
+# its lr x100; the head's fc starts at std 0.2 to leave the initial plateau sooner (why
+# and the budgets tried: the module docstring).
 _TIMESFORMER = {
     **{k: v for k, v in _RECIPE.items() if k != "model.backbone.base_channels"},
     "model.backbone.num_frames": 4,

@@ -74,7 +74,9 @@ def test_label_files_in_upstreams_csv_and_json_layouts(tmp_path):
          "nohead.csv": ("0,a\n1,b\n", "expected an `id,name` header line"),
          "twice.csv": ("id,name\n0,a\n0,b\n", ":3: id 0 repeats"),
          "list.json": ("[1, 2]", "mapping each id to a non-empty string"),
-         "cut.json": ('{"0": "a",', "not JSON")}
+         "cut.json": ('{"0": "a",', "not JSON"),
+         "twice.json": ('{"0": "a", "00": "b"}', "id '00' repeats id 0"),
+         "same.json": ('{"0": "a", "1": "a"}', ": id 1: class name 'a' repeats id 0")}
   for name, (text, message) in bad.items():
     (tmp_path / name).write_text(text)
     with pytest.raises(sources.AnnotationError, match=re.escape(str(tmp_path / name))

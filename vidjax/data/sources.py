@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import json
 import os
 import re
 from typing import Any, Optional, Sequence
@@ -132,14 +133,14 @@ def read_label_names(path: str, num_classes: int = 0) -> list[str]:
   if ext in (".csv", ".json"):
     entries = _labels_by_id(path, ext)
   else:
-    entries = [(n, text.strip()) for n, text in
+    entries = [(f"{path}:{n}", f"line {n}", text.strip()) for n, text in
                _entries(path, "label-name file", "`class name`")]
   names, seen = [], {}
-  for n, name in entries:
+  for where, ref, name in entries:
     if name in seen:
-      raise AnnotationError(f"{path}:{n}: class name {name!r} repeats line {seen[name]}; "
+      raise AnnotationError(f"{where}: class name {name!r} repeats {seen[name]}; "
                             "expected each class once (line i names label i).")
-    seen[name] = n
+    seen[name] = ref
     names.append(name)
   if num_classes and len(names) != num_classes:
     raise AnnotationError(f"{path}: {len(names)} class names, but data.num_classes="
@@ -147,11 +148,11 @@ def read_label_names(path: str, num_classes: int = 0) -> list[str]:
   return names
 
 
-def _labels_by_id(path: str, ext: str) -> list[tuple[int, str]]:
-  """(line number, name) in id order of an `id,name` CSV or an {id: text} JSON file."""
-  import json  # pylint: disable=import-outside-toplevel
+def _labels_by_id(path: str, ext: str) -> list[tuple[str, str, str]]:
+  """(where, "line N" or "id N", name) in id order of an `id,name` CSV or an {id: text}
+  JSON file."""
   text = "\n".join(read_lines(path, "label-name file"))
-  by_id: dict[int, tuple[int, str]] = {}
+  by_id: dict[int, tuple[str, str, str]] = {}
   if ext == ".csv":
     rows = [(n, r) for n, r in enumerate(csv.reader(text.splitlines()), 1) if r]
     header = [h.strip().lower() for h in rows[0][1]] if rows else []
@@ -167,7 +168,7 @@ def _labels_by_id(path: str, ext: str) -> list[tuple[int, str]]:
       if key in by_id or not name:
         raise AnnotationError(f"{path}:{n}: id {key} repeats or has no name; expected "
                               "each id 0..N-1 once with its class name.")
-      by_id[key] = (n, name)
+      by_id[key] = (f"{path}:{n}", f"line {n}", name)
   else:
     try:
       data = json.loads(text)
@@ -178,8 +179,12 @@ def _labels_by_id(path: str, ext: str) -> list[tuple[int, str]]:
                                              for v in data.values()):
       raise AnnotationError(f'{path}: expected an object {{"0": "class text", ...}} mapping '
                             "each id to a non-empty string.")
-    by_id = {_label(k.strip(), f"{path}: id {k!r}", 0): (0, v.strip())
-             for k, v in data.items()}
+    for k, v in data.items():
+      key = _label(k.strip(), f"{path}: id {k!r}", 0)
+      if key in by_id:
+        raise AnnotationError(f"{path}: id {k!r} repeats id {key}; expected each id "
+                              "0..N-1 once.")
+      by_id[key] = (f"{path}: id {key}", f"id {key}", v.strip())
   if sorted(by_id) != list(range(len(by_id))) or not by_id:
     missing = sorted(set(range(max(by_id, default=-1) + 1)) - set(by_id))
     raise AnnotationError(f"{path}: ids must be 0..N-1, each once; "
