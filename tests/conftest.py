@@ -14,13 +14,20 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Compiles are most of the suite's time and its runs are a few steps: LLVM's level 0
-# compiles fastest (tests that compare runs compare runs of one level; the learning tests,
-# which run thousands of steps, ask for level 1 in their configs' xla_options). Set before
-# JAX starts its backend; the xdist workers and subprocesses inherit it.
+# Compiles are most of the suite's time and its runs are a few steps: LLVM's level 0 and
+# XLA's classic CPU emitters (no fusion emitters) compile fastest. Tests that compare runs
+# compare runs of the same settings; the learning tests, whose budgets were measured with
+# XLA's defaults at level 1, ask for them in their configs' xla_options (LEARNING_XLA_CPU).
+# Set before JAX starts its backend; the xdist workers and subprocesses inherit them.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = " ".join(
-      [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
+      [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0",
+       "--xla_cpu_use_fusion_emitters=false"]).strip()
+# The XLA CPU settings the learning budgets were measured with (tests/test_learning.py).
+LEARNING_XLA_CPU = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": True}
+# XLA's default CPU emitters: for tests that compare two different programs (a model with
+# and without identity hooks, with and without remat) to float32 rounding.
+DEFAULT_EMITTERS = {"xla_cpu_use_fusion_emitters": True}
 
 jax.config.update("jax_default_matmul_precision", "highest")
 

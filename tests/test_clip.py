@@ -1,6 +1,6 @@
 """CLIP (model.name "clip", converter source "clip"): the full ViT-B/16's names and shapes
 through the converter, class names and prompts. Numerics: tests/test_parity.py's clip rows;
-bfloat16 training: tests/test_tc_clip.py's per-protocol test."""
+bfloat16 training: tests/test_tc_clip.py's per-protocol tests (fully supervised)."""
 
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import load_config  # noqa: E402
+from conftest import LEARNING_XLA_CPU, load_config  # noqa: E402
 from test_learning import ORDER_BLIND_MAX, TEMPORAL_MIN, direction_accuracy, run_and_score  # noqa: E402
 
 from vidjax.data import demo  # noqa: E402
@@ -76,9 +76,10 @@ _RECIPE = {
     "optim.epochs": EPOCHS,
     "optim.schedule": "cosine",
     "optim.warmup_epochs": 0.15,
-    # Level 2's code for the 3D stem's convolution is the slow part of I3D's steps.
-    "xla_options.cpu": {"xla_backend_optimization_level": 1},
-    "eval.xla_options.cpu": {"xla_backend_optimization_level": 1},
+    # Level 1 (LEARNING_XLA_CPU): level 2's code for the 3D stem's convolution is the slow
+    # part of I3D's steps.
+    "xla_options.cpu": LEARNING_XLA_CPU,
+    "eval.xla_options.cpu": LEARNING_XLA_CPU,
     "log_every_steps": 60,
     "checkpoint_every_steps": 10_000,
 }

@@ -11,6 +11,7 @@ import pytest
 from flax import traverse_util
 
 import model_fixtures
+from conftest import DEFAULT_EMITTERS
 from vidjax.models import build_model, default_config, known
 from vidjax.models.backbones.resnet import ResNet, resnet_defaults, resnet_frozen_rule
 from vidjax.models.hooks import BlockInfo
@@ -278,8 +279,10 @@ def test_identity_hooks_do_not_change_outputs():
       if hook in block:
         block.pop(hook)
         v["params"][name][hook]["alpha"] = jnp.ones_like(v["params"][name][hook]["alpha"])
-  y_plain = jax.jit(functools.partial(plain.apply, num_segments=2))(stripped, x)
-  y_hooked = jax.jit(functools.partial(hooked.apply, num_segments=2))(v, x)
+  # XLA's default emitters fuse both programs alike (conftest.DEFAULT_EMITTERS).
+  jit = functools.partial(jax.jit, compiler_options=DEFAULT_EMITTERS)
+  y_plain = jit(functools.partial(plain.apply, num_segments=2))(stripped, x)
+  y_hooked = jit(functools.partial(hooked.apply, num_segments=2))(v, x)
   np.testing.assert_allclose(y_plain, y_hooked, rtol=1e-6, atol=1e-6)
 
 

@@ -237,10 +237,10 @@ def test_eight_simulated_devices(tmp_path):
   - the checkpoint of that FSDP state restores onto 1 device and onto fsdp over 8.
   """
   out = tmp_path
-  # Five compiled train steps of a tiny model: optimisation level 0 halves the compile
-  # time, which is most of the time here; every case runs under the same flags.
-  env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=8 "
-                       "--xla_backend_optimization_level=0", JAX_PLATFORMS="cpu")
+  # The suite's compile-speed flags (conftest.py) plus 8 devices; every case runs under
+  # the same flags.
+  env = subprocess_env(XLA_FLAGS=os.environ["XLA_FLAGS"] +
+                       " --xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", _EIGHT, str(out)], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-4000:]

@@ -364,82 +364,102 @@ def _splits_script():
   return script
 
 
-@pytest.mark.slow
-def test_each_protocol_trains_and_evaluates(tmp_path, capsys):
-  """Every protocol's recipe (configs/tc_clip.py variants, towers shrunk to the smoke
-  model's, so the compiled programs repeat) trains two steps on generated videos with
-  class names and is evaluated as the protocol says: zero-shot on three splits of other
-  classes (mean, std), few-shot by its best validation accuracy, base-to-novel by the
-  harmonic mean of base and novel, fully supervised with 4 clips x 3 crops (in bf16); the
-  LLM variant's prompts are its class descriptions (77 tokens)."""
+# --- every protocol trains and is evaluated as it says ---------------------------------
+# Each protocol's recipe (configs/tc_clip.py variants, towers shrunk to the smoke model's,
+# so the compiled programs repeat) trains two steps on generated videos with class names.
+
+@pytest.fixture(scope="module")
+def protocol_videos(tmp_path_factory):
+  """(folder, {"train": 24 rows, "eval": 12 rows}) of (path, label) demo videos."""
   from vidjax.data import demo  # pylint: disable=import-outside-toplevel
-  from vidjax.train import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
-  from vidjax.train import eval_outputs, trainer  # pylint: disable=import-outside-toplevel
-  videos = tmp_path / "videos"
+  videos = tmp_path_factory.mktemp("videos")
   rows = {}
   for split, n in (("train", 24), ("eval", 12)):
     listed = demo.write_video_files(str(videos), split=split, num_examples=n, num_frames=8,
                                     image_size=32, seed=4)
     rows[split] = [(p, int(l)) for p, l in (x.rsplit(" ", 1) for x in
                                             open(listed).read().splitlines())]
+  return videos, rows
+
+
+def _train_protocol(protocol_videos, tmp_path, variant, train_rows, classes, *,
+                    label_file=None, dtype="float32", **changes):
+  """Two steps of the protocol's recipe on `classes`; eval on their validation videos.
+  Returns (config, workdir, final metrics)."""
+  from vidjax.data import demo  # pylint: disable=import-outside-toplevel
+  from vidjax.train import trainer  # pylint: disable=import-outside-toplevel
+  videos, rows = protocol_videos
   names = list(demo.CLASS_NAMES)
-  script = _splits_script()
+  config = load_config("tc_clip", variant)
+  assert config.model.dtype == "bfloat16"   # the recipes compute as upstream's AMP
+  tc_recipe.tiny_model(config)
+  config.model.dtype = dtype
+  train_list, labels = _split_files(videos, f"{variant}_train", train_rows, classes, names)
+  eval_list, _ = _split_files(videos, f"{variant}_val", rows["eval"], classes, names)
+  config.data.update(name="files", format="videos", root=str(videos), train_list=train_list,
+                     eval_list=eval_list, label_names=labels, num_classes=len(classes),
+                     num_frames=2, image_size=32, train_resize=36, test_scale=32,
+                     num_threads=1, prefetch=1)
+  config.model.label_file = label_file or labels
+  config.update(batch_size=4, grad_accum_steps=1, total_steps=2, log_every_steps=1,
+                checkpoint_every_steps=2, **changes)
+  config.eval.batch_size = 4
+  workdir = str(tmp_path / variant.replace(",", "_"))
+  return config, workdir, trainer.run(config, workdir)
 
-  def train(variant, train_rows, classes, *, label_file=None, dtype="float32", **changes):
-    """Two steps of the protocol's recipe on `classes`; eval on their validation videos."""
-    config = load_config("tc_clip", variant)
-    assert config.model.dtype == "bfloat16"   # the recipes compute as upstream's AMP
-    tc_recipe.tiny_model(config)
-    config.model.dtype = dtype
-    train_list, labels = _split_files(videos, f"{variant}_train", train_rows, classes, names)
-    eval_list, _ = _split_files(videos, f"{variant}_val", rows["eval"], classes, names)
-    config.data.update(name="files", format="videos", root=str(videos), train_list=train_list,
-                       eval_list=eval_list, label_names=labels, num_classes=len(classes),
-                       num_frames=2, image_size=32, train_resize=36, test_scale=32,
-                       num_threads=1, prefetch=1)
-    config.model.label_file = label_file or labels
-    config.update(batch_size=4, grad_accum_steps=1, total_steps=2, log_every_steps=1,
-                  checkpoint_every_steps=2, **changes)
-    config.eval.batch_size = 4
-    workdir = str(tmp_path / variant.replace(",", "_"))
-    return config, workdir, trainer.run(config, workdir)
 
-  def splits(variant, workdir, groups):
-    """scripts/tc_clip_splits.py on the run's best checkpoint; the printed summary, and
-    each split's top-1 recomputed from its own scores file."""
-    args = []
-    for i, (group, classes) in enumerate(groups):
-      eval_list, labels = _split_files(videos, f"{variant}_{group}{i}", rows["eval"], classes,
-                                       names)
-      args += ["--split", f"{group}={eval_list}:{labels}"]
-    out = os.path.join(workdir, "splits")
-    assert script.main(["--config", workdir, "--checkpoint", os.path.join(workdir, "best"),
-                        "--workdir", out, *args]) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for i, (group, classes) in enumerate(groups):
-      folder = os.path.join(out, f"{group}_{i}", "eval")
-      (path,) = [os.path.join(folder, f) for f in os.listdir(folder) if f.endswith("_scores.npz")]
-      data = eval_outputs.load_scores(path)
-      assert data["scores"].shape == (2 * len(classes), len(classes))
-      assert data["class_names"].tolist() == [names[c] for c in classes]
-      top1 = eval_outputs.accuracies(data["scores"], data["labels"])["top1"]
-      assert summary["splits"][i]["top1"] == pytest.approx(top1)
-    return summary
+def _evaluate_splits(protocol_videos, capsys, variant, workdir, groups):
+  """scripts/tc_clip_splits.py on the run's best checkpoint; the printed summary, and each
+  split's top-1 recomputed from its own scores file."""
+  from vidjax.data import demo  # pylint: disable=import-outside-toplevel
+  from vidjax.train import eval_outputs  # pylint: disable=import-outside-toplevel
+  videos, rows = protocol_videos
+  names = list(demo.CLASS_NAMES)
+  args = []
+  for i, (group, classes) in enumerate(groups):
+    eval_list, labels = _split_files(videos, f"{variant}_{group}{i}", rows["eval"], classes,
+                                     names)
+    args += ["--split", f"{group}={eval_list}:{labels}"]
+  out = os.path.join(workdir, "splits")
+  assert _splits_script().main(["--config", workdir, "--checkpoint",
+                                os.path.join(workdir, "best"), "--workdir", out, *args]) == 0
+  summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  for i, (group, classes) in enumerate(groups):
+    folder = os.path.join(out, f"{group}_{i}", "eval")
+    (path,) = [os.path.join(folder, f) for f in os.listdir(folder) if f.endswith("_scores.npz")]
+    data = eval_outputs.load_scores(path)
+    assert data["scores"].shape == (2 * len(classes), len(classes))
+    assert data["class_names"].tolist() == [names[c] for c in classes]
+    top1 = eval_outputs.accuracies(data["scores"], data["labels"])["top1"]
+    assert summary["splits"][i]["top1"] == pytest.approx(top1)
+  return summary
 
-  # Zero-shot: train on 4 classes, test on three class lists (2 unseen classes each).
-  config, workdir, got = train("zero_shot", rows["train"], range(4))
+
+@pytest.mark.slow
+def test_zero_shot_is_evaluated_on_three_splits_of_other_classes(protocol_videos, tmp_path,
+                                                                 capsys):
+  """Trained on 4 classes, tested on three class lists of 2 unseen classes: mean, std."""
+  config, workdir, got = _train_protocol(protocol_videos, tmp_path, "zero_shot",
+                                         protocol_videos[1]["train"], range(4))
   assert (config.eval.num_views, config.data.test_clips, config.optim.lr) == (2, 2, 8e-6)
   assert np.isfinite(got["eval/loss"]) and 0.0 <= got["eval/top1"] <= got["eval/top5"] <= 1.0
-  summary = splits("zero_shot", workdir, [("unseen", (4, 5)), ("unseen", (0, 5)),
-                                          ("unseen", (1, 4))])
+  summary = _evaluate_splits(protocol_videos, capsys, "zero_shot", workdir,
+                             [("unseen", (4, 5)), ("unseen", (0, 5)), ("unseen", (1, 4))])
   tops = [100 * r["top1"] for r in summary["splits"]]
   assert summary["groups"]["unseen"] == pytest.approx(
       {"mean": np.mean(tops), "std": np.std(tops), "splits": 3})
   assert "harmonic_mean" not in summary
 
-  # Few-shot (K=2): the best validation accuracy over the evaluations during training.
-  shots = [r for c in range(6) for r in [x for x in rows["train"] if x[1] == c][:2]]
-  config, workdir, got = train("few_shot,hmdb51,k2", shots, range(6), eval_every_steps=1)
+
+@pytest.mark.slow
+def test_few_shot_keeps_the_best_validation_accuracy(protocol_videos, tmp_path):
+  """K=2 shots a class; the best checkpoint holds the best of the evaluations in training."""
+  from vidjax.train import checkpoint as ckpt_lib  # pylint: disable=import-outside-toplevel
+  from vidjax.train import eval_outputs  # pylint: disable=import-outside-toplevel
+  train_rows = protocol_videos[1]["train"]
+  shots = [r for c in range(6) for r in [x for x in train_rows if x[1] == c][:2]]
+  _, workdir, _ = _train_protocol(protocol_videos, tmp_path, "few_shot,hmdb51,k2", shots,
+                                  range(6), eval_every_steps=1)
   best = ckpt_lib.read_best(os.path.join(workdir, "best"))
   per_step = []
   for step in (1, 2):
@@ -450,15 +470,26 @@ def test_each_protocol_trains_and_evaluates(tmp_path, capsys):
   assert best["metric"] == "eval/top1" and best["value"] == pytest.approx(max(per_step))
   assert per_step[best["step"] - 1] == pytest.approx(max(per_step))
 
-  # Base-to-novel: base classes 0..3 for training; base and novel validation after.
-  config, workdir, _ = train("base2novel,ucf101,s1", rows["train"], range(4))
-  summary = splits("base2novel", workdir, [("base", range(4)), ("novel", (4, 5))])
+
+@pytest.mark.slow
+def test_base_to_novel_reports_the_harmonic_mean(protocol_videos, tmp_path, capsys):
+  """Base classes 0..3 for training; base and novel validation after."""
+  _, workdir, _ = _train_protocol(protocol_videos, tmp_path, "base2novel,ucf101,s1",
+                                  protocol_videos[1]["train"], range(4))
+  summary = _evaluate_splits(protocol_videos, capsys, "base2novel", workdir,
+                             [("base", range(4)), ("novel", (4, 5))])
   b, n = summary["groups"]["base"]["mean"], summary["groups"]["novel"]["mean"]
   assert summary["harmonic_mean"] == pytest.approx(2 * b * n / (b + n) if b + n else 0.0)
 
-  # Fully supervised: all classes, tested with 4 clips x 3 crops; in the recipes' bfloat16
-  # (the trainer stops at a non-finite loss or gradient, so finishing means finite ones).
-  config, workdir, got = train("fully_supervised", rows["train"], range(6), dtype="bfloat16")
+
+@pytest.mark.slow
+def test_fully_supervised_trains_in_bfloat16_and_tests_twelve_views(protocol_videos, tmp_path):
+  """All classes, tested with 4 clips x 3 crops, in the recipes' bfloat16 (the trainer
+  stops at a non-finite loss or gradient, so finishing means finite ones)."""
+  from vidjax.train import eval_outputs  # pylint: disable=import-outside-toplevel
+  config, workdir, got = _train_protocol(protocol_videos, tmp_path, "fully_supervised",
+                                         protocol_videos[1]["train"], range(6),
+                                         dtype="bfloat16")
   assert (config.eval.num_views, config.data.test_crop) == (12, "three_crop")
   assert np.isfinite(got["eval/loss"])
   (path,) = [os.path.join(workdir, "eval", f) for f in os.listdir(os.path.join(workdir, "eval"))
@@ -468,13 +499,19 @@ def test_each_protocol_trains_and_evaluates(tmp_path, capsys):
   assert got["eval/top1"] == pytest.approx(
       eval_outputs.accuracies(data["scores"], data["labels"])["top1"])
 
-  # LLM: FROSTER-style "Name: description" lines (upstream's JSON layout) as the prompts,
-  # 77 tokens; trained as zero-shot is.
+
+@pytest.mark.slow
+def test_llm_variant_trains_on_class_descriptions(protocol_videos, tmp_path):
+  """FROSTER-style "Name: description" entries (upstream's JSON layout) as the prompts,
+  77 tokens; trained as zero-shot is."""
+  from vidjax.data import demo  # pylint: disable=import-outside-toplevel
+  names = list(demo.CLASS_NAMES)
   described = tmp_path / "llm_labels.json"
   described.write_text(json.dumps({str(c): f"{names[c]}: a clip of a shape, "
                                    f"{names[c].replace('_', ' ')}." for c in range(4)}))
-  config, workdir, got = train("zero_shot,llm", rows["train"], range(4),
-                               label_file=str(described))
+  config, _, got = _train_protocol(protocol_videos, tmp_path, "zero_shot,llm",
+                                   protocol_videos[1]["train"], range(4),
+                                   label_file=str(described))
   cfg = models.resolve_model_config(config.model)
   assert cfg.context_length == 77
   assert all("a clip of a shape" in p for p in recognizer.prompts(cfg))
