@@ -135,9 +135,13 @@ class _DropLibraryErrors(std_logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_failures() -> Iterator[None]:
+def _quiet_failures(always_collect: bool = False) -> Iterator[None]:
   """Keeps a failing read to the one line the caller writes: orbax logs each failed array
-  read, and its abandoned coroutines report themselves as unraisable exceptions."""
+  read, and its abandoned coroutines report themselves as unraisable exceptions.
+
+  always_collect: also end abandoned coroutines when nothing was raised (orbax reads a
+  damaged step's metadata without raising); else only after a failure, since a full
+  collection costs a large process up to a second (every save comes here)."""
   hook, sys.unraisablehook = sys.unraisablehook, lambda _: None
   drop = _DropLibraryErrors()
   # Orbax logs through absl's logger; a filter on it (and on the root handlers, where
@@ -146,10 +150,13 @@ def _quiet_failures() -> Iterator[None]:
              *std_logging.getLogger().handlers]
   for t in targets:
     t.addFilter(drop)
+  failed = True
   try:
     yield
+    failed = False
   finally:
-    gc.collect()  # the failed read's abandoned coroutines end now, while still quiet
+    if failed or always_collect:
+      gc.collect()  # the abandoned coroutines end now, while still quiet
     for t in targets:
       t.removeFilter(drop)
     sys.unraisablehook = hook
@@ -289,7 +296,9 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save)
     try:
-      with _quiet_failures():  # a damaged step's metadata: reported when it is restored
+      # A damaged step's metadata: reported when it is restored (only an existing
+      # directory can hold one).
+      with _quiet_failures(always_collect=os.path.isdir(self.directory)):
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "data"))
     except OSError as e:
@@ -383,7 +392,7 @@ class Checkpointer:
         suffix += 1
       shutil.move(os.path.join(self.directory, str(step)), target)
     _sync("vidjax_move_damaged_checkpoint")
-    with _quiet_failures():
+    with _quiet_failures(always_collect=True):
       self._manager.reload()
     return target
 

@@ -390,7 +390,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     # references to them until exit, where the resource tracker reports them leaked).
     train_iter.close()
     train_iter = batch = None
-    gc.collect()
+    if config.data.num_workers:
+      gc.collect()
     checkpointer.close()
     writer.close()
   logging.info("Done in %.1f s: %s", time.time() - t0,
