@@ -29,6 +29,10 @@ LEARNING_XLA_CPU = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emi
 # and without identity hooks, with and without remat) to float32 rounding.
 DEFAULT_EMITTERS = {"xla_cpu_use_fusion_emitters": True}
 
+# PyTorch's OpenMP threads, beside XLA's pool and the other xdist worker, oversubscribe the
+# cores: the references (and subprocesses) run single-threaded unless the caller says not.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 jax.config.update("jax_default_matmul_precision", "highest")
 
 # One persistent compilation cache for the session, its xdist workers and their
