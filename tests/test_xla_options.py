@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from conftest import load_config
+from conftest import DEFAULT_EMITTERS, load_config
 from vidjax import config_defaults
 from vidjax.train import xla_options
 
@@ -107,12 +107,15 @@ def test_state_init_compiled_at_a_low_level_has_the_default_bits():
 
   leaves = lambda tree: [np.asarray(x) for x in jax.tree.leaves(tree)]  # noqa: E731
   ours = leaves({"params": state.params, "batch_stats": state.batch_stats})
-  # XLA's default level is 3 (the suite itself compiles at 0: conftest.py).
-  default = leaves(init(jax.random.key(0), compiler_options={"xla_backend_optimization_level": 3}))
+  # XLA's defaults: level 3 and the fusion emitters (the suite compiles at 0 with the
+  # classic emitters: conftest.py).
+  default = leaves(init(jax.random.key(0), compiler_options={
+      "xla_backend_optimization_level": 3, **DEFAULT_EMITTERS}))
   assert len(ours) == len(default) == 8  # 2 BN statistics, 6 parameters
   assert all(np.array_equal(a, b) for a, b in zip(ours, default))
   # The comparison can see a change of level: level 0 rounds some kernel values apart.
-  level0 = leaves(init(jax.random.key(0), compiler_options={"xla_backend_optimization_level": 0}))
+  level0 = leaves(init(jax.random.key(0), compiler_options={
+      "xla_backend_optimization_level": 0, **DEFAULT_EMITTERS}))
   assert not all(np.array_equal(a, b) for a, b in zip(ours, level0))
 
   # A train step (forward, gradient, update) too: level 1 gives level 3's bits.
@@ -123,6 +126,7 @@ def test_state_init_compiled_at_a_low_level_has_the_default_bits():
       return jnp.mean(jnp.square(logits))
     grad_step = lambda p, s: jax.tree.map(lambda a, g: a - 0.1 * g, p,  # noqa: E731
                                           jax.grad(loss)(p, s))
-    return leaves(jax.jit(grad_step, compiler_options={"xla_backend_optimization_level": level})(
-        state.params, state.batch_stats))
+    return leaves(jax.jit(grad_step, compiler_options={
+        "xla_backend_optimization_level": level, **DEFAULT_EMITTERS})(
+            state.params, state.batch_stats))
   assert all(np.array_equal(a, b) for a, b in zip(step(1), step(3)))
