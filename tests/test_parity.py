@@ -37,8 +37,10 @@ for _path in (REPO, HERE):  # the checkout's converters/ and vidjax/, then tests
   if _path not in sys.path:
     sys.path.insert(0, _path)
 
-torch = pytest.importorskip("torch")
+# conftest first: its settings (PyTorch on one thread) must precede torch's start.
 from conftest import load_config  # noqa: E402
+
+torch = pytest.importorskip("torch")
 from torch_references import clip as clip_ref  # noqa: E402
 from torch_references import tc_clip as tc_clip_ref  # noqa: E402
 from torch_references import cost, gc, mmaction2, tcpnet, tcpnet_backbones, tsm  # noqa: E402
