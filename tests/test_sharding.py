@@ -196,7 +196,7 @@ cases = {
     "data2_ddp_bn": (smoke_config(bn_group_size=-1, **NO_DROPOUT),
                      sharding.make_mesh(base.mesh, devices[:2])),
     # 2 microbatches of 4 clips: the gradients of BN groups of 4 clips. At LLVM level 1:
-    # the suite's level 0 (conftest.py) runs the microbatch loop ~18x slower.
+    # the suite's level 0 (conftest.py) runs the microbatch loop far slower.
     "one_accum2": (smoke_config(grad_accum_steps=2, **NO_DROPOUT, **{
         "xla_options.cpu.xla_backend_optimization_level": 1}), one),
 }

@@ -141,7 +141,7 @@ def _quiet_failures(always_collect: bool = False) -> Iterator[None]:
 
   always_collect: also end abandoned coroutines when nothing was raised (orbax reads a
   damaged step's metadata without raising); else only after a failure, since a full
-  collection costs a large process up to a second (every save comes here)."""
+  collection is slow in a large process and every save comes here."""
   hook, sys.unraisablehook = sys.unraisablehook, lambda _: None
   drop = _DropLibraryErrors()
   # Orbax logs through absl's logger; a filter on it (and on the root handlers, where
